@@ -1,0 +1,63 @@
+// swift-tools-version:6.0
+// The targets are layered from C upward, without cycles (see README, "Architecture"):
+//   C shims (CMPI, COpenBLAS, CZlib)
+//   → Tensors → Layers → Optimizers
+//   → Datasets → Communication → Checkpoints → Training
+//   → MPICommunication (the only target that links MPI) → ddp-train (the executable).
+import PackageDescription
+
+let package = Package(
+  name: "ddp-train",
+  platforms: [.macOS(.v13)],
+  products: [
+    .executable(name: "ddp-train", targets: ["ddp-train"])
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+  ],
+  targets: [
+    // C shims: module maps over system headers, found through pkg-config.
+    .systemLibrary(
+      name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+    .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+    // Float32 buffers, GEMM through cblas_sgemm, elementwise kernels, the naive oracle, RNG.
+    .target(name: "Tensors", dependencies: ["COpenBLAS"]),
+    // Flat parameter buffer with named views; Linear, ReLU, softmax cross-entropy; the MLP.
+    .target(name: "Layers", dependencies: ["Tensors"]),
+    // torch.optim.SGD semantics and the learning-rate policy (pure functions of the step).
+    .target(name: "Optimizers", dependencies: ["Tensors", "Layers"]),
+    // IDX files (plain or gzip), Fashion-MNIST/MNIST/synthetic datasets, the distributed sampler.
+    .target(name: "Datasets", dependencies: ["CZlib", "Tensors"]),
+    // The Communicator protocol, the world of one, and an in-process group of threads for tests.
+    .target(name: "Communication"),
+    // safetensors, state.json and the checkpoint directory (atomic, rank 0 only).
+    .target(name: "Checkpoints"),
+    // The training loop, evaluation, metrics and console report; talks only to `Communicator`.
+    .target(
+      name: "Training",
+      dependencies: ["Tensors", "Layers", "Optimizers", "Datasets", "Communication", "Checkpoints"]),
+    // The one target that links MPI.
+    .target(name: "MPICommunication", dependencies: ["CMPI", "Communication"]),
+    // The command-line tool: train (default), eval, launch.
+    .executableTarget(
+      name: "ddp-train",
+      dependencies: [
+        "Training", "MPICommunication",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Yams", package: "Yams"),
+      ]),
+
+    .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+    .testTarget(name: "LayersTests", dependencies: ["Layers", "Tensors"]),
+    .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "Layers"]),
+    .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
+    .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"]),
+    .testTarget(name: "TrainingTests", dependencies: ["Training", "Communication"]),
+    // Launches the built `ddp-train` through real `mpirun`; never calls MPI in-process.
+    .testTarget(name: "EndToEndTests", dependencies: ["ddp-train"]),
+  ],
+  swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,22 @@
+// Open MPI's handles (MPI_COMM_WORLD, MPI_FLOAT, MPI_SUM, ...) are macros that cast the address of an
+// incomplete global struct, which Swift cannot import. Each one is wrapped here in a prefixed function.
+#ifndef CMPI_SHIM_H
+#define CMPI_SHIM_H
+#include <mpi.h>
+
+static inline MPI_Comm CMPI_COMM_WORLD(void) { return MPI_COMM_WORLD; }
+static inline MPI_Datatype CMPI_FLOAT(void) { return MPI_FLOAT; }
+static inline MPI_Datatype CMPI_DOUBLE(void) { return MPI_DOUBLE; }
+static inline MPI_Datatype CMPI_BYTE(void) { return MPI_BYTE; }
+static inline MPI_Datatype CMPI_INT64(void) { return MPI_INT64_T; }
+static inline MPI_Op CMPI_SUM(void) { return MPI_SUM; }
+static inline MPI_Op CMPI_MIN(void) { return MPI_MIN; }
+static inline MPI_Op CMPI_MAX(void) { return MPI_MAX; }
+static inline void *CMPI_IN_PLACE(void) { return MPI_IN_PLACE; }
+static inline MPI_Status *CMPI_STATUS_IGNORE(void) { return MPI_STATUS_IGNORE; }
+static inline MPI_Errhandler CMPI_ERRORS_RETURN(void) { return MPI_ERRORS_RETURN; }
+static inline int CMPI_SUCCESS(void) { return MPI_SUCCESS; }
+static inline int CMPI_MAX_ERROR_STRING(void) { return MPI_MAX_ERROR_STRING; }
+static inline MPI_Request CMPI_REQUEST_NULL(void) { return MPI_REQUEST_NULL; }
+
+#endif
