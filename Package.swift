@@ -57,7 +57,7 @@ let package = Package(
     .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"]),
     .testTarget(name: "TrainingTests", dependencies: ["Training", "Communication"]),
     // Launches the built `ddp-train` through real `mpirun`; never calls MPI in-process.
-    .testTarget(name: "EndToEndTests", dependencies: ["ddp-train"]),
+    .testTarget(name: "EndToEndTests", dependencies: ["ddp-train", "Checkpoints"]),
   ],
   swiftLanguageModes: [.v5]
 )

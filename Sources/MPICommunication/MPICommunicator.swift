@@ -1,0 +1,119 @@
+import CMPI
+import Communication
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `Communicator` over MPI_COMM_WORLD. This module is the only code in ddp-train that links MPI.
+///
+/// Errors are returned, not fatal (MPI_ERRORS_RETURN), and become `CommunicationError`s carrying
+/// `MPI_Error_string`'s text. Collectives are called from one thread at a time (MPI_THREAD_FUNNELED is
+/// enough); `abort` may be called from any thread (the watchdog), which Open MPI tolerates.
+public final class MPICommunicator: Communicator {
+  public let rank: Int
+  public let size: Int
+  private let world: MPI_Comm
+  private var finalized = false
+
+  /// True when this process was started by mpirun/mpiexec (Open MPI or PMIx set these variables).
+  public static var isLaunchedByMPI: Bool {
+    let environment = ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"]
+    return environment.contains { getenv($0) != nil }
+  }
+
+  /// This process's rank as mpirun announced it, read before MPI_Init (for deciding who prints a usage error).
+  public static var launchRank: Int {
+    for name in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"] {
+      if let value = getenv(name), let rank = Int(String(cString: value)) { return rank }
+    }
+    return 0
+  }
+
+  /// Initialises MPI. Call once per process.
+  public init() throws {
+    var provided: Int32 = 0
+    let code = MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
+    guard code == CMPI_SUCCESS() else {
+      throw CommunicationError(operation: "MPI_Init_thread", message: Self.errorString(code))
+    }
+    world = CMPI_COMM_WORLD()
+    MPI_Comm_set_errhandler(world, CMPI_ERRORS_RETURN())
+    var rank: Int32 = 0
+    var size: Int32 = 0
+    MPI_Comm_rank(world, &rank)
+    MPI_Comm_size(world, &size)
+    self.rank = Int(rank)
+    self.size = Int(size)
+  }
+
+  /// Ends MPI cleanly; after this no collective may be called.
+  public func finalize() {
+    guard !finalized else { return }
+    finalized = true
+    MPI_Finalize()
+  }
+
+  public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
+    try allReduce(UnsafeMutableRawPointer(buffer.baseAddress), buffer.count, CMPI_FLOAT(), CMPI_SUM(), "MPI_Allreduce(sum, float)")
+  }
+
+  public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
+    try allReduce(UnsafeMutableRawPointer(buffer.baseAddress), buffer.count, CMPI_DOUBLE(), CMPI_SUM(), "MPI_Allreduce(sum, double)")
+  }
+
+  public func allReduceMax(_ buffer: UnsafeMutableBufferPointer<Int64>) throws {
+    try allReduce(UnsafeMutableRawPointer(buffer.baseAddress), buffer.count, CMPI_INT64(), CMPI_MAX(), "MPI_Allreduce(max, int64)")
+  }
+
+  public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
+    guard buffer.count > 0 else { return }
+    try check(MPI_Bcast(buffer.baseAddress, Int32(buffer.count), CMPI_BYTE(), Int32(root), world), "MPI_Bcast")
+  }
+
+  public func allGather(_ bytes: [UInt8]) throws -> [UInt8] {
+    var gathered = [UInt8](repeating: 0, count: bytes.count * size)
+    try bytes.withUnsafeBytes { send in
+      try gathered.withUnsafeMutableBytes { receive in
+        try check(
+          MPI_Allgather(
+            send.baseAddress, Int32(bytes.count), CMPI_BYTE(), receive.baseAddress, Int32(bytes.count),
+            CMPI_BYTE(), world), "MPI_Allgather")
+      }
+    }
+    return gathered
+  }
+
+  public func barrier() throws {
+    try check(MPI_Barrier(world), "MPI_Barrier")
+  }
+
+  public func abort(code: Int32) -> Never {
+    fflush(nil)
+    MPI_Abort(world, code)
+    // MPI_Abort does not return in practice; make sure of it.
+    _exit(code)
+  }
+
+  // MARK: - Helpers
+
+  private func allReduce(
+    _ pointer: UnsafeMutableRawPointer?, _ count: Int, _ type: MPI_Datatype, _ op: MPI_Op, _ name: String
+  ) throws {
+    guard count > 0 else { return }
+    precondition(count <= Int(Int32.max), "all-reduce of more than 2^31-1 elements")
+    try check(MPI_Allreduce(CMPI_IN_PLACE(), pointer, Int32(count), type, op, world), name)
+  }
+
+  private func check(_ code: Int32, _ operation: String) throws {
+    guard code != CMPI_SUCCESS() else { return }
+    throw CommunicationError(operation: operation, message: Self.errorString(code))
+  }
+
+  static func errorString(_ code: Int32) -> String {
+    var buffer = [CChar](repeating: 0, count: Int(CMPI_MAX_ERROR_STRING()) + 1)
+    var length: Int32 = 0
+    MPI_Error_string(code, &buffer, &length)
+    return String(cString: buffer)
+  }
+}

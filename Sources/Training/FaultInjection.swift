@@ -1,0 +1,64 @@
+import Foundation
+
+/// `--inject-fault KIND@RANK:STEP`, for tests only: makes one rank misbehave at one step, reproducibly.
+///
+/// crash: a Swift runtime trap; exit: `exit(1)` without telling anyone; kill: SIGKILL to itself;
+/// hang: stops making progress forever; perturb: changes one parameter (ranks drift apart);
+/// nan: poisons the gradient (divergence).
+public struct FaultInjection: Codable, Equatable, Sendable, CustomStringConvertible {
+  public enum Kind: String, Codable, CaseIterable, Sendable { case crash, exit, kill, hang, perturb, nan }
+  public var kind: Kind
+  public var rank: Int
+  public var step: Int
+
+  public init(kind: Kind, rank: Int, step: Int) {
+    self.kind = kind
+    self.rank = rank
+    self.step = step
+  }
+
+  public init(parsing text: String) throws(ConfigurationError) {
+    let error = ConfigurationError(
+      option: "--inject-fault",
+      expected: "KIND@RANK:STEP with KIND one of \(Kind.allCases.map(\.rawValue).joined(separator: ", "))",
+      found: "'\(text)'")
+    let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+    guard parts.count == 2, let kind = Kind(rawValue: String(parts[0])) else { throw error }
+    let place = parts[1].split(separator: ":", omittingEmptySubsequences: false)
+    guard place.count == 2, let rank = Int(place[0]), let step = Int(place[1]), rank >= 0, step >= 0 else { throw error }
+    self.init(kind: kind, rank: rank, step: step)
+  }
+
+  public var description: String { "\(kind.rawValue)@\(rank):\(step)" }
+
+  /// Called by every rank at the start of every step; acts only on the chosen rank and step.
+  /// `parameters` and `gradients` are this rank's flat buffers (for perturb and nan).
+  func trigger(rank: Int, step: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>) {
+    guard rank == self.rank, step == self.step else { return }
+    switch kind {
+    case .crash:
+      let nothing: Int? = Int("not a number")
+      _ = nothing!  // a deliberate runtime trap
+    case .exit:
+      Foundation.exit(1)
+    case .kill:
+      raise(SIGKILL)
+    case .hang:
+      while true { sleep(1000) }
+    case .perturb:
+      parameters[0] += 1e-3
+    case .nan:
+      gradients[0] = .nan
+    }
+  }
+}
+
+/// Ranks whose parameters differ (found by `--check-consistency`). Exit status 1.
+public struct ConsistencyError: Error, CustomStringConvertible {
+  public var step: Int
+  public var differingRanks: [Int]
+  public var description: String {
+    "parameters differ between ranks after step \(step): rank(s) \(differingRanks.map(String.init).joined(separator: ", ")) "
+      + "do not match rank 0. Data-parallel ranks must hold identical parameters; this is a bug or a hardware fault."
+  }
+}

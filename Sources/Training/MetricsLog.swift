@@ -1,0 +1,80 @@
+import Foundation
+
+/// CONTRACT.md's JSON Lines metrics file: rank 0 appends one object per line, each with "event".
+///
+/// Each line is written with a single `write(2)` on an O_APPEND descriptor, so a reader (or a crash) never
+/// sees half an object from us. Non-finite numbers are written as the strings "NaN"/"Infinity"/"-Infinity"
+/// (JSON has no literal for them).
+public final class MetricsLog {
+  public let path: String
+  private let descriptor: Int32
+
+  /// Opens (creating if needed) `path` for appending; the parent directory is created.
+  public init(path: String) throws {
+    self.path = path
+    let parent = (path as NSString).deletingLastPathComponent
+    if !parent.isEmpty { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) }
+    descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    guard descriptor >= 0 else {
+      throw TrainingError.io(path: path, message: String(cString: strerror(errno)))
+    }
+  }
+
+  deinit { close(descriptor) }
+
+  /// Appends `{"event": event, ...fields}` as one line. Keys are written sorted, "event" first.
+  public func append(_ event: String, _ fields: [String: MetricValue]) throws {
+    var line = "{\"event\":\(MetricValue.string(event).json)"
+    for key in fields.keys.sorted() {
+      line += ",\(MetricValue.string(key).json):\(fields[key]!.json)"
+    }
+    line += "}\n"
+    let bytes = Array(line.utf8)
+    let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+    guard written == bytes.count else {
+      throw TrainingError.io(path: path, message: written < 0 ? String(cString: strerror(errno)) : "short write")
+    }
+  }
+}
+
+/// A JSON value in a metrics event.
+public enum MetricValue: Sendable, Equatable {
+  case int(Int)
+  case double(Double)
+  case string(String)
+  case bool(Bool)
+  case array([MetricValue])
+
+  var json: String {
+    switch self {
+    case .int(let value): return String(value)
+    case .bool(let value): return value ? "true" : "false"
+    case .double(let value):
+      if value.isNaN { return "\"NaN\"" }
+      if value.isInfinite { return value > 0 ? "\"Infinity\"" : "\"-Infinity\"" }
+      // Shortest representation that round-trips; integral doubles keep a ".0"-free form JSON accepts.
+      return "\(value)"
+    case .string(let value):
+      var out = "\""
+      for scalar in value.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+        default: out.unicodeScalars.append(scalar)
+        }
+      }
+      return out + "\""
+    case .array(let values): return "[" + values.map(\.json).joined(separator: ",") + "]"
+    }
+  }
+}
+
+extension MetricValue: ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral, ExpressibleByStringLiteral {
+  public init(integerLiteral value: Int) { self = .int(value) }
+  public init(floatLiteral value: Double) { self = .double(value) }
+  public init(stringLiteral value: String) { self = .string(value) }
+}

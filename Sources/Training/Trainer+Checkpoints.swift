@@ -1,0 +1,240 @@
+import Checkpoints
+import Communication
+import Datasets
+import Foundation
+import Layers
+import Tensors
+
+/// A checkpoint read and verified by rank 0.
+struct LoadedCheckpoint {
+  var location: CheckpointLocation
+  var state: CheckpointState
+  var parameters: [Float]
+  var momentum: [Float]
+}
+
+extension Trainer {
+  static let jsonEncoder: JSONEncoder = {
+    let encoder = JSONEncoder()
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(
+      positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+    return encoder
+  }()
+
+  static let jsonDecoder: JSONDecoder = {
+    let decoder = JSONDecoder()
+    decoder.keyDecodingStrategy = .convertFromSnakeCase
+    decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+      positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+    return decoder
+  }()
+
+  /// The safetensors metadata that lets a reader rebuild the network and its input (CONTRACT.md).
+  var modelMetadata: [String: String] {
+    let sizes = plan.model.layerSizes
+    var layers: [String] = []
+    for index in 0..<(sizes.count - 1) {
+      layers.append("torch.nn.Linear(\(sizes[index]), \(sizes[index + 1]))")
+      if index < sizes.count - 2 { layers.append("torch.nn.ReLU()") }
+    }
+    return [
+      "format": "pt",
+      "ddp_train.model": plan.model.name,
+      "ddp_train.layer_sizes": sizes.map(String.init).joined(separator: ","),
+      "ddp_train.architecture": "torch.nn.Sequential(" + layers.joined(separator: ", ") + ")",
+      "ddp_train.preprocessing":
+        "x = float32(pixel) / 255, pixels of each 28x28 image flattened row-major to 784; no mean/std normalisation",
+      "ddp_train.step": String(step),
+    ]
+  }
+
+  func tensors(from buffer: FloatBuffer) -> [NamedTensor] {
+    model.views.map { view in
+      NamedTensor(
+        name: view.name, shape: view.shape,
+        values: Array(UnsafeBufferPointer(start: buffer.pointer + view.offset, count: view.count)))
+    }
+  }
+
+  /// Rank 0 writes DIR/step-<step>/ atomically; other ranks return at once (their parameters are identical).
+  func saveCheckpoint(to directory: CheckpointDirectory) throws {
+    guard communicator.isCoordinator else { return }
+    let modelBytes = SafeTensors.encode(tensors(from: model.parameters), metadata: modelMetadata)
+    let optimizerBytes = SafeTensors.encode(
+      tensors(from: optimizer.momentumBuffer),
+      metadata: [
+        "ddp_train.optimizer": "torch.optim.SGD momentum_buffer",
+        "ddp_train.momentum": String(configuration.momentum),
+        "ddp_train.weight_decay": String(configuration.weightDecay),
+        "ddp_train.nesterov": String(configuration.nesterov),
+      ])
+    let state = CheckpointState(
+      step: step, epoch: step / plan.stepsPerEpoch, stepInEpoch: step % plan.stepsPerEpoch,
+      samplesConsumed: step * plan.globalBatch, worldSize: plan.worldSize, batchSize: plan.batchSize,
+      accumulate: plan.accumulate, globalBatch: plan.globalBatch, stepsPerEpoch: plan.stepsPerEpoch,
+      totalSteps: plan.totalSteps, seed: configuration.seed,
+      rng: .init(
+        initializationStream: RandomStream.initialization,
+        permutationStream: "epoch e uses stream 2^32 + e", nextPermutationEpoch: step / plan.stepsPerEpoch),
+      lrPolicy: plan.learningRate, learningRateAtStep: plan.learningRate.learningRate(atStep: step),
+      model: plan.model, dataset: datasetIdentity,
+      epochLossSum: epochLossSum, epochCorrect: epochCorrect, epochSteps: epochSteps,
+      files: [
+        CheckpointDirectory.modelFile: SHA256.hexDigest(modelBytes),
+        CheckpointDirectory.optimizerFile: SHA256.hexDigest(optimizerBytes),
+      ],
+      configuration: configuration)
+    let stateBytes = Array(try Self.jsonEncoder.encode(state)) + Array("\n".utf8)
+    let location = try directory.write(
+      step: step,
+      files: [
+        (CheckpointDirectory.modelFile, modelBytes), (CheckpointDirectory.optimizerFile, optimizerBytes),
+        (CheckpointDirectory.stateFile, stateBytes),
+      ])
+    lastCheckpoint = location.path
+    try metrics?.append("checkpoint", ["step": .int(step), "path": .string(location.path)])
+  }
+
+  var datasetIdentity: CheckpointState.DatasetIdentity {
+    CheckpointState.DatasetIdentity(
+      kind: data.kind, source: data.source, trainCount: data.train.count, testCount: data.test.count,
+      fingerprint: String(data.train.fingerprint, radix: 16))
+  }
+
+  /// The newest checkpoint in `directory` that verifies (files present, SHA-256 as recorded, tensors of this
+  /// model's shapes). Ones that fail are reported by name and skipped, never used and never deleted.
+  func loadNewestCheckpoint(from directory: CheckpointDirectory) throws -> LoadedCheckpoint {
+    let locations = try directory.list()
+    guard !locations.isEmpty else {
+      throw CheckpointError(
+        path: directory.path, problem: "--resume found no complete checkpoint (no step-<8 digits> folder with all three files)",
+        hint: "Run without --resume to start fresh, or point --checkpoint-dir at the run to continue.")
+    }
+    var rejected: [String] = []
+    for location in locations {
+      do {
+        return try loadCheckpoint(location, from: directory)
+      } catch let error as CheckpointError {
+        // A shape mismatch is the user's mistake, not a damaged file: stop and say so.
+        if error.problem.hasPrefix("the checkpoint is of model") { throw error }
+        console.line("warning: skipping checkpoint \(location.path): \(error)")
+        rejected.append(location.path)
+      }
+    }
+    throw CheckpointError(
+      path: directory.path, problem: "no checkpoint verifies (skipped: \(rejected.joined(separator: ", ")))",
+      hint: "Run without --resume to start fresh.")
+  }
+
+  func loadCheckpoint(_ location: CheckpointLocation, from directory: CheckpointDirectory) throws -> LoadedCheckpoint {
+    let statePath = location.path + "/" + CheckpointDirectory.stateFile
+    let state: CheckpointState
+    do {
+      state = try Self.jsonDecoder.decode(
+        CheckpointState.self, from: Data(try directory.read(CheckpointDirectory.stateFile, of: location)))
+    } catch let error as CheckpointError {
+      throw error
+    } catch {
+      throw CheckpointError(
+        path: statePath, problem: "state.json is not a ddp-train checkpoint state (\(Self.describe(decodingError: error)))",
+        hint: "The checkpoint is damaged; an older one will be tried.")
+    }
+    guard state.model == plan.model else {
+      throw CheckpointError(
+        path: location.path,
+        problem: "the checkpoint is of model \(state.model), but this run trains \(plan.model)",
+        hint: "Use the --model the checkpoint was trained with, or another --checkpoint-dir.")
+    }
+    var parameters: [Float] = []
+    var momentum: [Float] = []
+    for (file, target) in [(CheckpointDirectory.modelFile, 0), (CheckpointDirectory.optimizerFile, 1)] {
+      let bytes = try directory.read(file, of: location)
+      let path = location.path + "/" + file
+      if let expected = state.files[file], SHA256.hexDigest(bytes) != expected {
+        throw CheckpointError(
+          path: path, problem: "SHA-256 differs from the one recorded in state.json", hint: "The file is damaged.")
+      }
+      let decoded = try SafeTensors.decode(bytes, path: path)
+      let flat = try flatten(decoded.tensors, path: path)
+      if target == 0 { parameters = flat } else { momentum = flat }
+    }
+    return LoadedCheckpoint(location: location, state: state, parameters: parameters, momentum: momentum)
+  }
+
+  /// The tensors laid out in the flat buffer's order; each must exist with this model's shape.
+  func flatten(_ tensors: [NamedTensor], path: String) throws -> [Float] {
+    let byName = Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    var flat = [Float](repeating: 0, count: model.parameterCount)
+    for view in model.views {
+      guard let tensor = byName[view.name] else {
+        throw CheckpointError(
+          path: path, problem: "the checkpoint is of model with other tensors: '\(view.name)' is missing",
+          hint: "Use the --model the checkpoint was trained with.")
+      }
+      guard tensor.shape == view.shape else {
+        throw CheckpointError(
+          path: path,
+          problem: "the checkpoint is of model with '\(view.name)' of shape \(tensor.shape), expected \(view.shape)",
+          hint: "Use the --model the checkpoint was trained with.")
+      }
+      flat.replaceSubrange(view.offset..<(view.offset + view.count), with: tensor.values)
+    }
+    return flat
+  }
+
+  /// Starts every rank from identical state: rank 0's fresh parameters, or the checkpoint rank 0 loaded.
+  func restoreOrBroadcastInitialState(_ checkpoint: LoadedCheckpoint?) throws {
+    if configuration.resume {
+      // Rank 0 has the checkpoint (prepareOutputs would have failed otherwise); everyone else receives it.
+      if let checkpoint {
+        model.parameters.copy(from: checkpoint.parameters)
+        optimizer.momentumBuffer.copy(from: checkpoint.momentum)
+      }
+      try communicator.broadcast(UnsafeMutableRawBufferPointer(model.parameters.buffer), root: 0)
+      try communicator.broadcast(UnsafeMutableRawBufferPointer(optimizer.momentumBuffer.buffer), root: 0)
+      var scalars: [Double] = [0, 0, 0, 0, 0, 0]
+      if let state = checkpoint?.state {
+        scalars = [
+          Double(state.step), Double(state.globalBatch), Double(state.samplesConsumed), state.epochLossSum,
+          state.epochCorrect, Double(state.epochSteps),
+        ]
+      }
+      try communicator.broadcast(&scalars, root: 0)
+      let savedGlobalBatch = Int(scalars[1])
+      if savedGlobalBatch == plan.globalBatch {
+        step = Int(scalars[0])
+        epochLossSum = scalars[3]
+        epochCorrect = scalars[4]
+        epochSteps = Int(scalars[5])
+      } else {
+        // Another global batch: continue from the samples consumed; the lr policy is this run's.
+        let samples = Int(scalars[2])
+        let oldStepsPerEpoch = plan.trainCount / savedGlobalBatch
+        let epoch = samples / (oldStepsPerEpoch * savedGlobalBatch)
+        let inEpoch = samples - epoch * oldStepsPerEpoch * savedGlobalBatch
+        step = epoch * plan.stepsPerEpoch + inEpoch / plan.globalBatch
+        console.line(
+          "note: the checkpoint's global batch was \(savedGlobalBatch), this run's is \(plan.globalBatch): continuing "
+            + "from \(samples) samples consumed at step \(step); the lr policy is recomputed for the new global batch")
+      }
+    } else {
+      try communicator.broadcast(UnsafeMutableRawBufferPointer(model.parameters.buffer), root: 0)
+    }
+  }
+
+  static func describe(decodingError error: Error) -> String {
+    guard let error = error as? DecodingError else { return "\(error)" }
+    func path(_ context: DecodingError.Context) -> String {
+      context.codingPath.map(\.stringValue).joined(separator: ".")
+    }
+    switch error {
+    case .keyNotFound(let key, _): return "missing key '\(key.stringValue)'"
+    case .typeMismatch(_, let context): return "wrong type at '\(path(context))': \(context.debugDescription)"
+    case .valueNotFound(_, let context): return "missing value at '\(path(context))'"
+    case .dataCorrupted(let context): return "not valid JSON: \(context.debugDescription)"
+    @unknown default: return "\(error)"
+    }
+  }
+}

@@ -1,0 +1,61 @@
+import Foundation
+
+extension Trainer {
+  /// Rank 0's opening lines: what is trained on what, and the batch and lr arithmetic the run implies.
+  func printHeader(resumedFrom checkpoint: LoadedCheckpoint?) {
+    let source = data.kind == .synthetic ? data.source : "\(data.kind.rawValue) (\(data.source))"
+    console.line("ddp-train: \(plan.model) (\(model.parameterCount) parameters) on \(source)")
+    for line in plan.summaryLines { console.line("  " + line) }
+    var sgd = "sgd:   momentum \(configuration.momentum), weight decay \(configuration.weightDecay)"
+    if configuration.nesterov { sgd += ", nesterov" }
+    console.line("  " + sgd + ", seed \(configuration.seed)")
+    if let checkpoint {
+      console.line("  resume: from \(checkpoint.location.path) at step \(step)")
+    }
+    if let directory = configuration.checkpointDirectory {
+      let every = configuration.checkpointEvery > 0 ? "every \(configuration.checkpointEvery) steps and " : ""
+      console.line("  checkpoints: \(directory) (\(every)at the end)")
+    }
+    if let path = configuration.metricsPath { console.line("  metrics: \(path)") }
+  }
+
+  func logRunEvent() throws {
+    guard let metrics else { return }
+    let lr = plan.learningRate
+    try metrics.append(
+      "run",
+      [
+        "world_size": .int(plan.worldSize), "batch_size": .int(plan.batchSize), "accumulate": .int(plan.accumulate),
+        "global_batch": .int(plan.globalBatch), "dataset": .string(data.kind.rawValue),
+        "dataset_size": .int(plan.trainCount), "test_size": .int(plan.testCount),
+        "steps_per_epoch": .int(plan.stepsPerEpoch), "unused_per_epoch": .int(plan.unusedPerEpoch),
+        "total_steps": .int(plan.totalSteps), "start_step": .int(step), "epochs": .int(plan.epochCount),
+        "base_lr": .double(lr.baseLR), "base_batch": .int(lr.baseBatch), "lr_scaling": .string(lr.scaling.rawValue),
+        "peak_lr": .double(lr.peakLR), "warmup_steps": .int(lr.warmupSteps), "schedule": .string(lr.decay.description),
+        "momentum": .double(configuration.momentum), "weight_decay": .double(configuration.weightDecay),
+        "seed": .int(Int(truncatingIfNeeded: configuration.seed)), "model": .string(plan.model.name),
+        "parameters": .int(model.parameterCount),
+      ])
+  }
+
+  func logEpoch(
+    epoch: Int, learningRate: Double, trainLoss: Double, trainAccuracy: Double,
+    evaluation: (loss: Double, accuracy: Double), samplesPerSecond: Double, epochSeconds: Double, elapsed: Double,
+    partial: Bool
+  ) throws {
+    let of = partial ? " (partial)" : "/\(plan.epochCount)"
+    console.line(
+      String(format: "epoch %3d", epoch) + of
+        + String(
+          format: "  train loss %.4f  test loss %.4f  test acc %.4f  lr %.5f  %8.0f samples/s  %6.1f s elapsed",
+          trainLoss, evaluation.loss, evaluation.accuracy, learningRate, samplesPerSecond, elapsed))
+    var fields: [String: MetricValue] = [
+      "epoch": .int(epoch), "step": .int(step), "lr": .double(learningRate), "train_loss": .double(trainLoss),
+      "train_accuracy": .double(trainAccuracy), "test_loss": .double(evaluation.loss),
+      "test_accuracy": .double(evaluation.accuracy), "samples_per_sec": .double(samplesPerSecond),
+      "epoch_s": .double(epochSeconds), "elapsed_s": .double(elapsed),
+    ]
+    if partial { fields["partial"] = .bool(true) }
+    try metrics?.append("epoch", fields)
+  }
+}

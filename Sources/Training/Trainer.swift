@@ -1,0 +1,271 @@
+import Checkpoints
+import Communication
+import Datasets
+import Foundation
+import Layers
+import Optimizers
+import Tensors
+
+/// What a finished run reports.
+public struct TrainingSummary: Sendable {
+  public var steps: Int
+  public var trainLoss: Double
+  public var testLoss: Double
+  public var testAccuracy: Double
+  public var elapsedSeconds: Double
+  public var checkpoint: String?
+}
+
+/// Data-parallel SGD over a `Communicator`: every rank runs this same loop on its shard of each global batch.
+///
+/// One optimizer step t (0-based) of epoch e = t / stepsPerEpoch:
+///   1. each rank gathers its B·M samples of the epoch's shared permutation (CONTRACT.md, "Data order");
+///   2. forward + backward, gradients scaled by 1/(K·B·M) while accumulating, so the all-reduced SUM is the
+///      global MEAN gradient (the loss is normalised by the whole global batch);
+///   3. ONE all-reduce over the flat gradient buffer, whose tail also carries the loss sum and the correct count;
+///   4. the same SGD update on every rank, with lr(t) a pure function of t. Parameters stay identical on every
+///      rank because they start identical (rank 0's are broadcast) and receive identical updates.
+public final class Trainer {
+  public let configuration: TrainingConfiguration
+  public let plan: RunPlan
+  let communicator: Communicator
+  let data: DatasetPair
+  let model: MLP
+  let optimizer: SGD
+  let console: Console
+
+  /// Where the scalars riding along the gradient all-reduce live (past the parameters).
+  enum GradientTail {
+    static let lossSum = 0
+    static let correct = 1
+    static let count = 2
+  }
+  static let evaluationBatch = 500
+
+  var metrics: MetricsLog?
+  let checkpoints: CheckpointDirectory?
+  /// The next optimizer step to run; equals the number of steps completed.
+  var step = 0
+  /// Running sums for the current epoch's train loss and accuracy (restored on resume).
+  var epochLossSum = 0.0
+  var epochCorrect = 0.0
+  var epochSteps = 0
+  var lastCheckpoint: String?
+
+  /// Builds the model and optimizer; throws ConfigurationError for settings the data makes impossible.
+  public init(configuration: TrainingConfiguration, communicator: Communicator, data: DatasetPair, console: Console) throws {
+    self.configuration = configuration
+    self.communicator = communicator
+    self.data = data
+    self.console = console
+    plan = try RunPlan(configuration: configuration, worldSize: communicator.size, rank: communicator.rank, data: data)
+    model = MLP(
+      spec: plan.model, maxBatch: max(plan.batchSize, Self.evaluationBatch), gradientTailSlots: GradientTail.count)
+    optimizer = SGD(
+      parameterCount: model.parameterCount,
+      options: SGDOptions(momentum: configuration.momentum, weightDecay: configuration.weightDecay, nesterov: configuration.nesterov))
+    checkpoints = configuration.checkpointDirectory.map(CheckpointDirectory.init(path:))
+  }
+
+  /// Checks, on rank 0, everything about the output locations that can fail before anything is written,
+  /// and loads the checkpoint to resume from. Errors are input errors (exit 2). Writes nothing.
+  func prepareOutputs() throws -> LoadedCheckpoint? {
+    guard communicator.isCoordinator else { return nil }
+    if let metricsPath = configuration.metricsPath { try Self.validateMetricsPath(metricsPath) }
+    guard let checkpoints else { return nil }
+    try checkpoints.validateWritable()
+    guard configuration.resume else { return nil }
+    return try loadNewestCheckpoint(from: checkpoints)
+  }
+
+  /// Runs the whole training; returns the final evaluation. Collective: every rank must call it.
+  public func run() throws -> TrainingSummary {
+    BLAS.setThreadCount(configuration.blasThreads)
+    // Setup can fail with an input error on rank 0 only (checkpoint or metrics path): agree before going on.
+    let resumeFrom = try collectively(communicator) { try prepareOutputs() }
+    model.initializeParameters(seed: configuration.seed)
+    try restoreOrBroadcastInitialState(resumeFrom)
+    if communicator.isCoordinator, let path = configuration.metricsPath { metrics = try MetricsLog(path: path) }
+    printHeader(resumedFrom: resumeFrom)
+    try logRunEvent()
+
+    let trainStart = Date()
+    var epochStart = Date()
+    var lastEvaluation = (loss: Double.nan, accuracy: Double.nan)
+    var lastTrainLoss = Double.nan
+    let samplesPerStep = plan.globalBatch
+    var epochSamples = 0
+    var permutation: [Int32] = []
+    var permutationEpoch = -1
+    let indices = UnsafeMutablePointer<Int32>.allocate(capacity: plan.batchSize)
+    defer { indices.deallocate() }
+    let batch = BatchAssembler(featureCount: data.train.featureCount, maxBatch: plan.batchSize)
+    let progress = ProgressLine(console: console, stepsPerEpoch: plan.stepsPerEpoch)
+    let gradientScale = 1 / Float(plan.globalBatch)
+    let parameterCount = model.parameterCount
+
+    while step < plan.totalSteps {
+      let epoch = step / plan.stepsPerEpoch
+      let stepInEpoch = step % plan.stepsPerEpoch
+      if epoch != permutationEpoch {
+        permutation = DistributedSampler.permutation(count: plan.trainCount, seed: configuration.seed, epoch: epoch)
+        permutationEpoch = epoch
+      }
+
+      // 1-2. This rank's micro-batches: forward + backward into the flat gradient buffer.
+      model.zeroGradients()
+      configuration.injectFault?.trigger(
+        rank: communicator.rank, step: step, parameters: model.parameters.pointer, gradients: model.gradients.pointer)
+      var local = MLP.BatchResult(lossSum: 0, correct: 0)
+      permutation.withUnsafeBufferPointer { order in
+        for microBatch in 0..<plan.accumulate {
+          plan.sampler.fillIndices(step: stepInEpoch, microBatch: microBatch, permutation: order, into: indices)
+          batch.assemble(from: data.train, indices: UnsafeBufferPointer(start: indices, count: plan.batchSize))
+          let result = model.accumulateGradients(
+            input: batch.inputs, labels: batch.labels, batch: plan.batchSize, gradientScale: gradientScale)
+          local.lossSum += result.lossSum
+          local.correct += result.correct
+        }
+      }
+      let gradients = model.gradients
+      gradients[parameterCount + GradientTail.lossSum] = Float(local.lossSum / Double(plan.globalBatch))
+      gradients[parameterCount + GradientTail.correct] = Float(local.correct)
+
+      // 3. One all-reduce: mean gradient, global mean loss, global correct count.
+      try communicator.allReduceSum(gradients.buffer)
+      let loss = Double(gradients[parameterCount + GradientTail.lossSum])
+      let learningRate = plan.learningRate.learningRate(atStep: step)
+      guard loss.isFinite, Self.allFinite(gradients.pointer, count: parameterCount) else {
+        try? metrics?.append("diverged", ["step": .int(step), "lr": .double(learningRate), "loss": .double(loss)])
+        throw TrainingError.diverged(step: step, learningRate: learningRate, loss: loss, checkpoint: lastCheckpoint)
+      }
+
+      // 4. The update, identical on every rank.
+      optimizer.step(parameters: model.parameters.pointer, gradients: gradients.pointer, learningRate: Float(learningRate))
+
+      epochLossSum += loss
+      epochCorrect += Double(gradients[parameterCount + GradientTail.correct])
+      epochSteps += 1
+      epochSamples += samplesPerStep
+      if step % configuration.logEvery == 0 {
+        try metrics?.append(
+          "step", ["step": .int(step), "epoch": .int(epoch + 1), "lr": .double(learningRate), "loss": .double(loss)])
+      }
+      step += 1
+      progress.update(epoch: epoch, stepInEpoch: stepInEpoch + 1, loss: epochLossSum / Double(epochSteps))
+
+      let epochEnds = step % plan.stepsPerEpoch == 0 || step == plan.totalSteps
+      if epochEnds {
+        let trainSeconds = Date().timeIntervalSince(epochStart)
+        progress.clear()
+        lastTrainLoss = epochLossSum / Double(max(epochSteps, 1))
+        let trainAccuracy = epochCorrect / Double(max(epochSteps, 1) * plan.globalBatch)
+        lastEvaluation = try evaluate(data.test)
+        let samplesPerSecond = Double(epochSamples) / max(trainSeconds, 1e-9)
+        let partial = step % plan.stepsPerEpoch != 0
+        try logEpoch(
+          epoch: epoch + 1, learningRate: learningRate, trainLoss: lastTrainLoss, trainAccuracy: trainAccuracy,
+          evaluation: lastEvaluation, samplesPerSecond: samplesPerSecond, epochSeconds: trainSeconds,
+          elapsed: Date().timeIntervalSince(trainStart), partial: partial)
+        epochLossSum = 0
+        epochCorrect = 0
+        epochSteps = 0
+        epochSamples = 0
+        epochStart = Date()
+      }
+      let periodic = configuration.checkpointEvery > 0 && step % configuration.checkpointEvery == 0
+      let checkpointNow = checkpoints != nil && (periodic || step == plan.totalSteps)
+      let checkNow = configuration.checkConsistency > 0 && step % configuration.checkConsistency == 0
+      if checkNow || checkpointNow || step == plan.totalSteps { try verifyRanksAgree() }
+      if checkpointNow, let checkpoints { try saveCheckpoint(to: checkpoints) }
+    }
+    if plan.totalSteps == step && epochSteps == 0 && lastEvaluation.loss.isNaN {
+      // Resumed at the very end: nothing trained in this run, still report the model's quality.
+      lastEvaluation = try evaluate(data.test)
+    }
+    let elapsed = Date().timeIntervalSince(trainStart)
+    console.line(
+      String(
+        format: "done: %d steps in %.1f s; test accuracy %.4f, test loss %.4f", step, elapsed,
+        lastEvaluation.accuracy, lastEvaluation.loss))
+    try communicator.barrier()
+    return TrainingSummary(
+      steps: step, trainLoss: lastTrainLoss, testLoss: lastEvaluation.loss, testAccuracy: lastEvaluation.accuracy,
+      elapsedSeconds: elapsed, checkpoint: lastCheckpoint)
+  }
+
+  /// Test loss and accuracy of the current parameters; the test set is split across ranks in contiguous
+  /// chunks and the sums all-reduced, so every rank gets the same numbers. Collective.
+  public func evaluate(_ dataset: Dataset) throws -> (loss: Double, accuracy: Double) {
+    try Self.evaluate(model: model, dataset: dataset, communicator: communicator)
+  }
+
+  public static func evaluate(model: MLP, dataset: Dataset, communicator: Communicator) throws -> (loss: Double, accuracy: Double) {
+    let lower = dataset.count * communicator.rank / communicator.size
+    let upper = dataset.count * (communicator.rank + 1) / communicator.size
+    let assembler = BatchAssembler(featureCount: dataset.featureCount, maxBatch: evaluationBatch)
+    var sums = [0.0, 0.0]
+    var start = lower
+    while start < upper {
+      let end = min(start + evaluationBatch, upper)
+      assembler.assemble(from: dataset, range: start..<end)
+      let result = model.evaluate(input: assembler.inputs, labels: assembler.labels, batch: end - start)
+      sums[0] += result.lossSum
+      sums[1] += Double(result.correct)
+      start = end
+    }
+    try communicator.allReduceSum(&sums)
+    return (sums[0] / Double(dataset.count), sums[1] / Double(dataset.count))
+  }
+
+  /// Compares a hash of every rank's parameters (one 8-byte all-gather). Rank 0 reports a mismatch; the
+  /// other ranks, which see the same hashes, end silently with it.
+  func verifyRanksAgree() throws {
+    guard communicator.size > 1 else { return }
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    let words = UnsafeRawPointer(model.parameters.pointer).assumingMemoryBound(to: UInt32.self)
+    for index in 0..<model.parameterCount {
+      hash = (hash ^ UInt64(words[index])) &* 0x100_0000_01b3
+    }
+    let mine = withUnsafeBytes(of: hash.littleEndian) { Array($0) }
+    let all = try communicator.allGather(mine)
+    let hashes = stride(from: 0, to: all.count, by: 8).map { Array(all[$0..<($0 + 8)]) }
+    let differing = hashes.indices.filter { hashes[$0] != hashes[0] }
+    guard differing.isEmpty else {
+      if communicator.isCoordinator { throw ConsistencyError(step: step, differingRanks: differing) }
+      throw PeerFailure(rank: 0, exitCode: 1)
+    }
+  }
+
+  /// True when no element is NaN or ±Inf (x·0 is 0 for finite x, NaN otherwise).
+  static func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {
+    var probe: Float = 0
+    for index in 0..<count { probe += values[index] * 0 }
+    return probe == 0
+  }
+
+  static func validateMetricsPath(_ path: String) throws {
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+      if isDirectory.boolValue {
+        throw ConfigurationError(option: "--metrics", expected: "a file path for JSON Lines", found: "the directory \(path)")
+      }
+      if !FileManager.default.isWritableFile(atPath: path) {
+        throw ConfigurationError(option: "--metrics", expected: "a writable file", found: "\(path) is not writable")
+      }
+      return
+    }
+    var parent = (path as NSString).deletingLastPathComponent
+    if parent.isEmpty { parent = "." }
+    // Walk up to the first existing ancestor: it must be a writable directory.
+    while !FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory) {
+      let up = (parent as NSString).deletingLastPathComponent
+      if up.isEmpty || up == parent { break }
+      parent = up
+    }
+    if !isDirectory.boolValue || !FileManager.default.isWritableFile(atPath: parent) {
+      throw ConfigurationError(
+        option: "--metrics", expected: "a path inside a writable directory", found: "\(path) (\(parent) is not a writable directory)")
+    }
+  }
+}

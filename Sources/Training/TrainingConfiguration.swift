@@ -1,0 +1,124 @@
+import Datasets
+import Optimizers
+
+/// Everything a training run is a function of (with the world size). Same on every rank.
+///
+/// Defaults are the README's ("Options and defaults"); the CLI and `cluster.yaml` override them.
+/// `validate()` checks what can be checked without data; `RunPlan` checks the rest (batch vs shard size).
+public struct TrainingConfiguration: Codable, Equatable, Sendable {
+  public var dataset: DatasetKind = .fashionMNIST
+  public var dataDirectory: String? = nil
+  public var synthetic = SyntheticSpec()
+  public var model: String = "mlp"
+  /// Per-worker mini-batch B.
+  public var batchSize: Int = 64
+  /// Micro-batches per optimizer step M (gradient accumulation); global batch K·B·M.
+  public var accumulate: Int = 1
+  public var epochs: Int = 10
+  /// When set, training stops after this many optimizer steps (epochs is then only the cosine horizon's fallback).
+  public var maxSteps: Int? = nil
+  /// η: the learning rate for a global batch of `baseBatch`.
+  public var learningRate: Double = 0.05
+  public var baseBatch: Int = 64
+  public var lrScaling: LRScaling = .linear
+  public var warmupEpochs: Double = 2
+  public var schedule: LRDecay = .cosine
+  public var momentum: Double = 0.9
+  public var weightDecay: Double = 5e-4
+  public var nesterov: Bool = false
+  public var seed: UInt64 = 0
+  public var checkpointDirectory: String? = nil
+  /// Write a checkpoint every N optimizer steps (0: only the final one).
+  public var checkpointEvery: Int = 0
+  public var resume: Bool = false
+  public var metricsPath: String? = nil
+  /// A "step" metrics event every N steps.
+  public var logEvery: Int = 50
+  /// OpenBLAS threads per rank (1 is as fast and far steadier when ranks share cores).
+  public var blasThreads: Int = 1
+  /// Verify every N steps that all ranks hold identical parameters (0: only before each checkpoint).
+  public var checkConsistency: Int = 0
+  /// For tests: make one rank fail at one step.
+  public var injectFault: FaultInjection? = nil
+
+  public init() {}
+
+  /// Checks every setting that needs no data; the error names the option and what was expected.
+  public func validate() throws(ConfigurationError) {
+    func positive(_ value: Int, _ option: String) throws(ConfigurationError) {
+      if value < 1 { throw ConfigurationError(option: option, expected: "a positive integer", found: "\(value)") }
+    }
+    try positive(batchSize, "--batch-size")
+    try positive(accumulate, "--accumulate")
+    try positive(baseBatch, "--base-batch")
+    try positive(logEvery, "--log-every")
+    try positive(blasThreads, "--blas-threads")
+    if epochs < 1 && maxSteps == nil {
+      throw ConfigurationError(option: "--epochs", expected: "a positive integer", found: "\(epochs)")
+    }
+    if epochs < 0 { throw ConfigurationError(option: "--epochs", expected: "a positive integer", found: "\(epochs)") }
+    if let maxSteps, maxSteps < 1 {
+      throw ConfigurationError(option: "--max-steps", expected: "a positive integer", found: "\(maxSteps)")
+    }
+    if !(learningRate.isFinite && learningRate > 0) {
+      throw ConfigurationError(option: "--lr", expected: "a positive finite number", found: "\(learningRate)")
+    }
+    if !(warmupEpochs.isFinite && warmupEpochs >= 0) {
+      throw ConfigurationError(
+        option: "--warmup-epochs", expected: "a number of epochs >= 0 (fractions allowed)", found: "\(warmupEpochs)")
+    }
+    if !(momentum.isFinite && momentum >= 0 && momentum < 1) {
+      throw ConfigurationError(option: "--momentum", expected: "a number in [0, 1)", found: "\(momentum)")
+    }
+    if !(weightDecay.isFinite && weightDecay >= 0) {
+      throw ConfigurationError(option: "--weight-decay", expected: "a number >= 0", found: "\(weightDecay)")
+    }
+    if nesterov && momentum == 0 {
+      throw ConfigurationError(option: "--nesterov", expected: "a momentum > 0 (as torch.optim.SGD requires)", found: "momentum 0")
+    }
+    if checkConsistency < 0 {
+      throw ConfigurationError(option: "--check-consistency", expected: "a number of steps >= 0", found: "\(checkConsistency)")
+    }
+    if checkpointEvery < 0 {
+      throw ConfigurationError(option: "--checkpoint-every", expected: "a number of steps >= 0 (0: only at the end)", found: "\(checkpointEvery)")
+    }
+    if resume && checkpointDirectory == nil {
+      throw ConfigurationError(option: "--resume", expected: "a --checkpoint-dir to resume from", found: "no --checkpoint-dir")
+    }
+    if dataset == .mnist && dataDirectory == nil {
+      throw ConfigurationError(
+        option: "--data-dir", expected: "the directory holding MNIST's IDX files (train-images-idx3-ubyte[.gz], ...)",
+        found: "nothing (--dataset mnist has no default directory)")
+    }
+    if case .step(let milestones) = schedule, milestones.contains(where: { !($0 > 0) }) {
+      throw ConfigurationError(option: "--schedule", expected: "step milestones > 0", found: "\(schedule)")
+    }
+    let synthetic = self.synthetic
+    for (value, name) in [
+      (synthetic.trainCount, "synthetic-train"), (synthetic.testCount, "synthetic-test"),
+      (synthetic.featureCount, "synthetic-features"), (synthetic.classCount, "synthetic-classes"),
+    ] where value < 1 {
+      throw ConfigurationError(option: "--\(name)", expected: "a positive integer", found: "\(value)")
+    }
+  }
+}
+
+/// A setting that is out of range or inconsistent. One line for the user, exit status 2.
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+  /// The option (`--batch-size`) or config key (`train.batch-size`) concerned.
+  public var option: String
+  public var expected: String
+  public var found: String
+  public var hint: String?
+
+  public init(option: String, expected: String, found: String, hint: String? = nil) {
+    self.option = option
+    self.expected = expected
+    self.found = found
+    self.hint = hint
+  }
+
+  public var description: String {
+    "\(option): expected \(expected), found \(found)." + (hint.map { " \($0)" } ?? "")
+  }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import MPICommunication
+
+/// `ddp-train [train] [options]`, `ddp-train eval`, `ddp-train launch`.
+///
+/// Exit statuses (CONTRACT.md): 0 success; 2 usage, configuration or input error; 1 failure while training;
+/// 3 training diverged. Argument errors are reported before MPI starts, by rank 0 only.
+@main
+struct DDPTrain: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "ddp-train",
+    abstract: "Data-parallel SGD training of an MLP over Open MPI and OpenBLAS.",
+    discussion: """
+      Run K workers with `mpirun -np K ddp-train [options]`, or one process alone for debugging.
+      Each worker trains on its shard of every global batch K×B; gradients are averaged by all-reduce.
+      """,
+    subcommands: [TrainCommand.self, EvalCommand.self, LaunchCommand.self],
+    defaultSubcommand: TrainCommand.self)
+
+  static func main() {
+    let arguments = Array(CommandLine.arguments.dropFirst())
+    do {
+      var command = try parseAsRoot(arguments)
+      try command.run()
+    } catch {
+      let code = exitCode(for: error)
+      if code == .success {
+        // --help, --version: the parser's message on stdout, status 0.
+        print(fullMessage(for: error))
+        Foundation.exit(0)
+      }
+      if let explicit = error as? ExitCode { Foundation.exit(explicit.rawValue) }
+      // Every rank parses the same arguments; only the one mpirun calls rank 0 says what is wrong.
+      let isUsageError = code == .validationFailure
+      if MPICommunicator.launchRank == 0 {
+        let message = isUsageError ? fullMessage(for: error) : "error: \(error)"
+        FileHandle.standardError.write(Data(("ddp-train: " + message + "\n").utf8))
+      }
+      Foundation.exit(isUsageError ? ExitStatus.inputError : exitStatus(for: error))
+    }
+  }
+}
+
+/// The exit statuses of CONTRACT.md, "Exit status".
+enum ExitStatus {
+  static let success: Int32 = 0
+  static let trainingFailure: Int32 = 1
+  static let inputError: Int32 = 2
+  static let diverged: Int32 = 3
+}

@@ -1,0 +1,61 @@
+import Checkpoints
+import Communication
+import Datasets
+import Foundation
+import Layers
+import MPICommunication
+import Optimizers
+import Training
+
+/// Which errors are the user's input (exit 2) and which are failures while training.
+func exitStatus(for error: Error) -> Int32 {
+  switch error {
+  case is ConfigurationError, is DatasetError, is CheckpointError, is ConfigFileError, is ModelSpecError,
+    is LRPolicyError:
+    return ExitStatus.inputError
+  case let failure as PeerFailure:
+    return failure.exitCode
+  case TrainingError.diverged:
+    return ExitStatus.diverged
+  default:
+    return ExitStatus.trainingFailure
+  }
+}
+
+/// Prints one line to stderr, prefixed with the program and, in a world of several, the rank.
+func reportError(_ error: Error, rank: Int, worldSize: Int) {
+  let who = worldSize > 1 ? "ddp-train: error on rank \(rank): " : "ddp-train: error: "
+  FileHandle.standardError.write(Data((who + "\(error)" + "\n").utf8))
+}
+
+/// Ends the whole job after `error`: the rank that saw it reports once; ranks that only learned of a peer's
+/// failure stay silent. With MPI the job is aborted (every rank ends at once, mpirun exits non-zero);
+/// alone, the process exits.
+func endJob(after error: Error, communicator: Communicator) -> Never {
+  let code = exitStatus(for: error)
+  if let failure = error as? PeerFailure {
+    // The failing rank is printing its message and aborting the job; wait to be ended by it, but never hang:
+    // if the abort does not come, go on our own.
+    _ = failure
+    sleep(5)
+    communicator.abort(code: code)
+  }
+  reportError(error, rank: communicator.rank, worldSize: communicator.size)
+  fflush(nil)
+  if let mpi = communicator as? MPICommunicator, communicator.size == 1 {
+    // A world of one under mpirun: end cleanly so mpirun reports our status without an abort banner.
+    mpi.finalize()
+    exit(code)
+  }
+  communicator.abort(code: code)
+}
+
+/// The world this process is part of: MPI when started by mpirun, else a world of one without MPI at all.
+func makeCommunicator() throws -> Communicator {
+  if MPICommunicator.isLaunchedByMPI { return try MPICommunicator() }
+  return SingleProcessCommunicator()
+}
+
+func finishJob(_ communicator: Communicator) {
+  (communicator as? MPICommunicator)?.finalize()
+}

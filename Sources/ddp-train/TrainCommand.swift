@@ -1,0 +1,36 @@
+import ArgumentParser
+import Communication
+import Datasets
+import Foundation
+import Training
+
+/// `ddp-train [train] [options]`: one rank of a data-parallel training job (or the whole job, alone).
+struct TrainCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "train", abstract: "Train the model (the default subcommand).")
+
+  @OptionGroup var options: TrainOptions
+
+  func run() throws {
+    // Input errors found here (options, config file) end every rank with status 2 before MPI starts;
+    // DDPTrain.main prints them once, on rank 0.
+    let configuration = try options.resolveConfiguration()
+    exitCodeForError = exitStatus(for:)
+    let communicator = try makeCommunicator()
+    do {
+      // Every rank loads its own copy of the data; a bad file is reported once and ends all ranks.
+      let data = try collectively(communicator) {
+        try DatasetLoader.load(
+          configuration.dataset, directory: configuration.dataDirectory, synthetic: configuration.synthetic)
+      }
+      let console = Console(enabled: communicator.isCoordinator)
+      let trainer = try collectively(communicator) {
+        try Trainer(configuration: configuration, communicator: communicator, data: data, console: console)
+      }
+      _ = try trainer.run()
+    } catch {
+      endJob(after: error, communicator: communicator)
+    }
+    finishJob(communicator)
+  }
+}

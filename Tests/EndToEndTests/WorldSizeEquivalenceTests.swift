@@ -1,0 +1,81 @@
+import Foundation
+import Testing
+
+/// CONTRACT.md: K ranks with batch B compute the same step as one process with batch K·B, up to summation order;
+/// every rank holds the same parameters; a world of one without mpirun equals `mpirun -np 1` bit for bit.
+@Suite(.serialized, .enabled(if: DDPTrainProcess.mpirunAvailable, "mpirun is not installed (run launch/setup)"))
+struct WorldSizeEquivalenceTests {
+  /// A short synthetic run with momentum, weight decay, warmup and cosine decay all active.
+  static func arguments(batch: Int, checkpoints: URL, extra: [String] = []) -> [String] {
+    [
+      "--dataset", "synthetic", "--batch-size", String(batch), "--max-steps", "200", "--seed", "7",
+      "--lr", "0.05", "--base-batch", "64", "--warmup-epochs", "0.5", "--schedule", "cosine",
+      "--momentum", "0.9", "--weight-decay", "5e-4", "--checkpoint-dir", checkpoints.path,
+    ] + extra
+  }
+
+  @Test("4 ranks × B=16 end where 1 rank × B=64 ends (200 steps, 1e-5 relative)")
+  func fourRanksEqualOneRankWithTheGlobalBatch() throws {
+    let scratch = try makeScratchDirectory("equivalence")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let one = scratch.appendingPathComponent("k1")
+    let four = scratch.appendingPathComponent("k4")
+
+    let single = try DDPTrainProcess.mpirun(ranks: 1, Self.arguments(batch: 64, checkpoints: one))
+    #expect(single.status == 0, "\(single.output)")
+    let parallel = try DDPTrainProcess.mpirun(
+      ranks: 4, Self.arguments(batch: 16, checkpoints: four, extra: ["--check-consistency", "50"]))
+    #expect(parallel.status == 0, "\(parallel.output)")
+    #expect(parallel.stdout.contains("4 workers × 16 = global batch 64"), "\(parallel.stdout)")
+
+    let a = try finalParameters(in: one)
+    let b = try finalParameters(in: four)
+    #expect(a.count == 235_146)
+    #expect(a.count == b.count)
+    let distance = relativeDistance(b, a)
+    #expect(distance <= 1e-5, "relative distance \(distance)")
+    // Not trivially equal: training moved the parameters far from where they started.
+    let initial = try DDPTrainProcess.run(
+      Self.arguments(batch: 64, checkpoints: scratch.appendingPathComponent("k1-1step")).map { $0 == "200" ? "1" : $0 })
+    #expect(initial.status == 0, "\(initial.output)")
+    let afterOneStep = try finalParameters(in: scratch.appendingPathComponent("k1-1step"))
+    #expect(relativeDistance(afterOneStep, a) > 1e-2)
+  }
+
+  @Test("every rank holds identical parameters, and a divergent rank is caught")
+  func ranksStayIdentical() throws {
+    let scratch = try makeScratchDirectory("consistency")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let good = try DDPTrainProcess.mpirun(
+      ranks: 3,
+      Self.arguments(batch: 8, checkpoints: scratch.appendingPathComponent("good"), extra: ["--check-consistency", "1"])
+        .map { $0 == "200" ? "40" : $0 })
+    #expect(good.status == 0, "\(good.output)")
+    // The check must be able to fail: perturb one parameter on rank 2 at step 10.
+    let bad = try DDPTrainProcess.mpirun(
+      ranks: 3,
+      Self.arguments(
+        batch: 8, checkpoints: scratch.appendingPathComponent("bad"),
+        extra: ["--check-consistency", "5", "--inject-fault", "perturb@2:10"]
+      ).map { $0 == "200" ? "40" : $0 })
+    #expect(bad.status != 0)
+    #expect(bad.stderr.contains("rank 2"), "\(bad.output)")
+    #expect(bad.stderr.contains("parameters"), "\(bad.output)")
+  }
+
+  @Test("a run without mpirun equals mpirun -np 1 bit for bit")
+  func singleProcessEqualsMpirunOfOne() throws {
+    let scratch = try makeScratchDirectory("singleton")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let alone = scratch.appendingPathComponent("alone")
+    let underMPI = scratch.appendingPathComponent("mpi")
+    let first = try DDPTrainProcess.run(Self.arguments(batch: 32, checkpoints: alone))
+    #expect(first.status == 0, "\(first.output)")
+    let second = try DDPTrainProcess.mpirun(ranks: 1, Self.arguments(batch: 32, checkpoints: underMPI))
+    #expect(second.status == 0, "\(second.output)")
+    let a = try finalParameters(in: alone)
+    let b = try finalParameters(in: underMPI)
+    #expect(!a.isEmpty)
+    #expect(a.map(\.bitPattern) == b.map(\.bitPattern))
+  }
+}
