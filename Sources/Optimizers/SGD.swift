@@ -1,0 +1,79 @@
+import Tensors
+
+/// The hyperparameters of `SGD` (torch.optim.SGD with dampening 0, maximize false).
+public struct SGDOptions: Codable, Equatable, Sendable {
+  /// μ; 0 disables the momentum buffer.
+  public var momentum: Double
+  /// L2 penalty added to the gradient (coupled, as in torch.optim.SGD, not AdamW-style decoupled).
+  public var weightDecay: Double
+  /// Nesterov momentum; requires momentum > 0 (as in PyTorch).
+  public var nesterov: Bool
+
+  public init(momentum: Double = 0, weightDecay: Double = 0, nesterov: Bool = false) {
+    self.momentum = momentum
+    self.weightDecay = weightDecay
+    self.nesterov = nesterov
+  }
+}
+
+/// torch.optim.SGD (dampening 0, maximize false), element-wise over the flat buffer:
+///   d = g + wd·w;  if μ ≠ 0 { v = μ·v + d  (v starts at 0, so v = d on the first step, bit-identical to
+///   PyTorch's clone);  d = nesterov ? d + μ·v : v };  w = w − lr·d
+/// All arithmetic in Float, one rounding per operation in PyTorch's order.
+public final class SGD {
+  public let options: SGDOptions
+  /// v, count == parameterCount (zeros, and unused, when μ = 0); saved in checkpoints.
+  public let momentumBuffer: FloatBuffer
+
+  public init(parameterCount: Int, options: SGDOptions) {
+    precondition(options.momentum >= 0 && options.momentum.isFinite, "momentum must be >= 0, got \(options.momentum)")
+    precondition(options.weightDecay >= 0 && options.weightDecay.isFinite, "weight decay must be >= 0")
+    precondition(!options.nesterov || options.momentum > 0, "Nesterov momentum requires momentum > 0")
+    self.options = options
+    momentumBuffer = FloatBuffer(count: parameterCount)
+  }
+
+  /// One update of parameters[0..<parameterCount] from gradients[0..<parameterCount].
+  public func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate: Float) {
+    let count = momentumBuffer.count
+    let w = parameters
+    let g = gradients
+    let v = momentumBuffer.pointer
+    let lr = learningRate
+    let wd = Float(options.weightDecay)
+    let mu = Float(options.momentum)
+    // One branch-free loop per variant so each vectorises.
+    var i = 0
+    switch (mu != 0, options.nesterov) {
+    case (false, _):
+      if wd == 0 {
+        while i < count {
+          w[i] = w[i] - lr * g[i]
+          i = i &+ 1
+        }
+      } else {
+        while i < count {
+          let d = g[i] + wd * w[i]
+          w[i] = w[i] - lr * d
+          i = i &+ 1
+        }
+      }
+    case (true, false):
+      while i < count {
+        let d = g[i] + wd * w[i]
+        let velocity = mu * v[i] + d
+        v[i] = velocity
+        w[i] = w[i] - lr * velocity
+        i = i &+ 1
+      }
+    case (true, true):
+      while i < count {
+        let d = g[i] + wd * w[i]
+        let velocity = mu * v[i] + d
+        v[i] = velocity
+        w[i] = w[i] - lr * (d + mu * velocity)
+        i = i &+ 1
+      }
+    }
+  }
+}

@@ -1,0 +1,64 @@
+/// Elementwise kernels over raw Float pointers.
+///
+/// Each loop walks pointers with wrapping arithmetic only, so the optimiser can vectorise it; matrices are
+/// row-major and sliced into rows before the inner loop.
+public enum Elementwise {
+  /// x[i] *= alpha for i in 0..<count.
+  @inline(__always)
+  public static func scale(_ x: UnsafeMutablePointer<Float>, count: Int, by alpha: Float) {
+    var i = 0
+    while i < count {
+      x[i] = x[i] * alpha
+      i = i &+ 1
+    }
+  }
+
+  /// y[i] += alpha·x[i] for i in 0..<count (BLAS axpy).
+  @inline(__always)
+  public static func axpy(
+    alpha: Float, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, count: Int
+  ) {
+    var i = 0
+    while i < count {
+      y[i] = y[i] + alpha * x[i]
+      i = i &+ 1
+    }
+  }
+
+  /// matrix[r, c] += row[c]: matrix is [rows, columns], row is [columns] (a bias broadcast over a batch).
+  @inline(__always)
+  public static func addRowVector(
+    _ row: UnsafePointer<Float>, to matrix: UnsafeMutablePointer<Float>, rows: Int, columns: Int
+  ) {
+    var r = 0
+    var line = matrix
+    while r < rows {
+      var c = 0
+      while c < columns {
+        line[c] = line[c] + row[c]
+        c = c &+ 1
+      }
+      line = line.advanced(by: columns)
+      r = r &+ 1
+    }
+  }
+
+  /// accumulator[c] += Σ_r matrix[r, c]: matrix is [rows, columns], accumulator is [columns]
+  /// (a bias gradient summed over a batch).
+  @inline(__always)
+  public static func accumulateColumnSums(
+    of matrix: UnsafePointer<Float>, rows: Int, columns: Int, into accumulator: UnsafeMutablePointer<Float>
+  ) {
+    var r = 0
+    var line = matrix
+    while r < rows {
+      var c = 0
+      while c < columns {
+        accumulator[c] = accumulator[c] + line[c]
+        c = c &+ 1
+      }
+      line = line.advanced(by: columns)
+      r = r &+ 1
+    }
+  }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+
+@testable import Optimizers
+@testable import Tensors
+
+@Suite struct SGDTests {
+  /// Runs `steps` updates with the same gradient `g` for every element; returns the final parameters.
+  func run(_ options: SGDOptions, w0: [Float], g: [Float], lr: Float, steps: Int) -> (w: [Float], v: [Float]) {
+    let sgd = SGD(parameterCount: w0.count, options: options)
+    var w = w0
+    for _ in 0..<steps { sgd.step(parameters: &w, gradients: g, learningRate: lr) }
+    return (w, sgd.momentumBuffer.array)
+  }
+
+  let w0: [Float] = [1, -2, 0.5, 3]
+  let g: [Float] = [0.1, -0.3, 0.7, 0]
+  let lr: Float = 0.05
+  let steps = 7
+
+  @Test func plainSGDIsWMinusTLRG() {
+    let (w, v) = run(SGDOptions(), w0: w0, g: g, lr: lr, steps: steps)
+    for i in w0.indices {
+      let expected = Double(w0[i]) - Double(steps) * Double(lr) * Double(g[i])
+      #expect(abs(Double(w[i]) - expected) < 1e-5)
+    }
+    #expect(v == [0, 0, 0, 0])  // unused without momentum
+  }
+
+  @Test func momentumMatchesClosedForm() {
+    // v_t = Σ_{i<t} μ^i g = g(1 − μ^t)/(1 − μ);  w_T = w0 − lr Σ_{t=1}^{T} v_t.
+    let mu = 0.9
+    let (w, v) = run(SGDOptions(momentum: mu), w0: w0, g: g, lr: lr, steps: steps)
+    let velocities = (1...steps).map { (1 - pow(mu, Double($0))) / (1 - mu) }
+    for i in w0.indices {
+      let expected = Double(w0[i]) - Double(lr) * Double(g[i]) * velocities.reduce(0, +)
+      #expect(abs(Double(w[i]) - expected) < 1e-5, "w[\(i)] \(w[i]) vs \(expected)")
+      #expect(abs(Double(v[i]) - Double(g[i]) * velocities.last!) < 1e-5)
+    }
+  }
+
+  @Test func nesterovMatchesClosedForm() {
+    // d_t = g + μ v_t with v_t as above.
+    let mu = 0.8
+    let (w, _) = run(SGDOptions(momentum: mu, nesterov: true), w0: w0, g: g, lr: lr, steps: steps)
+    let updates = (1...steps).map { 1 + mu * (1 - pow(mu, Double($0))) / (1 - mu) }
+    for i in w0.indices {
+      let expected = Double(w0[i]) - Double(lr) * Double(g[i]) * updates.reduce(0, +)
+      #expect(abs(Double(w[i]) - expected) < 1e-5, "w[\(i)] \(w[i]) vs \(expected)")
+    }
+  }
+
+  @Test func weightDecayAloneShrinksGeometrically() {
+    // g = 0: w_T = w0 (1 − lr·wd)^T.
+    let wd = 0.1
+    let (w, _) = run(SGDOptions(weightDecay: wd), w0: w0, g: [0, 0, 0, 0], lr: lr, steps: steps)
+    for i in w0.indices {
+      let expected = Double(w0[i]) * pow(1 - Double(lr) * wd, Double(steps))
+      #expect(abs(Double(w[i]) - expected) < 1e-5)
+    }
+  }
+
+  @Test(arguments: [
+    SGDOptions(), SGDOptions(weightDecay: 0.01), SGDOptions(momentum: 0.9), SGDOptions(momentum: 0.9, weightDecay: 0.05),
+    SGDOptions(momentum: 0.5, weightDecay: 0.02, nesterov: true),
+  ])
+  func matchesDoubleReferenceWithChangingGradients(options: SGDOptions) {
+    let count = 6
+    var generator = Xoshiro256(seed: 77)
+    var w = (0..<count).map { _ in generator.nextFloat(in: -1, 1) }
+    var wRef = w.map(Double.init)
+    var vRef = [Double](repeating: 0, count: count)
+    let sgd = SGD(parameterCount: count, options: options)
+    for step in 0..<5 {
+      let g = (0..<count).map { _ in generator.nextFloat(in: -1, 1) }
+      let lr = Float(0.1) / Float(step + 1)
+      sgd.step(parameters: &w, gradients: g, learningRate: lr)
+      // torch.optim.SGD, written out in Double.
+      for i in 0..<count {
+        var d = Double(g[i]) + options.weightDecay * wRef[i]
+        if options.momentum != 0 {
+          vRef[i] = step == 0 ? d : options.momentum * vRef[i] + d
+          d = options.nesterov ? d + options.momentum * vRef[i] : vRef[i]
+        }
+        wRef[i] -= Double(lr) * d
+      }
+    }
+    for i in 0..<count {
+      #expect(abs(Double(w[i]) - wRef[i]) < 1e-5, "w[\(i)]")
+      if options.momentum != 0 { #expect(abs(Double(sgd.momentumBuffer[i]) - vRef[i]) < 1e-5, "v[\(i)]") }
+    }
+  }
+
+  @Test func firstMomentumStepCopiesTheGradientExactly() {
+    let options = SGDOptions(momentum: 0.9, weightDecay: 0.01)
+    let sgd = SGD(parameterCount: 4, options: options)
+    var w = w0
+    sgd.step(parameters: &w, gradients: g, learningRate: lr)
+    let wd = Float(options.weightDecay)
+    #expect(sgd.momentumBuffer.array == zip(g, w0).map { $0 + wd * $1 })
+  }
+
+  @Test func optionsRoundTripThroughJSON() throws {
+    let options = SGDOptions(momentum: 0.9, weightDecay: 5e-4, nesterov: true)
+    #expect(try JSONDecoder().decode(SGDOptions.self, from: JSONEncoder().encode(options)) == options)
+  }
+}
