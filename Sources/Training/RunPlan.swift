@@ -68,6 +68,6 @@ public struct RunPlan: Equatable, Sendable {
       "batch: \(batch) = global batch \(globalBatch); \(stepsPerEpoch) steps per epoch, "
         + "\(unusedPerEpoch) samples left over per epoch",
       "steps: \(totalSteps) in all (\(String(format: "%.2f", Double(totalSteps) / Double(stepsPerEpoch))) epochs)",
-    ] + learningRate.summaryLines.map { "lr:    " + $0 }
+    ] + learningRate.summaryLines.map { "lr:    " + $0.replacingOccurrences(of: "lr policy: ", with: "") }
   }
 }

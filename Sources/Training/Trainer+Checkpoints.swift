@@ -23,7 +23,7 @@ extension Trainer {
     return encoder
   }()
 
-  static let jsonDecoder: JSONDecoder = {
+  public static let jsonDecoder: JSONDecoder = {
     let decoder = JSONDecoder()
     decoder.keyDecodingStrategy = .convertFromSnakeCase
     decoder.nonConformingFloatDecodingStrategy = .convertFromString(
@@ -224,7 +224,7 @@ extension Trainer {
     }
   }
 
-  static func describe(decodingError error: Error) -> String {
+  public static func describe(decodingError error: Error) -> String {
     guard let error = error as? DecodingError else { return "\(error)" }
     func path(_ context: DecodingError.Context) -> String {
       context.codingPath.map(\.stringValue).joined(separator: ".")

@@ -40,7 +40,7 @@ public final class Trainer {
     static let correct = 1
     static let count = 2
   }
-  static let evaluationBatch = 500
+  public static let evaluationBatch = 500
 
   var metrics: MetricsLog?
   let checkpoints: CheckpointDirectory?

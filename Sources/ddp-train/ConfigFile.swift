@@ -159,10 +159,11 @@ struct ConfigFile {
           throw ConfigFileError(path: path, key: "train." + key, problem: "expected \(expected), found '\(scalar.string)'")
         }
       } else {
-        if scalar.tag.name == .null || scalar.string.isEmpty {
+        let plain = scalar.style == .plain
+        if scalar.string.isEmpty || (plain && ["~", "null", "Null", "NULL"].contains(scalar.string)) {
           throw ConfigFileError(path: path, key: "train." + key, problem: "expected \(expected), found nothing")
         }
-        if scalar.tag.name == .bool && !expected.contains("true") {
+        if plain && ["true", "false", "yes", "no", "on", "off"].contains(scalar.string.lowercased()) {
           throw ConfigFileError(path: path, key: "train." + key, problem: "expected \(expected), found '\(scalar.string)'")
         }
         single = ["--\(key)", scalar.string]

@@ -1,0 +1,133 @@
+import Foundation
+
+/// K ranks as K threads of one process, for in-process multi-rank tests of the trainer (no MPI).
+///
+/// Collectives meet at a reusable barrier. An all-reduce sums the ranks' buffers in rank order (0, 1, ..., K−1)
+/// on every rank, so results are deterministic and identical everywhere.
+public final class ThreadGroup: @unchecked Sendable {
+  public let size: Int
+  private let condition = NSCondition()
+  private var arrived = 0
+  private var generation = 0
+  /// Each rank's buffer address during a collective; valid between the collective's two barriers.
+  private var slots: [UnsafeMutableRawPointer?]
+
+  public init(size: Int) {
+    precondition(size >= 1)
+    self.size = size
+    slots = Array(repeating: nil, count: size)
+  }
+
+  /// Runs `body(communicator)` on `size` threads, one per rank, and waits for all; rethrows the first error.
+  public func run(_ body: @escaping @Sendable (Communicator) throws -> Void) throws {
+    let errors = ErrorBox(size: size)
+    let group = DispatchGroup()
+    for rank in 0..<size {
+      let thread = Thread { [self] in
+        do { try body(ThreadGroupCommunicator(group: self, rank: rank)) } catch { errors.set(rank, error) }
+        group.leave()
+      }
+      thread.stackSize = 8 << 20
+      group.enter()
+      thread.start()
+    }
+    group.wait()
+    if let error = errors.first { throw error }
+  }
+
+  func barrier() {
+    condition.lock()
+    let myGeneration = generation
+    arrived += 1
+    if arrived == size {
+      arrived = 0
+      generation += 1
+      condition.broadcast()
+    } else {
+      while generation == myGeneration { condition.wait() }
+    }
+    condition.unlock()
+  }
+
+  /// Publishes `pointer` for `rank`, waits for everyone, runs `combine` with all ranks' pointers, waits again.
+  func exchange(rank: Int, _ pointer: UnsafeMutableRawPointer?, _ combine: ([UnsafeMutableRawPointer?]) -> Void) {
+    condition.lock()
+    slots[rank] = pointer
+    condition.unlock()
+    barrier()
+    condition.lock()
+    let all = slots
+    condition.unlock()
+    combine(all)
+    barrier()
+  }
+
+  private final class ErrorBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var errors: [Error?]
+    init(size: Int) { errors = Array(repeating: nil, count: size) }
+    func set(_ rank: Int, _ error: Error) { lock.withLock { errors[rank] = error } }
+    var first: Error? { lock.withLock { errors.compactMap { $0 }.first } }
+  }
+}
+
+/// One rank's view of a `ThreadGroup`.
+public final class ThreadGroupCommunicator: Communicator {
+  public let rank: Int
+  public var size: Int { group.size }
+  let group: ThreadGroup
+
+  init(group: ThreadGroup, rank: Int) {
+    self.group = group
+    self.rank = rank
+  }
+
+  private func reduce<T>(_ buffer: UnsafeMutableBufferPointer<T>, _ combine: (T, T) -> T) {
+    let count = buffer.count
+    let result = UnsafeMutableBufferPointer<T>.allocate(capacity: max(count, 1))
+    defer { result.deallocate() }
+    group.exchange(rank: rank, UnsafeMutableRawPointer(buffer.baseAddress)) { all in
+      // Everyone reads the others' inputs, in rank order, before anyone writes (the second barrier).
+      for index in 0..<count {
+        var value = all[0]!.assumingMemoryBound(to: T.self)[index]
+        for other in 1..<all.count { value = combine(value, all[other]!.assumingMemoryBound(to: T.self)[index]) }
+        result[index] = value
+      }
+    }
+    // Safe to write now: every rank finished reading inside `exchange`, before its second barrier.
+    for index in 0..<count { buffer[index] = result[index] }
+  }
+
+  public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws { reduce(buffer, +) }
+  public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws { reduce(buffer, +) }
+  public func allReduceMax(_ buffer: UnsafeMutableBufferPointer<Int64>) throws { reduce(buffer, max) }
+
+  public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
+    let count = buffer.count
+    group.exchange(rank: rank, buffer.baseAddress) { all in
+      if rank != root, count > 0 { buffer.baseAddress!.copyMemory(from: all[root]!, byteCount: count) }
+    }
+  }
+
+  public func allGather(_ bytes: [UInt8]) throws -> [UInt8] {
+    var gathered = [UInt8](repeating: 0, count: bytes.count * size)
+    let count = bytes.count
+    bytes.withUnsafeBytes { mine in
+      let pointer = UnsafeMutableRawPointer(mutating: mine.baseAddress)
+      gathered.withUnsafeMutableBytes { output in
+        group.exchange(rank: rank, pointer) { all in
+          for other in all.indices where count > 0 {
+            (output.baseAddress! + other * count).copyMemory(from: all[other]!, byteCount: count)
+          }
+        }
+      }
+    }
+    return gathered
+  }
+
+  public func barrier() throws { group.barrier() }
+
+  public func abort(code: Int32) -> Never {
+    fatalError("ThreadGroupCommunicator.abort(code: \(code)) on rank \(rank)")
+  }
+}
