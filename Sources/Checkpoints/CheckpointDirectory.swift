@@ -28,7 +28,8 @@ public struct CheckpointDirectory: Sendable {
     self.path = path
   }
 
-  public static let modelFile = "model.safetensors", optimizerFile = "optimizer.safetensors", stateFile = "state.json"
+  public static let modelFile = "model.safetensors", optimizerFile = "optimizer.safetensors",
+    stateFile = "state.json"
   static let requiredFiles = [modelFile, optimizerFile, stateFile]
 
   /// For validation before training starts, writing nothing: OK if `path` does not exist but its parent is (or can be) a
@@ -47,7 +48,9 @@ public struct CheckpointDirectory: Sendable {
         candidate = up
       case .directory:
         guard access(candidate, W_OK | X_OK) == 0 else {
-          let problem = candidate == path ? "the directory" : "the directory \(candidate), where it would be created,"
+          let problem =
+            candidate == path
+            ? "the directory" : "the directory \(candidate), where it would be created,"
           throw CheckpointError(
             path: path, problem: "\(problem) is not writable (\(String(cString: strerror(errno))))",
             hint: FileSystem.hint)
@@ -55,7 +58,9 @@ public struct CheckpointDirectory: Sendable {
         return
       case .regularFile, .other:
         let problem =
-          candidate == path ? "exists but is not a directory" : "cannot be created because \(candidate) is not a directory"
+          candidate == path
+          ? "exists but is not a directory"
+          : "cannot be created because \(candidate) is not a directory"
         throw CheckpointError(path: path, problem: problem, hint: FileSystem.hint)
       case .missing, nil:
         throw FileSystem.osError(path, "stat \(candidate)")
@@ -69,7 +74,9 @@ public struct CheckpointDirectory: Sendable {
   /// folder under a final name.
   ///
   /// `step` must be in 0...99_999_999 and the file names plain, unique names (programmer mistakes).
-  public func write(step: Int, files: [(name: String, bytes: [UInt8])]) throws(CheckpointError) -> CheckpointLocation {
+  public func write(step: Int, files: [(name: String, bytes: [UInt8])]) throws(CheckpointError)
+    -> CheckpointLocation
+  {
     precondition((0...99_999_999).contains(step), "step \(step) does not fit in 8 digits")
     precondition(Set(files.map(\.name)).count == files.count, "duplicate checkpoint file names")
     for file in files {
@@ -87,7 +94,9 @@ public struct CheckpointDirectory: Sendable {
     try FileSystem.removeTree(temporary)
     do throws(CheckpointError) {
       guard mkdir(temporary, 0o755) == 0 else { throw FileSystem.osError(temporary, "mkdir") }
-      for file in files { try FileSystem.writeSynced(FileSystem.join(temporary, file.name), file.bytes) }
+      for file in files {
+        try FileSystem.writeSynced(FileSystem.join(temporary, file.name), file.bytes)
+      }
       try FileSystem.syncDirectory(temporary)
       if FileSystem.kind(final) == .missing {
         try FileSystem.move(temporary, to: final)
@@ -121,7 +130,8 @@ public struct CheckpointDirectory: Sendable {
     case .missing: return []
     case .directory: break
     case .regularFile, .other:
-      throw CheckpointError(path: path, problem: "exists but is not a directory", hint: FileSystem.hint)
+      throw CheckpointError(
+        path: path, problem: "exists but is not a directory", hint: FileSystem.hint)
     case nil: throw FileSystem.osError(path, "stat")
     }
     var locations: [CheckpointLocation] = []
@@ -129,7 +139,9 @@ public struct CheckpointDirectory: Sendable {
       guard let step = Self.step(ofFolder: name) else { continue }
       let folder = FileSystem.join(path, name)
       guard FileSystem.kind(folder) == .directory,
-        Self.requiredFiles.allSatisfy({ FileSystem.kind(FileSystem.join(folder, $0)) == .regularFile })
+        Self.requiredFiles.allSatisfy({
+          FileSystem.kind(FileSystem.join(folder, $0)) == .regularFile
+        })
       else { continue }
       locations.append(CheckpointLocation(step: step, path: folder))
     }
@@ -148,7 +160,9 @@ public struct CheckpointDirectory: Sendable {
   }
 
   /// Reads one file of a checkpoint; CheckpointError if missing/unreadable.
-  public func read(_ file: String, of location: CheckpointLocation) throws(CheckpointError) -> [UInt8] {
+  public func read(_ file: String, of location: CheckpointLocation) throws(CheckpointError)
+    -> [UInt8]
+  {
     let filePath = FileSystem.join(location.path, file)
     guard FileSystem.kind(filePath) != .missing else {
       throw CheckpointError(
@@ -158,7 +172,9 @@ public struct CheckpointDirectory: Sendable {
     do {
       return try FileSystem.readFile(filePath)
     } catch {
-      throw CheckpointError(path: error.path, problem: error.problem, hint: "Check the file's permissions, or use another checkpoint")
+      throw CheckpointError(
+        path: error.path, problem: error.problem,
+        hint: "Check the file's permissions, or use another checkpoint")
     }
   }
 

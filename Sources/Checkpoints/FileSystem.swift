@@ -8,7 +8,8 @@
 /// that carries the OS error text (`strerror`). Foundation's FileManager is not used: it hides `fsync`
 /// and reports errors without the errno text.
 enum FileSystem {
-  static let hint = "Check that --checkpoint-dir names a writable directory on a disk with free space"
+  static let hint =
+    "Check that --checkpoint-dir names a writable directory on a disk with free space"
 
   enum Kind: Equatable {
     case missing
@@ -18,7 +19,8 @@ enum FileSystem {
   }
 
   static func osError(_ path: String, _ doing: String, _ code: Int32 = errno) -> CheckpointError {
-    CheckpointError(path: path, problem: "\(doing) failed: \(String(cString: strerror(code)))", hint: hint)
+    CheckpointError(
+      path: path, problem: "\(doing) failed: \(String(cString: strerror(code)))", hint: hint)
   }
 
   static func join(_ directory: String, _ name: String) -> String {
@@ -126,7 +128,9 @@ enum FileSystem {
         return names
       }
       let name = withUnsafePointer(to: entry.pointee.d_name) {
-        $0.withMemoryRebound(to: CChar.self, capacity: MemoryLayout.size(ofValue: entry.pointee.d_name)) {
+        $0.withMemoryRebound(
+          to: CChar.self, capacity: MemoryLayout.size(ofValue: entry.pointee.d_name)
+        ) {
           String(cString: $0)
         }
       }

@@ -8,7 +8,8 @@ import Foundation
 /// Readers: Python's `safetensors.torch.load_file` / `safetensors.numpy.load_file`, and `decode` here.
 public enum SafeTensors {
   static let metadataKey = "__metadata__"
-  static let hint = "Expected an F32 safetensors file as ddp-train or Python's safetensors writes it; use another checkpoint"
+  static let hint =
+    "Expected an F32 safetensors file as ddp-train or Python's safetensors writes it; use another checkpoint"
 
   /// Tensors stored in the given order, contiguous.
   ///
@@ -18,7 +19,9 @@ public enum SafeTensors {
   public static func encode(_ tensors: [NamedTensor], metadata: [String: String]) -> [UInt8] {
     var fields: [String] = []
     if !metadata.isEmpty {
-      let entries = metadata.sorted { $0.key < $1.key }.map { jsonString($0.key) + ":" + jsonString($0.value) }
+      let entries = metadata.sorted { $0.key < $1.key }.map {
+        jsonString($0.key) + ":" + jsonString($0.value)
+      }
       fields.append(jsonString(metadataKey) + ":{" + entries.joined(separator: ",") + "}")
     }
     var names = Set<String>()
@@ -32,7 +35,8 @@ public enum SafeTensors {
       let end = offset + 4 * tensor.values.count
       let shape = tensor.shape.map(String.init).joined(separator: ",")
       fields.append(
-        jsonString(tensor.name) + #":{"dtype":"F32","shape":[\#(shape)],"data_offsets":[\#(offset),\#(end)]}"#)
+        jsonString(tensor.name)
+          + #":{"dtype":"F32","shape":[\#(shape)],"data_offsets":[\#(offset),\#(end)]}"#)
       offset = end
     }
     var header = Array(("{" + fields.joined(separator: ",") + "}").utf8)
@@ -72,7 +76,8 @@ public enum SafeTensors {
     }
 
     guard bytes.count >= 8 else {
-      throw failure("the file is \(bytes.count) bytes long, shorter than the 8-byte safetensors header length")
+      throw failure(
+        "the file is \(bytes.count) bytes long, shorter than the 8-byte safetensors header length")
     }
     let headerLength = bytes[0..<8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
     guard headerLength <= UInt64(bytes.count - 8) else {
@@ -123,7 +128,9 @@ public enum SafeTensors {
     for (name, value) in header where name != metadataKey {
       func field(_ key: String) throws(CheckpointError) -> Any {
         guard let object = value as? [String: Any] else {
-          throw failure("tensor \"\(name)\" is \(describe(value)), expected an object with dtype, shape and data_offsets")
+          throw failure(
+            "tensor \"\(name)\" is \(describe(value)), expected an object with dtype, shape and data_offsets"
+          )
         }
         guard let field = object[key] else { throw failure("tensor \"\(name)\" has no \(key)") }
         return field
@@ -131,13 +138,15 @@ public enum SafeTensors {
       func integers(_ key: String) throws(CheckpointError) -> [Int] {
         let value = try field(key)
         guard let array = value as? [Any] else {
-          throw failure("tensor \"\(name)\": \(key) is \(describe(value)), expected an array of integers")
+          throw failure(
+            "tensor \"\(name)\": \(key) is \(describe(value)), expected an array of integers")
         }
         var result: [Int] = []
         for element in array {
           guard let integer = nonNegativeInteger(element) else {
             throw failure(
-              "tensor \"\(name)\": \(key) holds \(describe(element)), expected non-negative integers")
+              "tensor \"\(name)\": \(key) holds \(describe(element)), expected non-negative integers"
+            )
           }
           result.append(integer)
         }
@@ -154,7 +163,8 @@ public enum SafeTensors {
       let shape = try integers("shape")
       let offsets = try integers("data_offsets")
       guard offsets.count == 2 else {
-        throw failure("tensor \"\(name)\": data_offsets has \(offsets.count) numbers, expected [begin, end]")
+        throw failure(
+          "tensor \"\(name)\": data_offsets has \(offsets.count) numbers, expected [begin, end]")
       }
       let (begin, end) = (offsets[0], offsets[1])
       guard begin <= end else {
@@ -185,7 +195,8 @@ public enum SafeTensors {
       guard entry.end <= dataLength else {
         throw failure(
           "tensor \"\(entry.name)\" needs data bytes \(entry.begin)..<\(entry.end), but the data region "
-            + "has only \(dataLength) bytes (the file is truncated or the offsets are out of bounds)")
+            + "has only \(dataLength) bytes (the file is truncated or the offsets are out of bounds)"
+        )
       }
       guard entry.begin >= covered else {
         throw failure(
@@ -194,7 +205,8 @@ public enum SafeTensors {
       }
       guard entry.begin == covered else {
         throw failure(
-          "data bytes \(covered)..<\(entry.begin) belong to no tensor (expected tensors to be contiguous)")
+          "data bytes \(covered)..<\(entry.begin) belong to no tensor (expected tensors to be contiguous)"
+        )
       }
       covered = entry.end
       previous = entry.name
@@ -209,7 +221,9 @@ public enum SafeTensors {
       entries.map { entry in
         let start = dataStart + entry.begin
         let values = (0..<(entry.end - entry.begin) / 4).map { index in
-          Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: start + 4 * index, as: UInt32.self)))
+          Float(
+            bitPattern: UInt32(
+              littleEndian: raw.loadUnaligned(fromByteOffset: start + 4 * index, as: UInt32.self)))
         }
         return NamedTensor(name: entry.name, shape: entry.shape, values: values)
       }
@@ -240,7 +254,8 @@ public enum SafeTensors {
     case is [String: Any]: return "an object"
     case is NSNull: return "null"
     case let number as NSNumber:
-      return String(cString: number.objCType) == "c" ? "the boolean \(number.boolValue)" : "the number \(number)"
+      return String(cString: number.objCType) == "c"
+        ? "the boolean \(number.boolValue)" : "the number \(number)"
     default: return "\(type(of: value))"
     }
   }
@@ -248,10 +263,13 @@ public enum SafeTensors {
   /// The keys of the top-level object of `json` (known to be a valid JSON object), in order and with
   /// repeats, each decoded from its JSON string literal.
   static func topLevelKeys(_ json: ArraySlice<UInt8>) -> [String] {
-    let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+    let quote = UInt8(ascii: "\"")
+    let backslash = UInt8(ascii: "\\")
     var keys: [String] = []
     var depth = 0
-    var inString = false, escaped = false, expectingKey = false
+    var inString = false
+    var escaped = false
+    var expectingKey = false
     var keyStart: Int?
     for index in json.indices {
       let byte = json[index]
@@ -265,7 +283,8 @@ public enum SafeTensors {
           if let start = keyStart {
             let literal = Data(json[start...index])
             keys.append(
-              (try? JSONSerialization.jsonObject(with: literal, options: .fragmentsAllowed)) as? String ?? "")
+              (try? JSONSerialization.jsonObject(with: literal, options: .fragmentsAllowed))
+                as? String ?? "")
             keyStart = nil
           }
         }
@@ -304,7 +323,8 @@ public enum SafeTensors {
       case "\r": result += "\\r"
       case "\t": result += "\\t"
       case _ where scalar.value < 0x20:
-        result += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+        result +=
+          "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
           + String(scalar.value, radix: 16)
       default: result.unicodeScalars.append(scalar)
       }

@@ -40,12 +40,16 @@ public final class MLP {
     var offset = 0
     for l in 0..<(sizes.count - 1) {
       let (fanIn, fanOut) = (sizes[l], sizes[l + 1])
-      let index = 2 * l  // Linear layers sit at even positions of the Sequential, ReLUs between them
+      // Linear layers sit at even positions of the Sequential, ReLUs between them.
+      let index = 2 * l
       weightOffsets.append(offset)
-      views.append(ParameterView(name: "\(index).weight", shape: [fanOut, fanIn], offset: offset, count: fanOut * fanIn))
+      views.append(
+        ParameterView(
+          name: "\(index).weight", shape: [fanOut, fanIn], offset: offset, count: fanOut * fanIn))
       offset += fanOut * fanIn
       biasOffsets.append(offset)
-      views.append(ParameterView(name: "\(index).bias", shape: [fanOut], offset: offset, count: fanOut))
+      views.append(
+        ParameterView(name: "\(index).bias", shape: [fanOut], offset: offset, count: fanOut))
       offset += fanOut
     }
     precondition(offset == spec.parameterCount)
@@ -130,7 +134,8 @@ public final class MLP {
       let x = l == 0 ? input : UnsafePointer(activations[l - 1].pointer)
       let dx: UnsafeMutablePointer<Float>? = l == 0 ? nil : deltas[l - 1].pointer
       Linear.backward(
-        x: x, weight: p + weightOffsets[l], dy: dy, dWeight: g + weightOffsets[l], dBias: g + biasOffsets[l],
+        x: x, weight: p + weightOffsets[l], dy: dy, dWeight: g + weightOffsets[l],
+        dBias: g + biasOffsets[l],
         dx: dx, batch: batch, inFeatures: sizes[l], outFeatures: sizes[l + 1])
       if let dx {
         // x is the previous layer's ReLU output: its gradient passes where x > 0.
@@ -142,9 +147,12 @@ public final class MLP {
   }
 
   /// Forward only: the same loss sum and correct count as `accumulateGradients`, no gradient. No allocation.
-  public func evaluate(input: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int) -> BatchResult {
+  public func evaluate(input: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int)
+    -> BatchResult
+  {
     let logits = forward(input: input, batch: batch)
-    return SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: batch, classes: spec.classCount)
+    return SoftmaxCrossEntropy.evaluate(
+      logits: logits, labels: labels, batch: batch, classes: spec.classCount)
   }
 }
 

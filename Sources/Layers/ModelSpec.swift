@@ -7,8 +7,10 @@ public struct ModelSpec: Codable, Equatable, Sendable, CustomStringConvertible {
   public static let defaultHiddenSizes = [256, 128]
 
   public init(layerSizes: [Int]) {
-    precondition(layerSizes.count >= 2, "ModelSpec needs an input and a class count, got \(layerSizes)")
-    precondition(layerSizes.allSatisfy { $0 > 0 }, "ModelSpec layer sizes must be positive, got \(layerSizes)")
+    precondition(
+      layerSizes.count >= 2, "ModelSpec needs an input and a class count, got \(layerSizes)")
+    precondition(
+      layerSizes.allSatisfy { $0 > 0 }, "ModelSpec layer sizes must be positive, got \(layerSizes)")
     self.layerSizes = layerSizes
   }
 
@@ -27,7 +29,8 @@ public struct ModelSpec: Codable, Equatable, Sendable, CustomStringConvertible {
       hiddenText = nil
     }
     guard family.lowercased() == "mlp" else {
-      throw ModelSpecError(given: text, problem: "unknown model '\(family)'; the only model is 'mlp'")
+      throw ModelSpecError(
+        given: text, problem: "unknown model '\(family)'; the only model is 'mlp'")
     }
     var hidden: [Int] = []
     if let hiddenText {

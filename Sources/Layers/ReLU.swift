@@ -38,7 +38,9 @@ public enum ReLU {
   ) {
     var i = 0
     while i < count {
-      dx[i] = y[i] > 0 ? dy[i] : 0
+      // Both loads unconditional, so the choice is a select the loop vectoriser can use, not a branch.
+      let gradient = dy[i]
+      dx[i] = y[i] > 0 ? gradient : 0
       i = i &+ 1
     }
   }

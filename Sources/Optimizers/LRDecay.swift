@@ -11,7 +11,8 @@ public enum LRDecay: Codable, Equatable, Sendable, CustomStringConvertible {
   case step(milestones: [Double])
 
   /// The forms `--schedule` accepts, for messages.
-  public static let acceptedForms = "'constant', 'cosine' or 'step:E1,E2,...' (increasing epochs > 0, e.g. step:30,60)"
+  public static let acceptedForms =
+    "'constant', 'cosine' or 'step:E1,E2,...' (increasing epochs > 0, e.g. step:30,60)"
 
   /// Parses "constant", "cosine", "step:30,60" (fractions allowed).
   public init(parsing text: String) throws(LRPolicyError) {
@@ -25,19 +26,27 @@ public enum LRDecay: Codable, Equatable, Sendable, CustomStringConvertible {
       }
       let list = trimmed.dropFirst("step:".count)
       guard !list.isEmpty else {
-        throw LRPolicyError("invalid --schedule '\(text)': 'step:' needs at least one milestone; expected \(Self.acceptedForms)")
+        throw LRPolicyError(
+          "invalid --schedule '\(text)': 'step:' needs at least one milestone; expected \(Self.acceptedForms)"
+        )
       }
       var milestones: [Double] = []
       for item in list.split(separator: ",", omittingEmptySubsequences: false) {
         guard let epoch = Double(item), epoch.isFinite else {
           let shown = item.isEmpty ? "an empty entry" : "'\(item)'"
-          throw LRPolicyError("invalid --schedule '\(text)': \(shown) is not a number; expected \(Self.acceptedForms)")
+          throw LRPolicyError(
+            "invalid --schedule '\(text)': \(shown) is not a number; expected \(Self.acceptedForms)"
+          )
         }
         guard epoch > 0 else {
-          throw LRPolicyError("invalid --schedule '\(text)': milestone \(item) must be > 0; expected \(Self.acceptedForms)")
+          throw LRPolicyError(
+            "invalid --schedule '\(text)': milestone \(item) must be > 0; expected \(Self.acceptedForms)"
+          )
         }
         if let last = milestones.last, epoch <= last {
-          throw LRPolicyError("invalid --schedule '\(text)': milestones must increase (\(item) after \(Self.format(last))); expected \(Self.acceptedForms)")
+          throw LRPolicyError(
+            "invalid --schedule '\(text)': milestones must increase (\(item) after \(Self.format(last))); expected \(Self.acceptedForms)"
+          )
         }
         milestones.append(epoch)
       }

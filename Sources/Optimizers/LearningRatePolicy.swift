@@ -47,14 +47,25 @@ public struct LearningRatePolicy: Codable, Equatable, Sendable {
 
   /// Checks the values a user can get wrong; the message names the option.
   public func validate() throws(LRPolicyError) {
-    guard baseLR.isFinite, baseLR > 0 else { throw LRPolicyError("invalid --lr \(baseLR): expected a number > 0") }
-    guard baseBatch > 0 else { throw LRPolicyError("invalid --base-batch \(baseBatch): expected a whole number > 0") }
-    guard globalBatch > 0 else { throw LRPolicyError("invalid global batch \(globalBatch): expected > 0") }
-    guard warmupEpochs.isFinite, warmupEpochs >= 0 else {
-      throw LRPolicyError("invalid --warmup-epochs \(warmupEpochs): expected a number >= 0 (0 = no warmup)")
+    guard baseLR.isFinite, baseLR > 0 else {
+      throw LRPolicyError("invalid --lr \(baseLR): expected a number > 0")
     }
-    guard stepsPerEpoch > 0 else { throw LRPolicyError("invalid steps per epoch \(stepsPerEpoch): expected > 0") }
-    guard totalSteps >= 0 else { throw LRPolicyError("invalid total steps \(totalSteps): expected >= 0") }
+    guard baseBatch > 0 else {
+      throw LRPolicyError("invalid --base-batch \(baseBatch): expected a whole number > 0")
+    }
+    guard globalBatch > 0 else {
+      throw LRPolicyError("invalid global batch \(globalBatch): expected > 0")
+    }
+    guard warmupEpochs.isFinite, warmupEpochs >= 0 else {
+      throw LRPolicyError(
+        "invalid --warmup-epochs \(warmupEpochs): expected a number >= 0 (0 = no warmup)")
+    }
+    guard stepsPerEpoch > 0 else {
+      throw LRPolicyError("invalid steps per epoch \(stepsPerEpoch): expected > 0")
+    }
+    guard totalSteps >= 0 else {
+      throw LRPolicyError("invalid total steps \(totalSteps): expected >= 0")
+    }
   }
 
   /// r = globalBatch/baseBatch.

@@ -26,15 +26,21 @@ public final class SGD {
   public let momentumBuffer: FloatBuffer
 
   public init(parameterCount: Int, options: SGDOptions) {
-    precondition(options.momentum >= 0 && options.momentum.isFinite, "momentum must be >= 0, got \(options.momentum)")
-    precondition(options.weightDecay >= 0 && options.weightDecay.isFinite, "weight decay must be >= 0")
-    precondition(!options.nesterov || options.momentum > 0, "Nesterov momentum requires momentum > 0")
+    precondition(
+      options.momentum >= 0 && options.momentum.isFinite,
+      "momentum must be >= 0, got \(options.momentum)")
+    precondition(
+      options.weightDecay >= 0 && options.weightDecay.isFinite, "weight decay must be >= 0")
+    precondition(
+      !options.nesterov || options.momentum > 0, "Nesterov momentum requires momentum > 0")
     self.options = options
     momentumBuffer = FloatBuffer(count: parameterCount)
   }
 
   /// One update of parameters[0..<parameterCount] from gradients[0..<parameterCount].
-  public func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate: Float) {
+  public func step(
+    parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate: Float
+  ) {
     let count = momentumBuffer.count
     let w = parameters
     let g = gradients

@@ -41,7 +41,8 @@ extension BLAS.Transpose {
 enum GEMMContract {
   @inline(__always)
   static func check(
-    _ transA: BLAS.Transpose, _ transB: BLAS.Transpose, m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int
+    _ transA: BLAS.Transpose, _ transB: BLAS.Transpose, m: Int, n: Int, k: Int, lda: Int, ldb: Int,
+    ldc: Int
   ) {
     precondition(m >= 0 && n >= 0 && k >= 0, "sgemm: negative dimension m=\(m) n=\(n) k=\(k)")
     precondition(lda >= max(1, transA == .none ? k : m), "sgemm: lda \(lda) too small")

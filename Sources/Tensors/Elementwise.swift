@@ -47,7 +47,8 @@ public enum Elementwise {
   /// (a bias gradient summed over a batch).
   @inline(__always)
   public static func accumulateColumnSums(
-    of matrix: UnsafePointer<Float>, rows: Int, columns: Int, into accumulator: UnsafeMutablePointer<Float>
+    of matrix: UnsafePointer<Float>, rows: Int, columns: Int,
+    into accumulator: UnsafeMutablePointer<Float>
   ) {
     var r = 0
     var line = matrix

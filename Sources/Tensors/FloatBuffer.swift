@@ -46,11 +46,13 @@ public final class FloatBuffer: @unchecked Sendable {
   /// Bounds-checked element access (for tests and setup code; hot loops use `pointer`).
   public subscript(index: Int) -> Float {
     get {
-      precondition(index >= 0 && index < count, "FloatBuffer index \(index) out of range 0..<\(count)")
+      precondition(
+        index >= 0 && index < count, "FloatBuffer index \(index) out of range 0..<\(count)")
       return pointer[index]
     }
     set {
-      precondition(index >= 0 && index < count, "FloatBuffer index \(index) out of range 0..<\(count)")
+      precondition(
+        index >= 0 && index < count, "FloatBuffer index \(index) out of range 0..<\(count)")
       pointer[index] = newValue
     }
   }
@@ -60,7 +62,8 @@ public final class FloatBuffer: @unchecked Sendable {
 
   /// Overwrites the contents with `values`, which must have exactly `count` elements.
   public func copy(from values: [Float]) {
-    precondition(values.count == count, "FloatBuffer.copy(from:) expects \(count) values, got \(values.count)")
+    precondition(
+      values.count == count, "FloatBuffer.copy(from:) expects \(count) values, got \(values.count)")
     values.withUnsafeBufferPointer { source in
       if let base = source.baseAddress { pointer.update(from: base, count: count) }
     }

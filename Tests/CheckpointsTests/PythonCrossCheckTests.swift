@@ -24,31 +24,42 @@ private let dumpScript = """
   """
 
 @Suite struct PythonCrossCheckTests {
-  @Test(.enabled(if: pythonHasSafetensors, "python3 cannot import safetensors and numpy (pip install safetensors numpy)"))
+  @Test(
+    .enabled(
+      if: pythonHasSafetensors,
+      "python3 cannot import safetensors and numpy (pip install safetensors numpy)"))
   func pythonReadsWhatWeWrite() throws {
     let tensors = [
       NamedTensor(name: "0.weight", shape: [3, 4], values: (0..<12).map { Float($0) * 0.37 - 2 }),
-      NamedTensor(name: "0.bias", shape: [3], values: [-0.0, .leastNonzeroMagnitude, .greatestFiniteMagnitude]),
+      NamedTensor(
+        name: "0.bias", shape: [3],
+        values: [-0.0, .leastNonzeroMagnitude, .greatestFiniteMagnitude]),
       NamedTensor(name: "scalar", shape: [], values: [42]),
     ]
     let metadata = ["model": "mlp 784-256-128-10", "quote\"": "é\n"]
     try withTemporaryDirectory { root in
       let path = root + "/model.safetensors"
-      try Data(SafeTensors.encode(tensors, metadata: metadata)).write(to: URL(fileURLWithPath: path))
+      try Data(SafeTensors.encode(tensors, metadata: metadata)).write(
+        to: URL(fileURLWithPath: path))
       let result = try runPython(dumpScript, [path])
       #expect(result.status == 0)
       let expected = tensors.sorted { $0.name < $1.name }.map { tensor in
         tensor.name + " " + tensor.shape.map(String.init).joined(separator: ",") + " "
           + tensor.values.map { hex8($0.bitPattern) }.joined(separator: " ")
       }
-      let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+      let lines = result.output.split(separator: "\n", omittingEmptySubsequences: false).map(
+        String.init)
       #expect(Array(lines.prefix(tensors.count)) == expected)
-      let printedMetadata = try JSONSerialization.jsonObject(with: Data(lines[tensors.count].utf8)) as? [String: String]
+      let printedMetadata =
+        try JSONSerialization.jsonObject(with: Data(lines[tensors.count].utf8)) as? [String: String]
       #expect(printedMetadata == metadata)
     }
   }
 
-  @Test(.enabled(if: pythonHasSafetensors, "python3 cannot import safetensors and numpy (pip install safetensors numpy)"))
+  @Test(
+    .enabled(
+      if: pythonHasSafetensors,
+      "python3 cannot import safetensors and numpy (pip install safetensors numpy)"))
   func weReadWhatPythonWrites() throws {
     let script = """
       import sys
@@ -63,17 +74,25 @@ private let dumpScript = """
     try withTemporaryDirectory { root in
       let path = root + "/python.safetensors"
       #expect(try runPython(script, [path]).status == 0)
-      let decoded = try SafeTensors.decode(Array(try Data(contentsOf: URL(fileURLWithPath: path))), path: path)
+      let decoded = try SafeTensors.decode(
+        Array(try Data(contentsOf: URL(fileURLWithPath: path))), path: path)
       let byName = Dictionary(uniqueKeysWithValues: decoded.tensors.map { ($0.name, $0) })
-      #expect(byName["0.weight"] == NamedTensor(name: "0.weight", shape: [2, 3], values: (0..<6).map { Float($0) / 7 }))
-      #expect(byName["4.bias"]?.values.map(\.bitPattern) == [Float(1.5).bitPattern, Float(-0.0).bitPattern])
+      #expect(
+        byName["0.weight"]
+          == NamedTensor(name: "0.weight", shape: [2, 3], values: (0..<6).map { Float($0) / 7 }))
+      #expect(
+        byName["4.bias"]?.values.map(\.bitPattern) == [
+          Float(1.5).bitPattern, Float(-0.0).bitPattern,
+        ])
       #expect(byName["empty"] == NamedTensor(name: "empty", shape: [0, 2], values: []))
       #expect(decoded.tensors.count == 3)
       #expect(decoded.metadata == ["format": "np", "k": "v"])
     }
   }
 
-  @Test(.enabled(if: pythonHasTorch, "python3 cannot import torch and safetensors.torch (not installed here)"))
+  @Test(
+    .enabled(
+      if: pythonHasTorch, "python3 cannot import torch and safetensors.torch (not installed here)"))
   func torchLoadsTheModelIntoSequential() throws {
     let sizes = [784, 256, 128, 10]
     var tensors: [NamedTensor] = []
@@ -81,8 +100,11 @@ private let dumpScript = """
       let (fanIn, fanOut) = (sizes[layer], sizes[layer + 1])
       tensors.append(
         NamedTensor(
-          name: "\(2 * layer).weight", shape: [fanOut, fanIn], values: (0..<(fanOut * fanIn)).map { Float($0 % 97) / 97 }))
-      tensors.append(NamedTensor(name: "\(2 * layer).bias", shape: [fanOut], values: (0..<fanOut).map { Float($0) }))
+          name: "\(2 * layer).weight", shape: [fanOut, fanIn],
+          values: (0..<(fanOut * fanIn)).map { Float($0 % 97) / 97 }))
+      tensors.append(
+        NamedTensor(
+          name: "\(2 * layer).bias", shape: [fanOut], values: (0..<fanOut).map { Float($0) }))
     }
     let script = """
       import sys, torch
@@ -97,7 +119,8 @@ private let dumpScript = """
       """
     try withTemporaryDirectory { root in
       let path = root + "/model.safetensors"
-      try Data(SafeTensors.encode(tensors, metadata: ["format": "pt"])).write(to: URL(fileURLWithPath: path))
+      try Data(SafeTensors.encode(tensors, metadata: ["format": "pt"])).write(
+        to: URL(fileURLWithPath: path))
       let result = try runPython(script, [path])
       #expect(result.status == 0)
       #expect(result.output == "ok\n")

@@ -15,11 +15,14 @@ private func pseudoRandomValues(_ count: Int, seed: UInt32) -> [Float] {
 @Suite struct SafeTensorsRoundTripTests {
   @Test func valuesShapesAndOrderRoundTripBitExactly() throws {
     let special: [Float] = [
-      0, -0.0, 1, -1, .leastNonzeroMagnitude, -.leastNonzeroMagnitude, Float(bitPattern: 0x0001_2345), Float.leastNormalMagnitude.nextDown,
-      .greatestFiniteMagnitude, -.greatestFiniteMagnitude, .infinity, -.infinity, .leastNormalMagnitude, 0.1,
+      0, -0.0, 1, -1, .leastNonzeroMagnitude, -.leastNonzeroMagnitude,
+      Float(bitPattern: 0x0001_2345), Float.leastNormalMagnitude.nextDown,
+      .greatestFiniteMagnitude, -.greatestFiniteMagnitude, .infinity, -.infinity,
+      .leastNormalMagnitude, 0.1,
     ]
     let tensors = [
-      NamedTensor(name: "0.weight", shape: [256, 784], values: pseudoRandomValues(256 * 784, seed: 1)),
+      NamedTensor(
+        name: "0.weight", shape: [256, 784], values: pseudoRandomValues(256 * 784, seed: 1)),
       NamedTensor(name: "0.bias", shape: [256], values: pseudoRandomValues(256, seed: 2)),
       NamedTensor(name: "special", shape: [2, 7], values: special),
       NamedTensor(name: "scalar", shape: [], values: [3.5]),
@@ -30,17 +33,21 @@ private func pseudoRandomValues(_ count: Int, seed: UInt32) -> [Float] {
     #expect(decoded.tensors.map(\.name) == tensors.map(\.name))
     #expect(decoded.tensors.map(\.shape) == tensors.map(\.shape))
     // Bit patterns, not ==: -0.0 == 0.0 would hide a lost sign.
-    #expect(decoded.tensors.map { $0.values.map(\.bitPattern) } == tensors.map { $0.values.map(\.bitPattern) })
+    #expect(
+      decoded.tensors.map { $0.values.map(\.bitPattern) }
+        == tensors.map { $0.values.map(\.bitPattern) })
     #expect(decoded.metadata.isEmpty)
   }
 
   @Test func metadataRoundTrips() throws {
     let metadata = [
-      "model": "mlp 784-256-128-10 relu", "preprocessing": #"{"scale": 0.00392156862745098, "mean": 0.2860}"#,
+      "model": "mlp 784-256-128-10 relu",
+      "preprocessing": #"{"scale": 0.00392156862745098, "mean": 0.2860}"#,
       "unicode ✓": "tab\there, backslash \\, control \u{1}", "": "",
     ]
     let decoded = try SafeTensors.decode(
-      SafeTensors.encode([NamedTensor(name: "w", shape: [1], values: [1])], metadata: metadata), path: "x")
+      SafeTensors.encode([NamedTensor(name: "w", shape: [1], values: [1])], metadata: metadata),
+      path: "x")
     #expect(decoded.metadata == metadata)
     #expect(decoded.tensors == [NamedTensor(name: "w", shape: [1], values: [1])])
   }
@@ -91,7 +98,8 @@ private func pseudoRandomValues(_ count: Int, seed: UInt32) -> [Float] {
   /// `safetensors.numpy.save({"b": np.array([[0.5], [-3]], np.float32), "a": np.array([1, 2], np.float32)},
   /// metadata={"format": "pt"})`.
   static let pythonTwoTensors = bytes(
-    hex: "90000000000000007b225f5f6d657461646174615f5f223a7b22666f726d6174223a227074227d2c2261223a7b2264"
+    hex:
+      "90000000000000007b225f5f6d657461646174615f5f223a7b22666f726d6174223a227074227d2c2261223a7b2264"
       + "74797065223a22463332222c227368617065223a5b325d2c22646174615f6f666673657473223a5b302c385d7d2c2262"
       + "223a7b226474797065223a22463332222c227368617065223a5b322c315d2c22646174615f6f666673657473223a5b38"
       + "2c31365d7d7d2020200000803f000000400000003f000040c0")
@@ -105,7 +113,8 @@ private func pseudoRandomValues(_ count: Int, seed: UInt32) -> [Float] {
     #expect(
       file
         == bytes(
-          hex: "38000000000000007b2261223a7b226474797065223a22463332222c227368617065223a5b325d2c226461"
+          hex:
+            "38000000000000007b2261223a7b226474797065223a22463332222c227368617065223a5b325d2c226461"
             + "74615f6f666673657473223a5b302c385d7d7d20200000803f00000040"))
     let decoded = try SafeTensors.decode(file, path: "a.safetensors")
     #expect(decoded.tensors == [NamedTensor(name: "a", shape: [2], values: [1, 2])])
@@ -114,7 +123,8 @@ private func pseudoRandomValues(_ count: Int, seed: UInt32) -> [Float] {
     let two = try SafeTensors.decode(Self.pythonTwoTensors, path: "two.safetensors")
     #expect(
       two.tensors == [
-        NamedTensor(name: "a", shape: [2], values: [1, 2]), NamedTensor(name: "b", shape: [2, 1], values: [0.5, -3]),
+        NamedTensor(name: "a", shape: [2], values: [1, 2]),
+        NamedTensor(name: "b", shape: [2, 1], values: [0.5, -3]),
       ])
     #expect(two.metadata == ["format": "pt"])
   }
@@ -122,7 +132,8 @@ private func pseudoRandomValues(_ count: Int, seed: UInt32) -> [Float] {
   @Test func encodesTheSameBytesAsPython() {
     let file = SafeTensors.encode(
       [
-        NamedTensor(name: "a", shape: [2], values: [1, 2]), NamedTensor(name: "b", shape: [2, 1], values: [0.5, -3]),
+        NamedTensor(name: "a", shape: [2], values: [1, 2]),
+        NamedTensor(name: "b", shape: [2, 1], values: [0.5, -3]),
       ],
       metadata: ["format": "pt"])
     #expect(file == Self.pythonTwoTensors)
@@ -134,13 +145,18 @@ private func pseudoRandomValues(_ count: Int, seed: UInt32) -> [Float] {
         + #""first":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
       data: [0, 0, 0x80, 0x3F, 0, 0, 0, 0x40])
     let decoded = try SafeTensors.decode(file, path: "x")
-    #expect(decoded.tensors == [NamedTensor(name: "first", shape: [1], values: [1]), NamedTensor(name: "second", shape: [1], values: [2])])
+    #expect(
+      decoded.tensors == [
+        NamedTensor(name: "first", shape: [1], values: [1]),
+        NamedTensor(name: "second", shape: [1], values: [2]),
+      ])
   }
 
   @Test func sameNameAtDifferentDepthsIsNotADuplicate() throws {
     // "a" is both a metadata key and a tensor, and a metadata value looks like a key: none of it repeats a name.
     let file = safetensorsFile(
-      header: #"{"__metadata__":{"a":"\",\"a\":{"},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+      header:
+        #"{"__metadata__":{"a":"\",\"a\":{"},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
       data: [0, 0, 0x80, 0x3F])
     let decoded = try SafeTensors.decode(file, path: "x")
     #expect(decoded.tensors.map(\.name) == ["a"])
@@ -156,24 +172,35 @@ struct Malformed: CustomTestStringConvertible, Sendable {
   var testDescription: String { label }
 
   /// A file whose header is one tensor "a" with the given entry text, followed by `dataCount` zero bytes.
-  static func entry(_ label: String, _ entry: String, data dataCount: Int = 4, expect: String) -> Malformed {
+  static func entry(_ label: String, _ entry: String, data dataCount: Int = 4, expect: String)
+    -> Malformed
+  {
     Malformed(
-      label: label, bytes: safetensorsFile(header: #"{"a":"# + entry + "}", data: Array(repeating: 0, count: dataCount)),
+      label: label,
+      bytes: safetensorsFile(
+        header: #"{"a":"# + entry + "}", data: Array(repeating: 0, count: dataCount)),
       expected: expect)
   }
 
-  static func header(_ label: String, _ header: String, data dataCount: Int, expect: String) -> Malformed {
+  static func header(_ label: String, _ header: String, data dataCount: Int, expect: String)
+    -> Malformed
+  {
     Malformed(
-      label: label, bytes: safetensorsFile(header: header, data: Array(repeating: 0, count: dataCount)), expected: expect)
+      label: label,
+      bytes: safetensorsFile(header: header, data: Array(repeating: 0, count: dataCount)),
+      expected: expect)
   }
 }
 
-let validFile = SafeTensors.encode([NamedTensor(name: "a", shape: [2], values: [1, 2])], metadata: [:])
+let validFile = SafeTensors.encode(
+  [NamedTensor(name: "a", shape: [2], values: [1, 2])], metadata: [:])
 let f32 = #""dtype":"F32""#
 
 let malformedFiles: [Malformed] = [
   Malformed(label: "empty file", bytes: [], expected: "0 bytes long, shorter than the 8-byte"),
-  Malformed(label: "7 bytes", bytes: [8, 0, 0, 0, 0, 0, 0], expected: "7 bytes long, shorter than the 8-byte"),
+  Malformed(
+    label: "7 bytes", bytes: [8, 0, 0, 0, 0, 0, 0],
+    expected: "7 bytes long, shorter than the 8-byte"),
   Malformed(
     label: "header length past the end", bytes: littleEndianBytes(100) + Array("{}".utf8),
     expected: "header length 100 runs past the end of the file (10 bytes"),
@@ -181,56 +208,114 @@ let malformedFiles: [Malformed] = [
     label: "header length near UInt64.max", bytes: littleEndianBytes(.max) + Array("{}".utf8),
     expected: "runs past the end of the file"),
   Malformed(
-    label: "invalid UTF-8", bytes: littleEndianBytes(4) + [0x7B, 0x22, 0xFF, 0x7D], expected: "not valid UTF-8"),
+    label: "invalid UTF-8", bytes: littleEndianBytes(4) + [0x7B, 0x22, 0xFF, 0x7D],
+    expected: "not valid UTF-8"),
   .header("not JSON", "{abc", data: 0, expect: "not valid JSON"),
-  .header("header is an array", "[1, 2]", data: 0, expect: "header is JSON an array, expected an object"),
+  .header(
+    "header is an array", "[1, 2]", data: 0, expect: "header is JSON an array, expected an object"),
   .header("header is a string", #""a""#, data: 0, expect: "expected an object"),
-  .entry("entry is a number", "3", expect: "tensor \"a\" is the number 3, expected an object with dtype"),
+  .entry(
+    "entry is a number", "3", expect: "tensor \"a\" is the number 3, expected an object with dtype"),
   .entry("no dtype", #"{"shape":[1],"data_offsets":[0,4]}"#, expect: "tensor \"a\" has no dtype"),
   .entry("no shape", #"{"dtype":"F32","data_offsets":[0,4]}"#, expect: "tensor \"a\" has no shape"),
-  .entry("no data_offsets", #"{"dtype":"F32","shape":[1]}"#, expect: "tensor \"a\" has no data_offsets"),
-  .entry("dtype is a number", #"{"dtype":32,"shape":[1],"data_offsets":[0,4]}"#, expect: "dtype is the number 32"),
-  .entry("dtype F16", #"{"dtype":"F16","shape":[2],"data_offsets":[0,4]}"#, expect: "has dtype F16, but only F32"),
-  .entry("dtype F64", #"{"dtype":"F64","shape":[1],"data_offsets":[0,8]}"#, data: 8, expect: "has dtype F64"),
-  .entry("dtype lowercase f32", #"{"dtype":"f32","shape":[1],"data_offsets":[0,4]}"#, expect: "has dtype f32"),
-  .entry("shape is a string", #"{\#(f32),"shape":"1","data_offsets":[0,4]}"#, expect: "shape is the string"),
-  .entry("shape holds a boolean", #"{\#(f32),"shape":[true],"data_offsets":[0,4]}"#, expect: "shape holds the boolean true"),
-  .entry("shape holds 1.0", #"{\#(f32),"shape":[1.0],"data_offsets":[0,4]}"#, expect: "shape holds the number 1"),
-  .entry("shape holds 1e0", #"{\#(f32),"shape":[1e0],"data_offsets":[0,4]}"#, expect: "shape holds the number 1"),
-  .entry("shape holds -1", #"{\#(f32),"shape":[-1],"data_offsets":[0,4]}"#, expect: "shape holds the number -1"),
-  .entry("shape holds null", #"{\#(f32),"shape":[null],"data_offsets":[0,4]}"#, expect: "shape holds null"),
-  .entry("data_offsets is an object", #"{\#(f32),"shape":[1],"data_offsets":{}}"#, expect: "data_offsets is an object"),
-  .entry("data_offsets holds false", #"{\#(f32),"shape":[1],"data_offsets":[false,4]}"#, expect: "data_offsets holds the boolean false"),
-  .entry("data_offsets holds a string", #"{\#(f32),"shape":[1],"data_offsets":["0",4]}"#, expect: "data_offsets holds the string"),
-  .entry("data_offsets has 3 numbers", #"{\#(f32),"shape":[1],"data_offsets":[0,4,4]}"#, expect: "has 3 numbers, expected [begin, end]"),
-  .entry("data_offsets end before begin", #"{\#(f32),"shape":[0],"data_offsets":[4,0]}"#, expect: "end before they begin"),
-  .entry("shape × 4 ≠ span", #"{\#(f32),"shape":[2],"data_offsets":[0,4]}"#, expect: "shape [2] needs 8 bytes of F32, but data_offsets [0, 4] span 4"),
-  .entry("shape overflows", #"{\#(f32),"shape":[4611686018427387904,4],"data_offsets":[0,4]}"#, expect: "is too large"),
-  .entry("offsets past the data", #"{\#(f32),"shape":[2],"data_offsets":[0,8]}"#, expect: "needs data bytes 0..<8, but the data region has only 4 bytes"),
-  Malformed(label: "truncated data", bytes: Array(validFile.dropLast()), expected: "needs data bytes 0..<8, but the data region has only 7 bytes"),
-  Malformed(label: "trailing bytes", bytes: validFile + [0], expected: "the data region has 9 bytes but the tensors cover only 8"),
+  .entry(
+    "no data_offsets", #"{"dtype":"F32","shape":[1]}"#, expect: "tensor \"a\" has no data_offsets"),
+  .entry(
+    "dtype is a number", #"{"dtype":32,"shape":[1],"data_offsets":[0,4]}"#,
+    expect: "dtype is the number 32"),
+  .entry(
+    "dtype F16", #"{"dtype":"F16","shape":[2],"data_offsets":[0,4]}"#,
+    expect: "has dtype F16, but only F32"),
+  .entry(
+    "dtype F64", #"{"dtype":"F64","shape":[1],"data_offsets":[0,8]}"#, data: 8,
+    expect: "has dtype F64"),
+  .entry(
+    "dtype lowercase f32", #"{"dtype":"f32","shape":[1],"data_offsets":[0,4]}"#,
+    expect: "has dtype f32"),
+  .entry(
+    "shape is a string", #"{\#(f32),"shape":"1","data_offsets":[0,4]}"#,
+    expect: "shape is the string"),
+  .entry(
+    "shape holds a boolean", #"{\#(f32),"shape":[true],"data_offsets":[0,4]}"#,
+    expect: "shape holds the boolean true"),
+  .entry(
+    "shape holds 1.0", #"{\#(f32),"shape":[1.0],"data_offsets":[0,4]}"#,
+    expect: "shape holds the number 1"),
+  .entry(
+    "shape holds 1e0", #"{\#(f32),"shape":[1e0],"data_offsets":[0,4]}"#,
+    expect: "shape holds the number 1"),
+  .entry(
+    "shape holds -1", #"{\#(f32),"shape":[-1],"data_offsets":[0,4]}"#,
+    expect: "shape holds the number -1"),
+  .entry(
+    "shape holds null", #"{\#(f32),"shape":[null],"data_offsets":[0,4]}"#,
+    expect: "shape holds null"),
+  .entry(
+    "data_offsets is an object", #"{\#(f32),"shape":[1],"data_offsets":{}}"#,
+    expect: "data_offsets is an object"),
+  .entry(
+    "data_offsets holds false", #"{\#(f32),"shape":[1],"data_offsets":[false,4]}"#,
+    expect: "data_offsets holds the boolean false"),
+  .entry(
+    "data_offsets holds a string", #"{\#(f32),"shape":[1],"data_offsets":["0",4]}"#,
+    expect: "data_offsets holds the string"),
+  .entry(
+    "data_offsets has 3 numbers", #"{\#(f32),"shape":[1],"data_offsets":[0,4,4]}"#,
+    expect: "has 3 numbers, expected [begin, end]"),
+  .entry(
+    "data_offsets end before begin", #"{\#(f32),"shape":[0],"data_offsets":[4,0]}"#,
+    expect: "end before they begin"),
+  .entry(
+    "shape × 4 ≠ span", #"{\#(f32),"shape":[2],"data_offsets":[0,4]}"#,
+    expect: "shape [2] needs 8 bytes of F32, but data_offsets [0, 4] span 4"),
+  .entry(
+    "shape overflows", #"{\#(f32),"shape":[4611686018427387904,4],"data_offsets":[0,4]}"#,
+    expect: "is too large"),
+  .entry(
+    "offsets past the data", #"{\#(f32),"shape":[2],"data_offsets":[0,8]}"#,
+    expect: "needs data bytes 0..<8, but the data region has only 4 bytes"),
+  Malformed(
+    label: "truncated data", bytes: Array(validFile.dropLast()),
+    expected: "needs data bytes 0..<8, but the data region has only 7 bytes"),
+  Malformed(
+    label: "trailing bytes", bytes: validFile + [0],
+    expected: "the data region has 9 bytes but the tensors cover only 8"),
   .header(
-    "overlapping tensors", #"{"a":{\#(f32),"shape":[2],"data_offsets":[0,8]},"b":{\#(f32),"shape":[2],"data_offsets":[4,12]}}"#,
+    "overlapping tensors",
+    #"{"a":{\#(f32),"shape":[2],"data_offsets":[0,8]},"b":{\#(f32),"shape":[2],"data_offsets":[4,12]}}"#,
     data: 12, expect: "tensor \"b\" at data bytes 4..<12 overlaps tensor \"a\", which ends at 8"),
   .header(
-    "same offsets twice", #"{"a":{\#(f32),"shape":[1],"data_offsets":[0,4]},"b":{\#(f32),"shape":[1],"data_offsets":[0,4]}}"#,
+    "same offsets twice",
+    #"{"a":{\#(f32),"shape":[1],"data_offsets":[0,4]},"b":{\#(f32),"shape":[1],"data_offsets":[0,4]}}"#,
     data: 4, expect: "overlaps"),
   .header(
-    "gap between tensors", #"{"a":{\#(f32),"shape":[1],"data_offsets":[0,4]},"b":{\#(f32),"shape":[1],"data_offsets":[8,12]}}"#,
+    "gap between tensors",
+    #"{"a":{\#(f32),"shape":[1],"data_offsets":[0,4]},"b":{\#(f32),"shape":[1],"data_offsets":[8,12]}}"#,
     data: 12, expect: "data bytes 4..<8 belong to no tensor"),
   .header(
     "data not starting at 0", #"{"a":{\#(f32),"shape":[1],"data_offsets":[4,8]}}"#, data: 8,
     expect: "data bytes 0..<4 belong to no tensor"),
-  .header("no tensors but data", "{}", data: 4, expect: "the data region has 4 bytes but the tensors cover only 0"),
-  .header(#"__metadata__ is a string"#, #"{"__metadata__":"x"}"#, data: 0, expect: "__metadata__ is the string \"x\", expected an object of strings"),
-  .header(#"__metadata__ is null"#, #"{"__metadata__":null}"#, data: 0, expect: "__metadata__ is null"),
-  .header(#"__metadata__ holds a number"#, #"{"__metadata__":{"k":1}}"#, data: 0, expect: "__metadata__ entry \"k\" is the number 1, expected a string"),
-  .header(#"__metadata__ holds an object"#, #"{"__metadata__":{"k":{}}}"#, data: 0, expect: "__metadata__ entry \"k\" is an object"),
   .header(
-    "duplicate names", #"{"a":{\#(f32),"shape":[1],"data_offsets":[0,4]},"a":{\#(f32),"shape":[1],"data_offsets":[4,8]}}"#,
+    "no tensors but data", "{}", data: 4,
+    expect: "the data region has 4 bytes but the tensors cover only 0"),
+  .header(
+    #"__metadata__ is a string"#, #"{"__metadata__":"x"}"#, data: 0,
+    expect: "__metadata__ is the string \"x\", expected an object of strings"),
+  .header(
+    #"__metadata__ is null"#, #"{"__metadata__":null}"#, data: 0, expect: "__metadata__ is null"),
+  .header(
+    #"__metadata__ holds a number"#, #"{"__metadata__":{"k":1}}"#, data: 0,
+    expect: "__metadata__ entry \"k\" is the number 1, expected a string"),
+  .header(
+    #"__metadata__ holds an object"#, #"{"__metadata__":{"k":{}}}"#, data: 0,
+    expect: "__metadata__ entry \"k\" is an object"),
+  .header(
+    "duplicate names",
+    #"{"a":{\#(f32),"shape":[1],"data_offsets":[0,4]},"a":{\#(f32),"shape":[1],"data_offsets":[4,8]}}"#,
     data: 8, expect: "the header names \"a\" more than once"),
   .header(
-    "duplicate names spelled differently", #"{"a":{\#(f32),"shape":[1],"data_offsets":[0,4]},"\u0061":{\#(f32),"shape":[1],"data_offsets":[4,8]}}"#,
+    "duplicate names spelled differently",
+    #"{"a":{\#(f32),"shape":[1],"data_offsets":[0,4]},"\u0061":{\#(f32),"shape":[1],"data_offsets":[4,8]}}"#,
     data: 8, expect: "the header names \"a\" more than once"),
 ]
 
@@ -246,8 +331,15 @@ let malformedFiles: [Malformed] = [
   @Test func theValidBaseFilesDecode() throws {
     // The malformed files above are small edits of these; they must fail for the reason named, not another.
     #expect(decodeError(validFile) == nil)
-    #expect(decodeError(safetensorsFile(header: #"{"a":{\#(f32),"shape":[1],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0])) == nil)
-    #expect(decodeError(safetensorsFile(header: #"{"__metadata__":{},"a":{\#(f32),"shape":[0],"data_offsets":[0,0]}}"#, data: [])) == nil)
+    #expect(
+      decodeError(
+        safetensorsFile(
+          header: #"{"a":{\#(f32),"shape":[1],"data_offsets":[0,4]}}"#, data: [0, 0, 0, 0])) == nil)
+    #expect(
+      decodeError(
+        safetensorsFile(
+          header: #"{"__metadata__":{},"a":{\#(f32),"shape":[0],"data_offsets":[0,0]}}"#, data: []))
+        == nil)
   }
 
   @Test func errorDescriptionIsOneLine() {

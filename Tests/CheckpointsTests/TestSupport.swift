@@ -24,11 +24,15 @@ func littleEndianBytes(_ value: UInt64) -> [UInt8] {
 
 func bytes(hex: String) -> [UInt8] {
   let digits = Array(hex.utf8)
-  return stride(from: 0, to: digits.count, by: 2).map { UInt8(String(decoding: digits[$0..<($0 + 2)], as: UTF8.self), radix: 16)! }
+  return stride(from: 0, to: digits.count, by: 2).map {
+    UInt8(String(decoding: digits[$0..<($0 + 2)], as: UTF8.self), radix: 16)!
+  }
 }
 
 /// Runs `python3 -c script args...`; returns the exit status and standard output.
-func runPython(_ script: String, _ arguments: [String] = []) throws -> (status: Int32, output: String) {
+func runPython(_ script: String, _ arguments: [String] = []) throws -> (
+  status: Int32, output: String
+) {
   let process = Process()
   process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
   process.arguments = ["python3", "-c", script] + arguments

@@ -26,13 +26,19 @@ import Testing
     let w = Reference.randomFloats(outFeatures * inFeatures, seed: 2)
     let b = Reference.randomFloats(outFeatures, seed: 3)
     var y = [Float](repeating: .nan, count: batch * outFeatures)
-    Linear.forward(x: x, weight: w, bias: b, y: &y, batch: batch, inFeatures: inFeatures, outFeatures: outFeatures)
+    Linear.forward(
+      x: x, weight: w, bias: b, y: &y, batch: batch, inFeatures: inFeatures,
+      outFeatures: outFeatures)
     var yReLU = y
-    Linear.forwardReLU(x: x, weight: w, bias: b, y: &yReLU, batch: batch, inFeatures: inFeatures, outFeatures: outFeatures)
+    Linear.forwardReLU(
+      x: x, weight: w, bias: b, y: &yReLU, batch: batch, inFeatures: inFeatures,
+      outFeatures: outFeatures)
     for i in 0..<batch {
       for o in 0..<outFeatures {
         var expected = Double(b[o])
-        for j in 0..<inFeatures { expected += Double(x[i * inFeatures + j]) * Double(w[o * inFeatures + j]) }
+        for j in 0..<inFeatures {
+          expected += Double(x[i * inFeatures + j]) * Double(w[o * inFeatures + j])
+        }
         #expect(isClose(Double(y[i * outFeatures + o]), expected, absolute: 1e-6))
         #expect(isClose(Double(yReLU[i * outFeatures + o]), max(expected, 0), absolute: 1e-6))
       }
@@ -55,7 +61,9 @@ import Testing
       x: x, weight: w, dy: r, dWeight: &dW, dBias: &dB, dx: &dx,
       batch: batch, inFeatures: inFeatures, outFeatures: outFeatures)
 
-    let (xd, wd, bd, rd) = (x.map(Double.init), w.map(Double.init), b.map(Double.init), r.map(Double.init))
+    let (xd, wd, bd, rd) = (
+      x.map(Double.init), w.map(Double.init), b.map(Double.init), r.map(Double.init)
+    )
     let gW = Reference.gradient(of: { objective(x: xd, w: $0, b: bd, r: rd) }, at: wd)
     let gB = Reference.gradient(of: { objective(x: xd, w: wd, b: $0, r: rd) }, at: bd)
     let gX = Reference.gradient(of: { objective(x: $0, w: wd, b: bd, r: rd) }, at: xd)
@@ -85,7 +93,8 @@ import Testing
     ReLU.backward(y: y, dy: r, dx: &dz, count: 40)
     let rd = r.map(Double.init)
     let g = Reference.gradient(
-      of: { zs in zip(zs, rd).reduce(0) { $0 + max($1.0, 0) * $1.1 } }, at: z.map(Double.init), epsilon: 1e-3)
+      of: { zs in zip(zs, rd).reduce(0) { $0 + max($1.0, 0) * $1.1 } }, at: z.map(Double.init),
+      epsilon: 1e-3)
     for i in g.indices { #expect(isClose(Double(dz[i]), g[i], absolute: 1e-6), "dz[\(i)]") }
     // In place.
     var inPlace = r

@@ -19,12 +19,15 @@ import Testing
     #expect(model.gradients[model.parameterCount] == 42)
 
     let scale: Float = 0.5
-    let result = model.accumulateGradients(input: input, labels: labels, batch: batch, gradientScale: scale)
+    let result = model.accumulateGradients(
+      input: input, labels: labels, batch: batch, gradientScale: scale)
 
     let x = input.map(Double.init)
     let intLabels = labels.map(Int.init)
     let theta = model.parameters.array.map(Double.init)
-    let f = { (p: [Double]) in Reference.loss(parameters: p, sizes: spec.layerSizes, input: x, labels: intLabels) }
+    let f = { (p: [Double]) in
+      Reference.loss(parameters: p, sizes: spec.layerSizes, input: x, labels: intLabels)
+    }
     let expected = Reference.gradient(of: f, at: theta)
     #expect(expected.contains { abs($0) > 1e-2 })
     for i in 0..<model.parameterCount {
@@ -32,17 +35,21 @@ import Testing
     }
     #expect(isClose(result.lossSum, f(theta), absolute: 1e-5, relative: 1e-6))
     let logits = Reference.logits(parameters: theta, sizes: spec.layerSizes, input: x, batch: batch)
-    let predicted = (0..<batch).map { i in (0..<3).max { logits[i * 3 + $0] < logits[i * 3 + $1] }! }
+    let predicted = (0..<batch).map { i in (0..<3).max { logits[i * 3 + $0] < logits[i * 3 + $1] }!
+    }
     #expect(result.correct == zip(predicted, intLabels).filter { $0 == $1 }.count)
 
     // A second call adds the same gradient again; the tail is untouched.
     let once = model.gradients.array
-    let second = model.accumulateGradients(input: input, labels: labels, batch: batch, gradientScale: scale)
+    let second = model.accumulateGradients(
+      input: input, labels: labels, batch: batch, gradientScale: scale)
     #expect(second == result)
     for i in 0..<model.parameterCount {
       #expect(abs(model.gradients[i] - 2 * once[i]) <= 1e-6 * max(1, abs(once[i])))
     }
-    #expect(model.gradients[model.parameterCount] == 42 && model.gradients[model.parameterCount + 1] == -1)
+    #expect(
+      model.gradients[model.parameterCount] == 42 && model.gradients[model.parameterCount + 1] == -1
+    )
 
     // evaluate: same loss and count, no gradient change.
     let before = model.gradients.array
@@ -72,7 +79,10 @@ import Testing
     _ = model.accumulateGradients(input: input, labels: labels, batch: 2, gradientScale: 1)
     let theta = model.parameters.array.map(Double.init)
     let expected = Reference.gradient(
-      of: { Reference.loss(parameters: $0, sizes: [3, 2], input: input.map(Double.init), labels: [1, 0]) }, at: theta)
+      of: {
+        Reference.loss(
+          parameters: $0, sizes: [3, 2], input: input.map(Double.init), labels: [1, 0])
+      }, at: theta)
     for i in theta.indices { #expect(isClose(Double(model.gradients[i]), expected[i])) }
   }
 }
@@ -106,7 +116,8 @@ import Testing
       let values = (view.offset..<(view.offset + view.count)).map { Double(model.parameters[$0]) }
       #expect(values.allSatisfy { abs($0) <= bound }, "\(view.name) within ±\(bound)")
       // Both ends are reached: a narrower range (say another layer's fan_in) fails this.
-      #expect(values.max()! > 0.9 * bound && values.min()! < -0.9 * bound, "\(view.name) spans its range")
+      #expect(
+        values.max()! > 0.9 * bound && values.min()! < -0.9 * bound, "\(view.name) spans its range")
       if view.count >= 1000 {
         let n = Double(view.count)
         let mean = values.reduce(0, +) / n
@@ -114,7 +125,9 @@ import Testing
         // U(-a, a): mean 0 (σ of the sample mean is a/√(3n)), variance a²/3 (relative σ of the sample
         // variance √(0.8/n), since Var(X²)/E[X²]² = (4a⁴/45)/(a⁴/9)). Five σ either way.
         #expect(abs(mean) < 5 * bound / (3 * n).squareRoot(), "\(view.name) mean \(mean)")
-        #expect(abs(variance / (bound * bound / 3) - 1) < 5 * (0.8 / n).squareRoot(), "\(view.name) variance \(variance)")
+        #expect(
+          abs(variance / (bound * bound / 3) - 1) < 5 * (0.8 / n).squareRoot(),
+          "\(view.name) variance \(variance)")
       }
     }
   }
@@ -126,7 +139,8 @@ import Testing
     let a0 = Float(1 / 3.0.squareRoot())
     let a1 = Float(1 / 2.0.squareRoot())
     let expected =
-      (0..<8).map { _ in generator.nextFloat(in: -a0, a0) } + (0..<6).map { _ in generator.nextFloat(in: -a1, a1) }
+      (0..<8).map { _ in generator.nextFloat(in: -a0, a0) }
+      + (0..<6).map { _ in generator.nextFloat(in: -a1, a1) }
     #expect(model.parameters.array == expected)
   }
 

@@ -42,7 +42,8 @@ import Testing
       try ModelSpec(parsing: text, inputSize: 784, classCount: 10)
     } throws: { error in
       let message = String(describing: error)
-      return message.contains("--model") && message.contains("'\(text)'") && message.contains(problem)
+      return message.contains("--model") && message.contains("'\(text)'")
+        && message.contains(problem)
         && message.contains("Expected 'mlp'")
     }
   }

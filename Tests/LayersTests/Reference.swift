@@ -28,7 +28,9 @@ enum Reference {
       for i in 0..<batch {
         for o in 0..<fanOut {
           var z = parameters[biasOffset + o]
-          for j in 0..<fanIn { z += parameters[weightOffset + o * fanIn + j] * activation[i * fanIn + j] }
+          for j in 0..<fanIn {
+            z += parameters[weightOffset + o * fanIn + j] * activation[i * fanIn + j]
+          }
           next[i * fanOut + o] = l < sizes.count - 2 ? max(z, 0) : z
         }
       }
@@ -43,7 +45,9 @@ enum Reference {
   }
 
   /// ∂f/∂x_i by central differences, for every i.
-  static func gradient(of f: ([Double]) -> Double, at x: [Double], epsilon: Double = 1e-6) -> [Double] {
+  static func gradient(of f: ([Double]) -> Double, at x: [Double], epsilon: Double = 1e-6)
+    -> [Double]
+  {
     (0..<x.count).map { i in
       var plus = x
       var minus = x
@@ -53,13 +57,17 @@ enum Reference {
     }
   }
 
-  static func randomFloats(_ count: Int, seed: UInt64, in range: ClosedRange<Float> = -1...1) -> [Float] {
+  static func randomFloats(_ count: Int, seed: UInt64, in range: ClosedRange<Float> = -1...1)
+    -> [Float]
+  {
     var generator = Xoshiro256(seed: seed, stream: 99)
     return (0..<count).map { _ in generator.nextFloat(in: range.lowerBound, range.upperBound) }
   }
 }
 
 /// |actual − expected| ≤ absolute + relative·|expected|.
-func isClose(_ actual: Double, _ expected: Double, absolute: Double = 1e-4, relative: Double = 1e-3) -> Bool {
+func isClose(_ actual: Double, _ expected: Double, absolute: Double = 1e-4, relative: Double = 1e-3)
+  -> Bool
+{
   abs(actual - expected) <= absolute + relative * abs(expected)
 }

@@ -12,19 +12,27 @@ import Testing
     let scale: Float = 0.25
     var dLogits = [Float](repeating: .nan, count: batch * classes)
     let result = SoftmaxCrossEntropy.forwardBackward(
-      logits: logits, labels: labels, batch: batch, classes: classes, gradientScale: scale, dLogits: &dLogits)
+      logits: logits, labels: labels, batch: batch, classes: classes, gradientScale: scale,
+      dLogits: &dLogits)
     let intLabels = labels.map(Int.init)
-    let f = { (z: [Double]) in Reference.crossEntropySum(logits: z, labels: intLabels, classes: classes) }
+    let f = { (z: [Double]) in
+      Reference.crossEntropySum(logits: z, labels: intLabels, classes: classes)
+    }
     let g = Reference.gradient(of: f, at: logits.map(Double.init))
-    for i in g.indices { #expect(isClose(Double(dLogits[i]), Double(scale) * g[i], absolute: 1e-6), "dLogits[\(i)]") }
+    for i in g.indices {
+      #expect(isClose(Double(dLogits[i]), Double(scale) * g[i], absolute: 1e-6), "dLogits[\(i)]")
+    }
     #expect(isClose(result.lossSum, f(logits.map(Double.init)), absolute: 1e-5, relative: 1e-6))
 
     // In place gives the same numbers.
     var inPlace = logits
     let again = SoftmaxCrossEntropy.forwardBackward(
-      logits: inPlace, labels: labels, batch: batch, classes: classes, gradientScale: scale, dLogits: &inPlace)
+      logits: inPlace, labels: labels, batch: batch, classes: classes, gradientScale: scale,
+      dLogits: &inPlace)
     #expect(inPlace == dLogits && again == result)
-    #expect(SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: batch, classes: classes) == result)
+    #expect(
+      SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: batch, classes: classes)
+        == result)
   }
 
   @Test func uniformLogitsGiveLogClasses() {

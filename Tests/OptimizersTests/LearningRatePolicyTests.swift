@@ -10,7 +10,8 @@ import Testing
     totalSteps: Int = 1000
   ) -> LearningRatePolicy {
     LearningRatePolicy(
-      baseLR: 0.05, baseBatch: 64, globalBatch: 256, scaling: scaling, warmupEpochs: warmup, decay: decay,
+      baseLR: 0.05, baseBatch: 64, globalBatch: 256, scaling: scaling, warmupEpochs: warmup,
+      decay: decay,
       stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
   }
 
@@ -77,7 +78,8 @@ import Testing
 
   @Test func summaryLine() {
     let p = LearningRatePolicy(
-      baseLR: 0.05, baseBatch: 64, globalBatch: 256, scaling: .linear, warmupEpochs: 2, decay: .cosine,
+      baseLR: 0.05, baseBatch: 64, globalBatch: 256, scaling: .linear, warmupEpochs: 2,
+      decay: .cosine,
       stepsPerEpoch: 937, totalSteps: 9370)
     #expect(
       p.summaryLines == [
@@ -109,7 +111,8 @@ import Testing
 
 @Suite struct LRDecayParsingTests {
   @Test(arguments: [
-    ("constant", LRDecay.constant), ("cosine", .cosine), ("step:30,60", .step(milestones: [30, 60])),
+    ("constant", LRDecay.constant), ("cosine", .cosine),
+    ("step:30,60", .step(milestones: [30, 60])),
     ("step:0.5,1.25", .step(milestones: [0.5, 1.25])), ("Cosine", .cosine),
   ])
   func parsesAndRoundTrips(text: String, decay: LRDecay) throws {
@@ -133,7 +136,8 @@ import Testing
       try LRDecay(parsing: text)
     } throws: { error in
       let message = String(describing: error)
-      return message.contains("--schedule") && message.contains(problem) && message.contains("'cosine'")
+      return message.contains("--schedule") && message.contains(problem)
+        && message.contains("'cosine'")
     }
   }
 }

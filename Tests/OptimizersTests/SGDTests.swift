@@ -6,7 +6,9 @@ import Testing
 
 @Suite struct SGDTests {
   /// Runs `steps` updates with the same gradient `g` for every element; returns the final parameters.
-  func run(_ options: SGDOptions, w0: [Float], g: [Float], lr: Float, steps: Int) -> (w: [Float], v: [Float]) {
+  func run(_ options: SGDOptions, w0: [Float], g: [Float], lr: Float, steps: Int) -> (
+    w: [Float], v: [Float]
+  ) {
     let sgd = SGD(parameterCount: w0.count, options: options)
     var w = w0
     for _ in 0..<steps { sgd.step(parameters: &w, gradients: g, learningRate: lr) }
@@ -61,7 +63,8 @@ import Testing
   }
 
   @Test(arguments: [
-    SGDOptions(), SGDOptions(weightDecay: 0.01), SGDOptions(momentum: 0.9), SGDOptions(momentum: 0.9, weightDecay: 0.05),
+    SGDOptions(), SGDOptions(weightDecay: 0.01), SGDOptions(momentum: 0.9),
+    SGDOptions(momentum: 0.9, weightDecay: 0.05),
     SGDOptions(momentum: 0.5, weightDecay: 0.02, nesterov: true),
   ])
   func matchesDoubleReferenceWithChangingGradients(options: SGDOptions) {
@@ -87,7 +90,9 @@ import Testing
     }
     for i in 0..<count {
       #expect(abs(Double(w[i]) - wRef[i]) < 1e-5, "w[\(i)]")
-      if options.momentum != 0 { #expect(abs(Double(sgd.momentumBuffer[i]) - vRef[i]) < 1e-5, "v[\(i)]") }
+      if options.momentum != 0 {
+        #expect(abs(Double(sgd.momentumBuffer[i]) - vRef[i]) < 1e-5, "v[\(i)]")
+      }
     }
   }
 
@@ -102,6 +107,7 @@ import Testing
 
   @Test func optionsRoundTripThroughJSON() throws {
     let options = SGDOptions(momentum: 0.9, weightDecay: 5e-4, nesterov: true)
-    #expect(try JSONDecoder().decode(SGDOptions.self, from: JSONEncoder().encode(options)) == options)
+    #expect(
+      try JSONDecoder().decode(SGDOptions.self, from: JSONEncoder().encode(options)) == options)
   }
 }
