@@ -18,7 +18,7 @@ public enum LRScaling: String, Codable, CaseIterable, Sendable {
 /// the step, and every rank computes the same value.
 public struct LearningRatePolicy: Codable, Equatable, Sendable {
   /// η, the lr for a global batch of baseBatch.
-  public var baseLR: Double
+  public var baseLearningRate: Double
   /// n.
   public var baseBatch: Int
   /// K·B·M: ranks × per-rank batch × accumulation steps.
@@ -32,10 +32,10 @@ public struct LearningRatePolicy: Codable, Equatable, Sendable {
   public var totalSteps: Int
 
   public init(
-    baseLR: Double, baseBatch: Int, globalBatch: Int, scaling: LRScaling, warmupEpochs: Double,
+    baseLearningRate: Double, baseBatch: Int, globalBatch: Int, scaling: LRScaling, warmupEpochs: Double,
     decay: LRDecay, stepsPerEpoch: Int, totalSteps: Int
   ) {
-    self.baseLR = baseLR
+    self.baseLearningRate = baseLearningRate
     self.baseBatch = baseBatch
     self.globalBatch = globalBatch
     self.scaling = scaling
@@ -47,8 +47,8 @@ public struct LearningRatePolicy: Codable, Equatable, Sendable {
 
   /// Checks the values a user can get wrong; the message names the option.
   public func validate() throws(LRPolicyError) {
-    guard baseLR.isFinite, baseLR > 0 else {
-      throw LRPolicyError("invalid --lr \(baseLR): expected a number > 0")
+    guard baseLearningRate.isFinite, baseLearningRate > 0 else {
+      throw LRPolicyError("invalid --lr \(baseLearningRate): expected a number > 0")
     }
     guard baseBatch > 0 else {
       throw LRPolicyError("invalid --base-batch \(baseBatch): expected a whole number > 0")
@@ -74,9 +74,9 @@ public struct LearningRatePolicy: Codable, Equatable, Sendable {
   /// linear: η·r, sqrt: η·√r, none: η.
   public var peakLR: Double {
     switch scaling {
-    case .linear: return baseLR * batchRatio
-    case .sqrt: return baseLR * batchRatio.squareRoot()
-    case .none: return baseLR
+    case .linear: return baseLearningRate * batchRatio
+    case .sqrt: return baseLearningRate * batchRatio.squareRoot()
+    case .none: return baseLearningRate
     }
   }
 
@@ -98,7 +98,7 @@ public struct LearningRatePolicy: Codable, Equatable, Sendable {
     let peak = peakLR
     let warmup = warmupSteps
     if t < warmup {
-      return baseLR + (peak - baseLR) * Double(t) / Double(warmup)
+      return baseLearningRate + (peak - baseLearningRate) * Double(t) / Double(warmup)
     }
     switch decay {
     case .constant:
@@ -116,7 +116,7 @@ public struct LearningRatePolicy: Codable, Equatable, Sendable {
   /// (1874 steps) from 0.05; then cosine to 0 at step 9370".
   public var summaryLines: [String] {
     let f = Self.format
-    var line = "lr policy: η=\(f(baseLR)) at n=\(baseBatch), "
+    var line = "lr policy: η=\(f(baseLearningRate)) at n=\(baseBatch), "
     switch scaling {
     case .linear: line += "linear scaling ×\(f(batchRatio))"
     case .sqrt: line += "sqrt scaling ×√\(f(batchRatio))"
@@ -124,7 +124,7 @@ public struct LearningRatePolicy: Codable, Equatable, Sendable {
     }
     line += " → peak \(f(peakLR)); "
     if warmupSteps > 0 {
-      line += "warmup \(f(warmupEpochs)) epochs (\(warmupSteps) steps) from \(f(baseLR)); then "
+      line += "warmup \(f(warmupEpochs)) epochs (\(warmupSteps) steps) from \(f(baseLearningRate)); then "
     } else {
       line += "no warmup; "
     }

@@ -58,7 +58,8 @@ public struct ConsistencyError: Error, CustomStringConvertible {
   public var step: Int
   public var differingRanks: [Int]
   public var description: String {
-    "parameters differ between ranks after step \(step): rank(s) \(differingRanks.map(String.init).joined(separator: ", ")) "
-      + "do not match rank 0. Data-parallel ranks must hold identical parameters; this is a bug or a hardware fault."
+    let ranks = differingRanks.map { "rank \($0)" }.joined(separator: ", ")
+    return "parameters differ between ranks after \(step) steps: \(ranks) differ from rank 0. "
+      + "Data-parallel ranks must hold identical parameters; this is a bug or a hardware fault."
   }
 }

@@ -53,7 +53,7 @@ public struct RunPlan: Equatable, Sendable {
     self.sampler = sampler
     self.totalSteps = totalSteps
     self.learningRate = LearningRatePolicy(
-      baseLR: configuration.learningRate, baseBatch: configuration.baseBatch, globalBatch: sampler.globalBatch,
+      baseLearningRate: configuration.learningRate, baseBatch: configuration.baseBatch, globalBatch: sampler.globalBatch,
       scaling: configuration.lrScaling, warmupEpochs: configuration.warmupEpochs, decay: configuration.schedule,
       stepsPerEpoch: sampler.stepsPerEpoch, totalSteps: totalSteps)
   }

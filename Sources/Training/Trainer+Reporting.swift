@@ -30,7 +30,7 @@ extension Trainer {
         "dataset_size": .int(plan.trainCount), "test_size": .int(plan.testCount),
         "steps_per_epoch": .int(plan.stepsPerEpoch), "unused_per_epoch": .int(plan.unusedPerEpoch),
         "total_steps": .int(plan.totalSteps), "start_step": .int(step), "epochs": .int(plan.epochCount),
-        "base_lr": .double(lr.baseLR), "base_batch": .int(lr.baseBatch), "lr_scaling": .string(lr.scaling.rawValue),
+        "base_lr": .double(lr.baseLearningRate), "base_batch": .int(lr.baseBatch), "lr_scaling": .string(lr.scaling.rawValue),
         "peak_lr": .double(lr.peakLR), "warmup_steps": .int(lr.warmupSteps), "schedule": .string(lr.decay.description),
         "momentum": .double(configuration.momentum), "weight_decay": .double(configuration.weightDecay),
         "seed": .int(Int(truncatingIfNeeded: configuration.seed)), "model": .string(plan.model.name),

@@ -10,7 +10,7 @@ import Testing
     totalSteps: Int = 1000
   ) -> LearningRatePolicy {
     LearningRatePolicy(
-      baseLR: 0.05, baseBatch: 64, globalBatch: 256, scaling: scaling, warmupEpochs: warmup,
+      baseLearningRate: 0.05, baseBatch: 64, globalBatch: 256, scaling: scaling, warmupEpochs: warmup,
       decay: decay,
       stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
   }
@@ -78,7 +78,7 @@ import Testing
 
   @Test func summaryLine() {
     let p = LearningRatePolicy(
-      baseLR: 0.05, baseBatch: 64, globalBatch: 256, scaling: .linear, warmupEpochs: 2,
+      baseLearningRate: 0.05, baseBatch: 64, globalBatch: 256, scaling: .linear, warmupEpochs: 2,
       decay: .cosine,
       stepsPerEpoch: 937, totalSteps: 9370)
     #expect(
@@ -97,7 +97,7 @@ import Testing
     p.warmupEpochs = -1
     #expect { try p.validate() } throws: { String(describing: $0).contains("--warmup-epochs") }
     p = policy(.linear)
-    p.baseLR = 0
+    p.baseLearningRate = 0
     #expect { try p.validate() } throws: { String(describing: $0).contains("--lr") }
   }
 
