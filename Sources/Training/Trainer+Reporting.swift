@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 extension Trainer {
   /// Rank 0's opening lines: what is trained on what, and the batch and lr arithmetic the run implies.
@@ -9,6 +10,9 @@ extension Trainer {
     var sgd = "sgd:   momentum \(configuration.momentum), weight decay \(configuration.weightDecay)"
     if configuration.nesterov { sgd += ", nesterov" }
     console.line("  " + sgd + ", seed \(configuration.seed)")
+    let threads = configuration.blasThreads == 1 ? "1 thread" : "\(configuration.blasThreads) threads"
+    let forced = BLAS.forcedCoreType.map { " (forced by OPENBLAS_CORETYPE=\($0))" } ?? ""
+    console.line("  blas:  OpenBLAS \(BLAS.coreName) kernels\(forced), \(threads) per rank")
     if let checkpoint {
       console.line("  resume: from \(checkpoint.location.path) at step \(step)")
     }
