@@ -6,9 +6,11 @@ public final class Console: @unchecked Sendable {
   /// Whether stdout is a terminal, where progress can redraw one line in place.
   let interactive: Bool
 
-  public init(enabled: Bool) {
+  /// `allowRedraw`: false under mpirun, which gives ranks a pseudo-terminal even when its own output goes to a
+  /// file, so a rank cannot tell whether a person is watching.
+  public init(enabled: Bool, allowRedraw: Bool = true) {
     self.enabled = enabled
-    interactive = isatty(STDOUT_FILENO) != 0
+    interactive = allowRedraw && isatty(STDOUT_FILENO) != 0
   }
 
   public func line(_ text: String) {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Communication
 import Datasets
 import Foundation
+import MPICommunication
 import Training
 
 /// `ddp-train [train] [options]`: one rank of a data-parallel training job (or the whole job, alone).
@@ -23,7 +24,7 @@ struct TrainCommand: ParsableCommand {
         try DatasetLoader.load(
           configuration.dataset, directory: configuration.dataDirectory, synthetic: configuration.synthetic)
       }
-      let console = Console(enabled: communicator.isCoordinator)
+      let console = Console(enabled: communicator.isCoordinator, allowRedraw: !MPICommunicator.isLaunchedByMPI)
       let trainer = try collectively(communicator) {
         try Trainer(configuration: configuration, communicator: communicator, data: data, console: console)
       }
