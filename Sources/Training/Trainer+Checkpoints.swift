@@ -94,6 +94,7 @@ extension Trainer {
         (CheckpointDirectory.stateFile, stateBytes),
       ])
     lastCheckpoint = location.path
+    if let keep = configuration.keep { try directory.prune(keep: keep) }
     try metrics?.append("checkpoint", ["step": .int(step), "path": .string(location.path)])
   }
 

@@ -51,6 +51,11 @@ public final class Trainer {
   var epochCorrect = 0.0
   var epochSteps = 0
   var lastCheckpoint: String?
+  var watchdog: Watchdog?
+  /// Prints a watchdog's message (the job is aborted right after). Replaceable for tests.
+  var reportStall: @Sendable (String) -> Void = { message in
+    FileHandle.standardError.write(Data(("ddp-train: error: " + message + "\n").utf8))
+  }
 
   /// Builds the model and optimizer; throws ConfigurationError for settings the data makes impossible.
   public init(configuration: TrainingConfiguration, communicator: Communicator, data: DatasetPair, console: Console) throws {
@@ -74,8 +79,14 @@ public final class Trainer {
     if let metricsPath = configuration.metricsPath { try Self.validateMetricsPath(metricsPath) }
     guard let checkpoints else { return nil }
     try checkpoints.validateWritable()
-    guard configuration.resume else { return nil }
-    return try loadNewestCheckpoint(from: checkpoints)
+    if configuration.resume { return try loadNewestCheckpoint(from: checkpoints) }
+    if !configuration.startFresh, let newest = try checkpoints.list().first {
+      throw CheckpointError(
+        path: checkpoints.path,
+        problem: "already holds checkpoints of a run (newest \((newest.path as NSString).lastPathComponent))",
+        hint: "Pass --resume to continue it, --start-fresh to train anew (replacing same-step folders), or another --checkpoint-dir.")
+    }
+    return nil
   }
 
   /// Runs the whole training; returns the final evaluation. Collective: every rank must call it.
@@ -88,6 +99,16 @@ public final class Trainer {
     if communicator.isCoordinator, let path = configuration.metricsPath { metrics = try MetricsLog(path: path) }
     printHeader(resumedFrom: resumeFrom)
     try logRunEvent()
+
+    let watchdog = Watchdog(communicator: communicator, timeout: configuration.stepTimeout, report: reportStall)
+    self.watchdog = watchdog
+    watchdog.start()
+    ExitGuard.arm(communicator)
+    defer {
+      watchdog.stop()
+      ExitGuard.disarm()
+    }
+    var stepDurations: [Double] = []
 
     let trainStart = Date()
     var epochStart = Date()
@@ -105,6 +126,9 @@ public final class Trainer {
     let parameterCount = model.parameterCount
 
     while step < plan.totalSteps {
+      let stepStart = Date()
+      watchdog.beat(step: step, phase: .compute("computing its gradient"))
+      ExitGuard.update(step: step)
       let epoch = step / plan.stepsPerEpoch
       let stepInEpoch = step % plan.stepsPerEpoch
       if epoch != permutationEpoch {
@@ -132,10 +156,14 @@ public final class Trainer {
       gradients[parameterCount + GradientTail.correct] = Float(local.correct)
 
       // 3. One all-reduce: mean gradient, global mean loss, global correct count.
+      watchdog.beat(step: step, phase: .collective("gradient all-reduce"))
       try communicator.allReduceSum(gradients.buffer)
+      watchdog.beat(step: step, phase: .compute("updating its parameters"))
       let loss = Double(gradients[parameterCount + GradientTail.lossSum])
       let learningRate = plan.learningRate.learningRate(atStep: step)
       guard loss.isFinite, Self.allFinite(gradients.pointer, count: parameterCount) else {
+        // Every rank sees the same all-reduced values: rank 0 reports, the others end silently with it.
+        guard communicator.isCoordinator else { throw PeerFailure(rank: 0, exitCode: 3) }
         try? metrics?.append("diverged", ["step": .int(step), "lr": .double(learningRate), "loss": .double(loss)])
         throw TrainingError.diverged(step: step, learningRate: learningRate, loss: loss, checkpoint: lastCheckpoint)
       }
@@ -152,6 +180,11 @@ public final class Trainer {
           "step", ["step": .int(step), "epoch": .int(epoch + 1), "lr": .double(learningRate), "loss": .double(loss)])
       }
       step += 1
+      if stepDurations.count < 24 {
+        // The typical step time (median of steps 4-23) sets the automatic watchdog timeout.
+        stepDurations.append(Date().timeIntervalSince(stepStart))
+        if stepDurations.count == 24 { watchdog.setTypicalStep(seconds: stepDurations.dropFirst(4).sorted()[10]) }
+      }
       progress.update(epoch: epoch, stepInEpoch: stepInEpoch + 1, loss: epochLossSum / Double(epochSteps))
 
       let epochEnds = step % plan.stepsPerEpoch == 0 || step == plan.totalSteps
@@ -177,7 +210,10 @@ public final class Trainer {
       let checkpointNow = checkpoints != nil && (periodic || step == plan.totalSteps)
       let checkNow = configuration.checkConsistency > 0 && step % configuration.checkConsistency == 0
       if checkNow || checkpointNow || step == plan.totalSteps { try verifyRanksAgree() }
-      if checkpointNow, let checkpoints { try saveCheckpoint(to: checkpoints) }
+      if checkpointNow, let checkpoints {
+        watchdog.beat(step: step, phase: .compute("writing a checkpoint"))
+        try saveCheckpoint(to: checkpoints)
+      }
     }
     if plan.totalSteps == step && epochSteps == 0 && lastEvaluation.loss.isNaN {
       // Resumed at the very end: nothing trained in this run, still report the model's quality.
@@ -197,16 +233,19 @@ public final class Trainer {
   /// Test loss and accuracy of the current parameters; the test set is split across ranks in contiguous
   /// chunks and the sums all-reduced, so every rank gets the same numbers. Collective.
   public func evaluate(_ dataset: Dataset) throws -> (loss: Double, accuracy: Double) {
-    try Self.evaluate(model: model, dataset: dataset, communicator: communicator)
+    try Self.evaluate(model: model, dataset: dataset, communicator: communicator, watchdog: watchdog, step: step)
   }
 
-  public static func evaluate(model: MLP, dataset: Dataset, communicator: Communicator) throws -> (loss: Double, accuracy: Double) {
+  static func evaluate(
+    model: MLP, dataset: Dataset, communicator: Communicator, watchdog: Watchdog?, step: Int
+  ) throws -> (loss: Double, accuracy: Double) {
     let lower = dataset.count * communicator.rank / communicator.size
     let upper = dataset.count * (communicator.rank + 1) / communicator.size
     let assembler = BatchAssembler(featureCount: dataset.featureCount, maxBatch: evaluationBatch)
     var sums = [0.0, 0.0]
     var start = lower
     while start < upper {
+      watchdog?.beat(step: step, phase: .compute("evaluating the test set"))
       let end = min(start + evaluationBatch, upper)
       assembler.assemble(from: dataset, range: start..<end)
       let result = model.evaluate(input: assembler.inputs, labels: assembler.labels, batch: end - start)
@@ -214,8 +253,16 @@ public final class Trainer {
       sums[1] += Double(result.correct)
       start = end
     }
+    watchdog?.beat(step: step, phase: .collective("evaluation all-reduce"))
     try communicator.allReduceSum(&sums)
     return (sums[0] / Double(dataset.count), sums[1] / Double(dataset.count))
+  }
+
+  /// Test loss and accuracy of `model` (for `eval`), split across the ranks of `communicator`.
+  public static func evaluate(model: MLP, dataset: Dataset, communicator: Communicator) throws -> (
+    loss: Double, accuracy: Double
+  ) {
+    try evaluate(model: model, dataset: dataset, communicator: communicator, watchdog: nil, step: 0)
   }
 
   /// Compares a hash of every rank's parameters (one 8-byte all-gather). Rank 0 reports a mismatch; the
@@ -228,6 +275,7 @@ public final class Trainer {
       hash = (hash ^ UInt64(words[index])) &* 0x100_0000_01b3
     }
     let mine = withUnsafeBytes(of: hash.littleEndian) { Array($0) }
+    watchdog?.beat(step: step, phase: .collective("parameter consistency check"))
     let all = try communicator.allGather(mine)
     let hashes = stride(from: 0, to: all.count, by: 8).map { Array(all[$0..<($0 + 8)]) }
     let differing = hashes.indices.filter { hashes[$0] != hashes[0] }

@@ -31,6 +31,12 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   /// Write a checkpoint every N optimizer steps (0: only the final one).
   public var checkpointEvery: Int = 0
   public var resume: Bool = false
+  /// Train anew even though --checkpoint-dir already holds checkpoints (same-step folders are replaced).
+  public var startFresh: Bool = false
+  /// Keep only the newest N checkpoints (nil: keep all). Older ones go only after a newer one is complete.
+  public var keep: Int? = nil
+  /// Seconds without progress after which a rank's watchdog ends the job (nil: automatic, see `Watchdog`).
+  public var stepTimeout: Double? = nil
   public var metricsPath: String? = nil
   /// A "step" metrics event every N steps.
   public var logEvery: Int = 50
@@ -75,6 +81,12 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     }
     if nesterov && momentum == 0 {
       throw ConfigurationError(option: "--nesterov", expected: "a momentum > 0 (as torch.optim.SGD requires)", found: "momentum 0")
+    }
+    if let keep, keep < 1 {
+      throw ConfigurationError(option: "--keep", expected: "a number of checkpoints >= 1", found: "\(keep)")
+    }
+    if let stepTimeout, !(stepTimeout.isFinite && stepTimeout > 0) {
+      throw ConfigurationError(option: "--step-timeout", expected: "a positive number of seconds", found: "\(stepTimeout)")
     }
     if checkConsistency < 0 {
       throw ConfigurationError(option: "--check-consistency", expected: "a number of steps >= 0", found: "\(checkConsistency)")

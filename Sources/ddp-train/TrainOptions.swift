@@ -56,6 +56,12 @@ struct TrainOptions: ParsableArguments {
   var checkpointEvery: Int?
   @Flag(inversion: .prefixedNo, help: "Continue from the newest complete checkpoint in --checkpoint-dir.")
   var resume: Bool?
+  @Flag(inversion: .prefixedNo, help: "Train anew although --checkpoint-dir holds checkpoints (same-step folders are replaced).")
+  var startFresh: Bool?
+  @Option(parsing: .unconditional, help: "Keep only the newest N checkpoints (default: all).")
+  var keep: Int?
+  @Option(parsing: .unconditional, help: "End the job when a rank makes no progress for S seconds (default: 60, or 25 step times if longer).")
+  var stepTimeout: Double?
   @Option(help: "Append JSON Lines metrics to this file (rank 0).")
   var metrics: String?
   @Option(parsing: .unconditional, help: "Write a step event to the metrics every N steps (default 50).")
@@ -84,11 +90,12 @@ struct TrainOptions: ParsableArguments {
     "warmup-epochs": "a number", "schedule": "constant, cosine or step:E1,E2,...", "momentum": "a number",
     "weight-decay": "a number", "nesterov": "true or false", "seed": "a non-negative integer",
     "checkpoint-dir": "a directory path", "checkpoint-every": "an integer", "resume": "true or false",
+    "start-fresh": "true or false", "keep": "an integer", "step-timeout": "a number of seconds",
     "metrics": "a file path", "log-every": "an integer", "blas-threads": "an integer",
     "check-consistency": "an integer", "inject-fault": "KIND@RANK:STEP",
     "synthetic-train": "an integer", "synthetic-test": "an integer", "synthetic-seed": "a non-negative integer",
   ]
-  static let flagKeys: Set<String> = ["nesterov", "resume"]
+  static let flagKeys: Set<String> = ["nesterov", "resume", "start-fresh"]
 
   /// Applies the options that were given onto `configuration`.
   func apply(to configuration: inout TrainingConfiguration) throws {
@@ -116,6 +123,9 @@ struct TrainOptions: ParsableArguments {
     if let checkpointDir { configuration.checkpointDirectory = checkpointDir }
     if let checkpointEvery { configuration.checkpointEvery = checkpointEvery }
     if let resume { configuration.resume = resume }
+    if let startFresh { configuration.startFresh = startFresh }
+    if let keep { configuration.keep = keep }
+    if let stepTimeout { configuration.stepTimeout = stepTimeout }
     if let metrics { configuration.metricsPath = metrics }
     if let logEvery { configuration.logEvery = logEvery }
     if let blasThreads { configuration.blasThreads = blasThreads }

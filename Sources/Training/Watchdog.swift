@@ -1,0 +1,103 @@
+import Communication
+import Foundation
+
+/// Each rank's guard against a stall that MPI never detects (PLATFORM.md: survivors of a hung rank spin in the
+/// collective forever).
+///
+/// The training loop reports progress with `beat(step:phase:)`; a background thread checks every 0.2 s. A rank
+/// that spends longer than the timeout in one phase prints who stalled where and aborts the whole job. A rank
+/// waiting in a collective gets a grace period on top, so the rank that really stalled (busy or stuck outside
+/// any collective) fires first and names itself.
+final class Watchdog: @unchecked Sendable {
+  enum Phase: Equatable {
+    case compute(String)
+    case collective(String)
+
+    var description: String {
+      switch self {
+      case .compute(let what): return what
+      case .collective(let what): return "the \(what) (waiting for the other ranks)"
+      }
+    }
+  }
+
+  /// Exit status of a job ended by a watchdog.
+  static let exitStatus: Int32 = 4
+  /// The automatic timeout: this floor, or 25 typical steps if that is longer.
+  static let automaticFloor: Double = 60
+
+  private let lock = NSLock()
+  private let communicator: Communicator
+  private let configured: Double?
+  private let report: @Sendable (String) -> Void
+  private var lastBeat = Date()
+  private var phase = Phase.compute("starting")
+  private var step = 0
+  private var typicalStep: Double?
+  private var running = false
+
+  /// `timeout`: `--step-timeout` in seconds, or nil for the automatic one. `report` prints the message.
+  init(communicator: Communicator, timeout: Double?, report: @escaping @Sendable (String) -> Void) {
+    self.communicator = communicator
+    configured = timeout
+    self.report = report
+  }
+
+  /// The limit in force: the configured one, else max(60 s, 25 × the typical step time).
+  var timeout: Double {
+    lock.withLock { configured ?? max(Self.automaticFloor, 25 * (typicalStep ?? 0)) }
+  }
+
+  func start() {
+    lock.withLock {
+      running = true
+      lastBeat = Date()
+    }
+    let thread = Thread { [self] in watch() }
+    thread.name = "ddp-train watchdog"
+    thread.start()
+  }
+
+  func stop() { lock.withLock { running = false } }
+
+  /// Progress: this rank is now at `step`, doing `phase`.
+  func beat(step: Int, phase: Phase) {
+    lock.withLock {
+      lastBeat = Date()
+      self.step = step
+      self.phase = phase
+    }
+  }
+
+  /// The typical step duration, measured by the trainer; sets the automatic timeout.
+  func setTypicalStep(seconds: Double) { lock.withLock { typicalStep = seconds } }
+
+  private func watch() {
+    while true {
+      usleep(200_000)
+      let (running, elapsed, phase, step, limit) = lock.withLock {
+        let limit = configured ?? max(Self.automaticFloor, 25 * (typicalStep ?? 0))
+        return (self.running, Date().timeIntervalSince(lastBeat), self.phase, self.step, limit)
+      }
+      guard running else { return }
+      var allowed = limit
+      if case .collective = phase { allowed += max(2, 0.2 * limit) }
+      guard elapsed > allowed else { continue }
+      let rank = communicator.rank
+      let message: String
+      switch phase {
+      case .compute:
+        message =
+          "rank \(rank) stalled: no progress for \(String(format: "%.1f", elapsed)) s at step \(step) while \(phase.description) "
+          + "(--step-timeout \(String(format: "%g", limit)) s). It is stuck (deadlock, stuck I/O, an endless loop) or "
+          + "far slower than expected; ending the job."
+      case .collective:
+        message =
+          "rank \(rank) waited \(String(format: "%.1f", elapsed)) s at step \(step) in \(phase.description) "
+          + "(--step-timeout \(String(format: "%g", limit)) s): another rank stopped making progress; ending the job."
+      }
+      report(message)
+      communicator.abort(code: Self.exitStatus)
+    }
+  }
+}
