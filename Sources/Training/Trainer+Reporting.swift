@@ -60,6 +60,12 @@ extension Trainer {
       "epoch_s": .double(epochSeconds), "elapsed_s": .double(elapsed),
     ]
     if partial { fields["partial"] = .bool(true) }
+    // This rank's (rank 0's) time split over the epoch's steps.
+    fields["time_data_s"] = .double(times.data)
+    fields["time_compute_s"] = .double(times.compute)
+    fields["time_allreduce_s"] = .double(times.allReduce)
+    fields["time_other_s"] = .double(times.other)
+    if let scale = noiseScale?.simpleNoiseScale { fields["noise_scale"] = .double(scale) }
     try metrics?.append("epoch", fields)
   }
 }

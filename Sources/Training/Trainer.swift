@@ -31,14 +31,18 @@ public final class Trainer {
   let communicator: Communicator
   let data: DatasetPair
   let model: MLP
-  let optimizer: SGD
+  let optimizer: any Optimizer
   let console: Console
 
   /// Where the scalars riding along the gradient all-reduce live (past the parameters).
   enum GradientTail {
+    /// This rank's loss sum / G: sums to the global mean loss.
     static let lossSum = 0
+    /// This rank's correct predictions: sums to the global count.
     static let correct = 1
-    static let count = 2
+    /// |g_small|²/K on noise-scale steps (g_small: this rank's mean gradient): sums to the mean over ranks.
+    static let smallGradientSquaredNorm = 2
+    static let count = 3
   }
   public static let evaluationBatch = 500
 
@@ -52,6 +56,13 @@ public final class Trainer {
   var epochSteps = 0
   var lastCheckpoint: String?
   var watchdog: Watchdog?
+  /// Where this epoch's step time went (seconds, this rank).
+  var times = StepTimes()
+  /// The gradient noise scale, when there are two batch sizes to compare (K > 1).
+  var noiseScale: GradientNoiseScale?
+  /// Measure the noise-scale norms every this many steps (two extra passes over the gradient).
+  static let noiseScaleInterval = 10
+  let reducer: GradientReducer
   /// Prints a watchdog's message (the job is aborted right after). Replaceable for tests.
   var reportStall: @Sendable (String) -> Void = { message in
     FileHandle.standardError.write(Data(("ddp-train: error: " + message + "\n").utf8))
@@ -70,6 +81,11 @@ public final class Trainer {
       parameterCount: model.parameterCount,
       options: SGDOptions(momentum: configuration.momentum, weightDecay: configuration.weightDecay, nesterov: configuration.nesterov))
     checkpoints = configuration.checkpointDirectory.map(CheckpointDirectory.init(path:))
+    reducer = BlockingReducer(communicator: communicator)
+    let localBatch = plan.batchSize * plan.accumulate
+    if plan.globalBatch > localBatch {
+      noiseScale = GradientNoiseScale(smallBatch: localBatch, bigBatch: plan.globalBatch)
+    }
   }
 
   /// Checks, on rank 0, everything about the output locations that can fail before anything is written,
@@ -140,25 +156,19 @@ public final class Trainer {
       model.zeroGradients()
       configuration.injectFault?.trigger(
         rank: communicator.rank, step: step, parameters: model.parameters.pointer, gradients: model.gradients.pointer)
-      var local = MLP.BatchResult(lossSum: 0, correct: 0)
-      permutation.withUnsafeBufferPointer { order in
-        for microBatch in 0..<plan.accumulate {
-          plan.sampler.fillIndices(step: stepInEpoch, microBatch: microBatch, permutation: order, into: indices)
-          batch.assemble(from: data.train, indices: UnsafeBufferPointer(start: indices, count: plan.batchSize))
-          let result = model.accumulateGradients(
-            input: batch.inputs, labels: batch.labels, batch: plan.batchSize, gradientScale: gradientScale)
-          local.lossSum += result.lossSum
-          local.correct += result.correct
-        }
+      let local = permutation.withUnsafeBufferPointer { order in
+        computeLocalGradients(stepInEpoch: stepInEpoch, permutation: order, indices: indices, batch: batch)
       }
-      let gradients = model.gradients
-      gradients[parameterCount + GradientTail.lossSum] = Float(local.lossSum / Double(plan.globalBatch))
-      gradients[parameterCount + GradientTail.correct] = Float(local.correct)
+      let measureNoise = noiseScale != nil && step % Self.noiseScaleInterval == 0
+      writeGradientTail(local, measureNoise: measureNoise)
 
-      // 3. One all-reduce: mean gradient, global mean loss, global correct count.
+      // 3. One all-reduce: mean gradient, global mean loss, global correct count (and noise-scale norms).
       watchdog.beat(step: step, phase: .collective("gradient all-reduce"))
-      try communicator.allReduceSum(gradients.buffer)
+      var clock = Clock()
+      try reducer.finish(model.gradients)
+      times.allReduce += clock.lap()
       watchdog.beat(step: step, phase: .compute("updating its parameters"))
+      let gradients = model.gradients
       let loss = Double(gradients[parameterCount + GradientTail.lossSum])
       let learningRate = plan.learningRate.learningRate(atStep: step)
       guard loss.isFinite, Self.allFinite(gradients.pointer, count: parameterCount) else {
@@ -167,9 +177,12 @@ public final class Trainer {
         try? metrics?.append("diverged", ["step": .int(step), "lr": .double(learningRate), "loss": .double(loss)])
         throw TrainingError.diverged(step: step, learningRate: learningRate, loss: loss, checkpoint: lastCheckpoint)
       }
+      var noiseFields: [String: MetricValue] = [:]
+      if measureNoise { noiseFields = measureNoiseScale() }
 
       // 4. The update, identical on every rank.
       optimizer.step(parameters: model.parameters.pointer, gradients: gradients.pointer, learningRate: Float(learningRate))
+      times.other += clock.lap()
 
       epochLossSum += loss
       epochCorrect += Double(gradients[parameterCount + GradientTail.correct])
@@ -177,7 +190,9 @@ public final class Trainer {
       epochSamples += samplesPerStep
       if step % configuration.logEvery == 0 {
         try metrics?.append(
-          "step", ["step": .int(step), "epoch": .int(epoch + 1), "lr": .double(learningRate), "loss": .double(loss)])
+          "step",
+          ["step": .int(step), "epoch": .int(epoch + 1), "lr": .double(learningRate), "loss": .double(loss)]
+            .merging(noiseFields) { first, _ in first })
       }
       step += 1
       if stepDurations.count < 24 {
@@ -200,6 +215,7 @@ public final class Trainer {
           epoch: epoch + 1, learningRate: learningRate, trainLoss: lastTrainLoss, trainAccuracy: trainAccuracy,
           evaluation: lastEvaluation, samplesPerSecond: samplesPerSecond, epochSeconds: trainSeconds,
           elapsed: Date().timeIntervalSince(trainStart), partial: partial)
+        times = StepTimes()
         epochLossSum = 0
         epochCorrect = 0
         epochSteps = 0
@@ -263,6 +279,60 @@ public final class Trainer {
     loss: Double, accuracy: Double
   ) {
     try evaluate(model: model, dataset: dataset, communicator: communicator, watchdog: nil, step: 0)
+  }
+
+  /// Forward + backward of this rank's B·M samples of step `stepInEpoch`; gradients scaled by 1/G as they
+  /// accumulate. Returns the loss sum and correct count over these samples.
+  func computeLocalGradients(
+    stepInEpoch: Int, permutation: UnsafeBufferPointer<Int32>, indices: UnsafeMutablePointer<Int32>,
+    batch: BatchAssembler
+  ) -> MLP.BatchResult {
+    var local = MLP.BatchResult(lossSum: 0, correct: 0)
+    var clock = Clock()
+    for microBatch in 0..<plan.accumulate {
+      plan.sampler.fillIndices(step: stepInEpoch, microBatch: microBatch, permutation: permutation, into: indices)
+      batch.assemble(from: data.train, indices: UnsafeBufferPointer(start: indices, count: plan.batchSize))
+      times.data += clock.lap()
+      let result = model.accumulateGradients(
+        input: batch.inputs, labels: batch.labels, batch: plan.batchSize, gradientScale: 1 / Float(plan.globalBatch))
+      times.compute += clock.lap()
+      local.lossSum += result.lossSum
+      local.correct += result.correct
+    }
+    return local
+  }
+
+  /// Fills the scalars that ride along the gradient all-reduce (see `GradientTail`).
+  func writeGradientTail(_ local: MLP.BatchResult, measureNoise: Bool) {
+    let gradients = model.gradients
+    let parameterCount = model.parameterCount
+    gradients[parameterCount + GradientTail.lossSum] = Float(local.lossSum / Double(plan.globalBatch))
+    gradients[parameterCount + GradientTail.correct] = Float(local.correct)
+    var smallSquared: Float = 0
+    if measureNoise {
+      // The buffer holds Σ_local ∇ℓ / G; this rank's mean gradient is that times G / (B·M).
+      let toMean = Double(plan.globalBatch) / Double(plan.batchSize * plan.accumulate)
+      smallSquared = Float(Self.squaredNorm(gradients.pointer, count: parameterCount) * toMean * toMean / Double(plan.worldSize))
+    }
+    gradients[parameterCount + GradientTail.smallGradientSquaredNorm] = smallSquared
+  }
+
+  /// After the all-reduce on a noise-scale step: feeds |g_small|² and |g_big|² to the estimator; metrics fields.
+  func measureNoiseScale() -> [String: MetricValue] {
+    guard var estimator = noiseScale else { return [:] }
+    let small = Double(model.gradients[model.parameterCount + GradientTail.smallGradientSquaredNorm])
+    let big = Self.squaredNorm(model.gradients.pointer, count: model.parameterCount)
+    estimator.add(smallSquaredNorm: small, bigSquaredNorm: big)
+    noiseScale = estimator
+    var fields: [String: MetricValue] = ["grad_sq_small": .double(small), "grad_sq_big": .double(big)]
+    if let scale = estimator.simpleNoiseScale { fields["noise_scale"] = .double(scale) }
+    return fields
+  }
+
+  static func squaredNorm(_ values: UnsafePointer<Float>, count: Int) -> Double {
+    var sum: Float = 0
+    for index in 0..<count { sum += values[index] * values[index] }
+    return Double(sum)
   }
 
   /// Compares a hash of every rank's parameters (one 8-byte all-gather). Rank 0 reports a mismatch; the
