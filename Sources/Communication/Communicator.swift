@@ -19,8 +19,9 @@ public protocol Communicator: AnyObject {
   func allReduceMax(_ buffer: UnsafeMutableBufferPointer<Int64>) throws
   /// Copies `root`'s bytes into every other rank's buffer (same length everywhere).
   func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws
-  /// Every rank's `bytes` (same length on all ranks), concatenated in rank order.
-  func allGather(_ bytes: [UInt8]) throws -> [UInt8]
+  /// Every rank's `send` bytes (same length on all ranks) into `receive`, concatenated in rank order;
+  /// `receive.count == send.count · size`.
+  func allGather(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws
   /// Returns once every rank has called it.
   func barrier() throws
   /// Ends the whole job at once with `code` (all ranks); used when one rank cannot go on.
@@ -43,6 +44,15 @@ extension Communicator {
   }
 
   public var isCoordinator: Bool { rank == 0 }
+
+  /// Every rank's `bytes` (same length on all ranks), concatenated in rank order.
+  public func allGather(_ bytes: [UInt8]) throws -> [UInt8] {
+    var gathered = [UInt8](repeating: 0, count: bytes.count * size)
+    try bytes.withUnsafeBytes { send in
+      try gathered.withUnsafeMutableBytes { receive in try allGather(send, into: receive) }
+    }
+    return gathered
+  }
 }
 
 /// An error from the communication layer, with the implementation's own explanation.

@@ -15,7 +15,10 @@ public final class SingleProcessCommunicator: Communicator {
   public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
     precondition(root == 0, "a world of one has only rank 0")
   }
-  public func allGather(_ bytes: [UInt8]) throws -> [UInt8] { bytes }
+  public func allGather(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws {
+    precondition(receive.count == send.count, "all-gather buffers differ in size")
+    if let source = send.baseAddress, let target = receive.baseAddress { target.copyMemory(from: source, byteCount: send.count) }
+  }
   public func barrier() throws {}
   public func abort(code: Int32) -> Never { exit(code) }
 }

@@ -109,20 +109,14 @@ public final class ThreadGroupCommunicator: Communicator {
     }
   }
 
-  public func allGather(_ bytes: [UInt8]) throws -> [UInt8] {
-    var gathered = [UInt8](repeating: 0, count: bytes.count * size)
-    let count = bytes.count
-    bytes.withUnsafeBytes { mine in
-      let pointer = UnsafeMutableRawPointer(mutating: mine.baseAddress)
-      gathered.withUnsafeMutableBytes { output in
-        group.exchange(rank: rank, pointer) { all in
-          for other in all.indices where count > 0 {
-            (output.baseAddress! + other * count).copyMemory(from: all[other]!, byteCount: count)
-          }
-        }
+  public func allGather(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws {
+    let count = send.count
+    precondition(receive.count == count * size, "all-gather buffers differ in size")
+    group.exchange(rank: rank, UnsafeMutableRawPointer(mutating: send.baseAddress)) { all in
+      for other in all.indices where count > 0 {
+        (receive.baseAddress! + other * count).copyMemory(from: all[other]!, byteCount: count)
       }
     }
-    return gathered
   }
 
   public func barrier() throws { group.barrier() }

@@ -71,17 +71,13 @@ public final class MPICommunicator: Communicator {
     try check(MPI_Bcast(buffer.baseAddress, Int32(buffer.count), CMPI_BYTE(), Int32(root), world), "MPI_Bcast")
   }
 
-  public func allGather(_ bytes: [UInt8]) throws -> [UInt8] {
-    var gathered = [UInt8](repeating: 0, count: bytes.count * size)
-    try bytes.withUnsafeBytes { send in
-      try gathered.withUnsafeMutableBytes { receive in
-        try check(
-          MPI_Allgather(
-            send.baseAddress, Int32(bytes.count), CMPI_BYTE(), receive.baseAddress, Int32(bytes.count),
-            CMPI_BYTE(), world), "MPI_Allgather")
-      }
-    }
-    return gathered
+  public func allGather(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws {
+    precondition(receive.count == send.count * size, "all-gather buffers differ in size")
+    precondition(send.count <= Int(Int32.max), "all-gather of more than 2^31-1 bytes")
+    try check(
+      MPI_Allgather(
+        send.baseAddress, Int32(send.count), CMPI_BYTE(), receive.baseAddress, Int32(send.count), CMPI_BYTE(), world),
+      "MPI_Allgather")
   }
 
   public func barrier() throws {

@@ -19,3 +19,39 @@ final class BlockingReducer: GradientReducer {
   func gradientsReady(_ range: Range<Int>) {}
   func finish(_ buffer: FloatBuffer) throws { try communicator.allReduceSum(buffer.buffer) }
 }
+
+/// `--deterministic`: every rank gathers all ranks' buffers and sums them in rank order, ((g₀ + g₁) + g₂) + ...,
+/// so the result does not depend on MPI's choice of algorithm, and equals what `--simulate-workers K` computes
+/// in one process, bit for bit. Costs K times the memory traffic of an all-reduce; meant for debugging.
+final class DeterministicReducer: GradientReducer {
+  let communicator: Communicator
+  private var gathered: FloatBuffer?
+
+  init(communicator: Communicator) { self.communicator = communicator }
+
+  func gradientsReady(_ range: Range<Int>) {}
+
+  func finish(_ buffer: FloatBuffer) throws {
+    let count = buffer.count
+    let ranks = communicator.size
+    if gathered?.count != count * ranks { gathered = FloatBuffer(count: count * ranks) }
+    let all = gathered!
+    try communicator.allGather(
+      UnsafeRawBufferPointer(buffer.buffer), into: UnsafeMutableRawBufferPointer(all.buffer))
+    RankOrderSum.sum(all.pointer, ranks: ranks, count: count, into: buffer.pointer)
+  }
+}
+
+/// The one definition of "sum in rank order" shared by `DeterministicReducer` and the simulated workers.
+enum RankOrderSum {
+  /// out[i] = ((parts[0][i] + parts[1][i]) + parts[2][i]) + ...; parts are `count`-long slices, back to back.
+  static func sum(_ parts: UnsafePointer<Float>, ranks: Int, count: Int, into out: UnsafeMutablePointer<Float>) {
+    out.update(from: parts, count: count)
+    for rank in 1..<max(ranks, 1) { add(parts + rank * count, into: out, count: count) }
+  }
+
+  /// out[i] += part[i], element by element (the same rounding as the sum above).
+  static func add(_ part: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int) {
+    for index in 0..<count { out[index] += part[index] }
+  }
+}

@@ -63,6 +63,10 @@ public final class Trainer {
   /// Measure the noise-scale norms every this many steps (two extra passes over the gradient).
   static let noiseScaleInterval = 10
   let reducer: GradientReducer
+  /// One sampler per worker this process computes (several with --simulate-workers).
+  let workerSamplers: [DistributedSampler]
+  /// The running rank-order sum of the simulated workers' gradients.
+  lazy var simulatedSum = FloatBuffer(count: model.gradients.count)
   /// Prints a watchdog's message (the job is aborted right after). Replaceable for tests.
   var reportStall: @Sendable (String) -> Void = { message in
     FileHandle.standardError.write(Data(("ddp-train: error: " + message + "\n").utf8))
@@ -74,14 +78,29 @@ public final class Trainer {
     self.communicator = communicator
     self.data = data
     self.console = console
-    plan = try RunPlan(configuration: configuration, worldSize: communicator.size, rank: communicator.rank, data: data)
+    if let simulated = configuration.simulateWorkers, communicator.size > 1 {
+      throw ConfigurationError(
+        option: "--simulate-workers", expected: "a single process (no mpirun, or mpirun -np 1)",
+        found: "\(communicator.size) ranks simulating \(simulated) workers each")
+    }
+    let worldSize = configuration.simulateWorkers ?? communicator.size
+    plan = try RunPlan(configuration: configuration, worldSize: worldSize, rank: communicator.rank, data: data)
+    // The workers this process computes: itself, or every virtual worker of a simulated world.
+    let plan = self.plan
+    workerSamplers = (configuration.simulateWorkers == nil ? [communicator.rank] : Array(0..<worldSize)).map { rank in
+      DistributedSampler(
+        datasetCount: plan.trainCount, worldSize: worldSize, rank: rank, batchSize: plan.batchSize,
+        accumulationSteps: plan.accumulate, seed: configuration.seed)
+    }
     model = MLP(
       spec: plan.model, maxBatch: max(plan.batchSize, Self.evaluationBatch), gradientTailSlots: GradientTail.count)
     optimizer = SGD(
       parameterCount: model.parameterCount,
       options: SGDOptions(momentum: configuration.momentum, weightDecay: configuration.weightDecay, nesterov: configuration.nesterov))
     checkpoints = configuration.checkpointDirectory.map(CheckpointDirectory.init(path:))
-    reducer = BlockingReducer(communicator: communicator)
+    reducer =
+      configuration.deterministic
+      ? DeterministicReducer(communicator: communicator) : BlockingReducer(communicator: communicator)
     let localBatch = plan.batchSize * plan.accumulate
     if plan.globalBatch > localBatch {
       noiseScale = GradientNoiseScale(smallBatch: localBatch, bigBatch: plan.globalBatch)
@@ -153,20 +172,40 @@ public final class Trainer {
       }
 
       // 1-2. This rank's micro-batches: forward + backward into the flat gradient buffer.
-      model.zeroGradients()
-      configuration.injectFault?.trigger(
-        rank: communicator.rank, step: step, parameters: model.parameters.pointer, gradients: model.gradients.pointer)
-      let local = permutation.withUnsafeBufferPointer { order in
-        computeLocalGradients(stepInEpoch: stepInEpoch, permutation: order, indices: indices, batch: batch)
-      }
       let measureNoise = noiseScale != nil && step % Self.noiseScaleInterval == 0
-      writeGradientTail(local, measureNoise: measureNoise)
-
-      // 3. One all-reduce: mean gradient, global mean loss, global correct count (and noise-scale norms).
-      watchdog.beat(step: step, phase: .collective("gradient all-reduce"))
       var clock = Clock()
-      try reducer.finish(model.gradients)
-      times.allReduce += clock.lap()
+      if workerSamplers.count == 1 {
+        model.zeroGradients()
+        configuration.injectFault?.trigger(
+          rank: communicator.rank, step: step, parameters: model.parameters.pointer, gradients: model.gradients.pointer)
+        let local = permutation.withUnsafeBufferPointer { order in
+          computeLocalGradients(
+            sampler: workerSamplers[0], stepInEpoch: stepInEpoch, permutation: order, indices: indices, batch: batch)
+        }
+        writeGradientTail(local, measureNoise: measureNoise)
+
+        // 3. One all-reduce: mean gradient, global mean loss, global correct count (and noise-scale norms).
+        watchdog.beat(step: step, phase: .collective("gradient all-reduce"))
+        clock = Clock()
+        try reducer.finish(model.gradients)
+        times.allReduce += clock.lap()
+      } else {
+        // 1-3 for a simulated world: each virtual worker alone, summed in rank order (= DeterministicReducer).
+        for (worker, sampler) in workerSamplers.enumerated() {
+          model.zeroGradients()
+          let local = permutation.withUnsafeBufferPointer { order in
+            computeLocalGradients(sampler: sampler, stepInEpoch: stepInEpoch, permutation: order, indices: indices, batch: batch)
+          }
+          writeGradientTail(local, measureNoise: measureNoise)
+          if worker == 0 {
+            simulatedSum.pointer.update(from: model.gradients.pointer, count: model.gradients.count)
+          } else {
+            RankOrderSum.add(model.gradients.pointer, into: simulatedSum.pointer, count: model.gradients.count)
+          }
+        }
+        model.gradients.pointer.update(from: simulatedSum.pointer, count: model.gradients.count)
+        clock = Clock()
+      }
       watchdog.beat(step: step, phase: .compute("updating its parameters"))
       let gradients = model.gradients
       let loss = Double(gradients[parameterCount + GradientTail.lossSum])
@@ -284,13 +323,13 @@ public final class Trainer {
   /// Forward + backward of this rank's B·M samples of step `stepInEpoch`; gradients scaled by 1/G as they
   /// accumulate. Returns the loss sum and correct count over these samples.
   func computeLocalGradients(
-    stepInEpoch: Int, permutation: UnsafeBufferPointer<Int32>, indices: UnsafeMutablePointer<Int32>,
-    batch: BatchAssembler
+    sampler: DistributedSampler, stepInEpoch: Int, permutation: UnsafeBufferPointer<Int32>,
+    indices: UnsafeMutablePointer<Int32>, batch: BatchAssembler
   ) -> MLP.BatchResult {
     var local = MLP.BatchResult(lossSum: 0, correct: 0)
     var clock = Clock()
     for microBatch in 0..<plan.accumulate {
-      plan.sampler.fillIndices(step: stepInEpoch, microBatch: microBatch, permutation: permutation, into: indices)
+      sampler.fillIndices(step: stepInEpoch, microBatch: microBatch, permutation: permutation, into: indices)
       batch.assemble(from: data.train, indices: UnsafeBufferPointer(start: indices, count: plan.batchSize))
       times.data += clock.lap()
       let result = model.accumulateGradients(

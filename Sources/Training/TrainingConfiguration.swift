@@ -44,6 +44,11 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   public var blasThreads: Int = 1
   /// Verify every N steps that all ranks hold identical parameters (0: only before each checkpoint).
   public var checkConsistency: Int = 0
+  /// Reduce gradients by gathering and summing in rank order (results independent of MPI's algorithm).
+  public var deterministic: Bool = false
+  /// Compute a K-worker run in this one process, each virtual worker's batch separately, summed in rank order:
+  /// bitwise the weights of `mpirun -np K ... --deterministic`.
+  public var simulateWorkers: Int? = nil
   /// For tests: make one rank fail at one step.
   public var injectFault: FaultInjection? = nil
 
@@ -81,6 +86,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     }
     if nesterov && momentum == 0 {
       throw ConfigurationError(option: "--nesterov", expected: "a momentum > 0 (as torch.optim.SGD requires)", found: "momentum 0")
+    }
+    if let simulateWorkers, simulateWorkers < 1 {
+      throw ConfigurationError(option: "--simulate-workers", expected: "a number of workers >= 1", found: "\(simulateWorkers)")
     }
     if let keep, keep < 1 {
       throw ConfigurationError(option: "--keep", expected: "a number of checkpoints >= 1", found: "\(keep)")

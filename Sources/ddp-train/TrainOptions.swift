@@ -71,6 +71,10 @@ struct TrainOptions: ParsableArguments {
 
   @Option(parsing: .unconditional, help: "Check every N steps that all ranks hold identical parameters (default 0: before checkpoints).")
   var checkConsistency: Int?
+  @Flag(inversion: .prefixedNo, help: "Reduce gradients in a fixed rank order: results independent of MPI's algorithm.")
+  var deterministic: Bool?
+  @Option(parsing: .unconditional, help: "Run K workers in this one process (debugging): the weights of mpirun -np K --deterministic.")
+  var simulateWorkers: Int?
   @Option(help: ArgumentHelp("For tests: KIND@RANK:STEP, KIND one of crash, exit, kill, hang, perturb, nan.", visibility: .hidden))
   var injectFault: String?
 
@@ -92,10 +96,11 @@ struct TrainOptions: ParsableArguments {
     "checkpoint-dir": "a directory path", "checkpoint-every": "an integer", "resume": "true or false",
     "start-fresh": "true or false", "keep": "an integer", "step-timeout": "a number of seconds",
     "metrics": "a file path", "log-every": "an integer", "blas-threads": "an integer",
-    "check-consistency": "an integer", "inject-fault": "KIND@RANK:STEP",
+    "check-consistency": "an integer", "inject-fault": "KIND@RANK:STEP", "deterministic": "true or false",
+    "simulate-workers": "an integer",
     "synthetic-train": "an integer", "synthetic-test": "an integer", "synthetic-seed": "a non-negative integer",
   ]
-  static let flagKeys: Set<String> = ["nesterov", "resume", "start-fresh"]
+  static let flagKeys: Set<String> = ["nesterov", "resume", "start-fresh", "deterministic"]
 
   /// Applies the options that were given onto `configuration`.
   func apply(to configuration: inout TrainingConfiguration) throws {
@@ -130,6 +135,8 @@ struct TrainOptions: ParsableArguments {
     if let logEvery { configuration.logEvery = logEvery }
     if let blasThreads { configuration.blasThreads = blasThreads }
     if let checkConsistency { configuration.checkConsistency = checkConsistency }
+    if let deterministic { configuration.deterministic = deterministic }
+    if let simulateWorkers { configuration.simulateWorkers = simulateWorkers }
     if let injectFault { configuration.injectFault = try FaultInjection(parsing: injectFault) }
     if let syntheticTrain { configuration.synthetic.trainCount = syntheticTrain }
     if let syntheticTest { configuration.synthetic.testCount = syntheticTest }
