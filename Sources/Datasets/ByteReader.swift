@@ -119,7 +119,8 @@ final class ByteReader {
   /// After a short `gzread`: a clean end of the stream is fine, anything else is the file's fault.
   private func checkGzipState() throws(DatasetError) {
     var code: Int32 = 0
-    let message = gzerror(gz, &code).map { String(cString: $0) } ?? ""
+    var message = gzerror(gz, &code).map { String(cString: $0) } ?? ""
+    if message.hasPrefix(path + ": ") { message.removeFirst(path.count + 2) }  // zlib prefixes the path
     switch code {
     case Z_OK:
       return

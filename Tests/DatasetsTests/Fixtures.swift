@@ -7,7 +7,7 @@ final class TemporaryDirectory {
   let path: String
 
   init() {
-    var template = Array((NSTemporaryDirectory() + "/datasets-tests-XXXXXX").utf8CString)
+    var template = Array((FileManager.default.temporaryDirectory.appendingPathComponent("datasets-tests-XXXXXX").path).utf8CString)
     let created = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
     precondition(created != nil, "mkdtemp failed")
     path = String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })

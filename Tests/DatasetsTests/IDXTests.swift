@@ -92,6 +92,7 @@ struct IDXTests {
       #expect(error?.path == path)
       #expect(error?.problem.contains("gzip stream ends early") == true)
       #expect(error?.problem.contains("truncated") == true)
+      #expect(error?.problem.contains("(zlib: unexpected end of file)") == true)
     }
   }
 
