@@ -21,7 +21,9 @@ struct BatchAssemblerTests {
   @Test("gathered rows are scaled to p/255 in the order given, labels copied")
   func gather() {
     let assembler = BatchAssembler(featureCount: 3, maxBatch: 300)
-    var indices: [Int32] = (0..<256).map { (position: Int) -> Int32 in Int32((position * 101 + 17) % 256) }
+    var indices: [Int32] = (0..<256).map { (position: Int) -> Int32 in
+      Int32((position * 101 + 17) % 256)
+    }
     indices += [5, 5, 0]
     indices.withUnsafeBufferPointer { assembler.assemble(from: Self.dataset, indices: $0) }
     for (slot, index) in indices.enumerated() {

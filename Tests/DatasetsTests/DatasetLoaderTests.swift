@@ -9,7 +9,8 @@ struct DatasetLoaderTests {
 
   @Test("a directory of mixed plain and gzip files loads both splits")
   func loadsDirectory() throws {
-    SmallDataset.write(into: directory, gzipped: ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
+    SmallDataset.write(
+      into: directory, gzipped: ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"])
     let pair = try DatasetLoader.load(.mnist, directory: directory.path, synthetic: SyntheticSpec())
     #expect(pair.kind == .mnist)
     #expect(pair.source == directory.path)
@@ -26,7 +27,8 @@ struct DatasetLoaderTests {
     SmallDataset.write(into: directory)
     // A .gz twin that is unreadable: reading it would throw.
     writeFile([1, 2, 3], to: directory.file("train-labels-idx1-ubyte.gz"))
-    let pair = try DatasetLoader.load(.fashionMNIST, directory: directory.path, synthetic: SyntheticSpec())
+    let pair = try DatasetLoader.load(
+      .fashionMNIST, directory: directory.path, synthetic: SyntheticSpec())
     #expect(pair.train.labels == SmallDataset.trainLabels)
   }
 
@@ -61,7 +63,8 @@ struct DatasetLoaderTests {
       try DatasetLoader.load(.mnist, directory: directory.path, synthetic: SyntheticSpec())
     }
     #expect(error?.path == directory.path)
-    #expect(error?.problem.contains("tried t10k-labels-idx1-ubyte and t10k-labels-idx1-ubyte.gz") == true)
+    #expect(
+      error?.problem.contains("tried t10k-labels-idx1-ubyte and t10k-labels-idx1-ubyte.gz") == true)
   }
 
   @Test("mnist without --data-dir names the option")
@@ -118,15 +121,18 @@ struct DatasetLoaderTests {
     }
     #expect(fnv(Array("a".utf8)) == 0xaf63_dc4c_8601_ec8c)  // the published test vector
     func le(_ value: Int) -> [UInt8] { (0..<8).map { UInt8((value >> (8 * $0)) & 0xff) } }
-    let dataset = Dataset(count: 2, featureCount: 3, classCount: 4, pixels: [1, 2, 3, 250, 0, 9], labels: [3, 0])
+    let dataset = Dataset(
+      count: 2, featureCount: 3, classCount: 4, pixels: [1, 2, 3, 250, 0, 9], labels: [3, 0])
     #expect(dataset.fingerprint == fnv(le(2) + le(3) + le(4) + [1, 2, 3, 250, 0, 9] + [3, 0]))
-    let other = Dataset(count: 2, featureCount: 3, classCount: 4, pixels: [1, 2, 3, 250, 0, 9], labels: [3, 1])
+    let other = Dataset(
+      count: 2, featureCount: 3, classCount: 4, pixels: [1, 2, 3, 250, 0, 9], labels: [3, 1])
     #expect(other.fingerprint != dataset.fingerprint)
   }
 
   @Test("SyntheticSpec decodes with missing keys defaulted")
   func specDecoding() throws {
-    let spec = try JSONDecoder().decode(SyntheticSpec.self, from: Data(#"{"trainCount": 100, "seed": 5}"#.utf8))
+    let spec = try JSONDecoder().decode(
+      SyntheticSpec.self, from: Data(#"{"trainCount": 100, "seed": 5}"#.utf8))
     #expect(spec == SyntheticSpec(trainCount: 100, seed: 5))
     let full = SyntheticSpec(trainCount: 1, testCount: 2, featureCount: 3, classCount: 4, seed: 6)
     #expect(try JSONDecoder().decode(SyntheticSpec.self, from: JSONEncoder().encode(full)) == full)
@@ -141,7 +147,8 @@ struct FashionMNISTTests {
     "the installed files load with the published sizes, balance and first samples",
     .enabled(
       if: FileManager.default.fileExists(atPath: fashionDirectory),
-      "Fashion-MNIST is not installed at /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist)"))
+      "Fashion-MNIST is not installed at /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist)"
+    ))
   func realFashionMNIST() throws {
     let clock = ContinuousClock()
     let start = clock.now

@@ -34,7 +34,8 @@ struct DistributedSamplerTests {
 
   @Test("steps per epoch and the unused tail")
   func arithmetic() {
-    let sampler = DistributedSampler(datasetCount: 60000, worldSize: 4, rank: 1, batchSize: 64, seed: 1)
+    let sampler = DistributedSampler(
+      datasetCount: 60000, worldSize: 4, rank: 1, batchSize: 64, seed: 1)
     #expect(sampler.globalBatch == 256)
     #expect(sampler.stepsPerEpoch == 234)
     #expect(sampler.unusedPerEpoch == 96)
@@ -58,7 +59,8 @@ struct DistributedSamplerTests {
         accumulationSteps: microBatches, seed: 5)
       for step in 0..<sampler.stepsPerEpoch {
         for microBatch in 0..<microBatches {
-          let indices = sampler.indices(step: step, microBatch: microBatch, permutation: permutation)
+          let indices = sampler.indices(
+            step: step, microBatch: microBatch, permutation: permutation)
           #expect(indices.count == batchSize)
           seen.formUnion(indices)
           total += indices.count
@@ -66,7 +68,8 @@ struct DistributedSamplerTests {
       }
     }
     let sampler = DistributedSampler(
-      datasetCount: count, worldSize: worldSize, rank: 0, batchSize: batchSize, accumulationSteps: microBatches,
+      datasetCount: count, worldSize: worldSize, rank: 0, batchSize: batchSize,
+      accumulationSteps: microBatches,
       seed: 5)
     #expect(total == count - sampler.unusedPerEpoch)
     #expect(seen.count == total)
@@ -78,9 +81,11 @@ struct DistributedSamplerTests {
   func ranksInterleave() {
     let (count, worldSize, batchSize) = (517, 4, 8)
     let permutation = DistributedSampler.permutation(count: count, seed: 9, epoch: 4)
-    let single = DistributedSampler(datasetCount: count, worldSize: 1, rank: 0, batchSize: worldSize * batchSize, seed: 9)
+    let single = DistributedSampler(
+      datasetCount: count, worldSize: 1, rank: 0, batchSize: worldSize * batchSize, seed: 9)
     let ranks = (0..<worldSize).map {
-      DistributedSampler(datasetCount: count, worldSize: worldSize, rank: $0, batchSize: batchSize, seed: 9)
+      DistributedSampler(
+        datasetCount: count, worldSize: worldSize, rank: $0, batchSize: batchSize, seed: 9)
     }
     #expect(single.stepsPerEpoch == ranks[0].stepsPerEpoch)
     for step in 0..<single.stepsPerEpoch {
@@ -91,7 +96,10 @@ struct DistributedSamplerTests {
       var interleaved = [Int32]()
       for j in 0..<batchSize { for rank in 0..<worldSize { interleaved.append(parts[rank][j]) } }
       #expect(interleaved == whole)
-      #expect(whole == Array(permutation[(step * worldSize * batchSize)..<((step + 1) * worldSize * batchSize)]))
+      #expect(
+        whole
+          == Array(
+            permutation[(step * worldSize * batchSize)..<((step + 1) * worldSize * batchSize)]))
     }
   }
 
@@ -106,7 +114,9 @@ struct DistributedSamplerTests {
     }
     #expect(accumulating.stepsPerEpoch == ranks[0].stepsPerEpoch)
     for step in 0..<accumulating.stepsPerEpoch {
-      let micro = (0..<4).flatMap { accumulating.indices(step: step, microBatch: $0, permutation: permutation) }
+      let micro = (0..<4).flatMap {
+        accumulating.indices(step: step, microBatch: $0, permutation: permutation)
+      }
       let spread = ranks.flatMap { $0.indices(step: step, permutation: permutation) }
       #expect(micro.count == 64)
       #expect(Set(micro) == Set(spread))

@@ -5,7 +5,8 @@ import Testing
 @Suite("Synthetic data")
 struct SyntheticDataTests {
   static let spec = SyntheticSpec(trainCount: 2000, testCount: 1000, seed: 2017)
-  static let pair: DatasetPair = try! DatasetLoader.load(.synthetic, directory: nil, synthetic: spec)
+  static let pair: DatasetPair = try! DatasetLoader.load(
+    .synthetic, directory: nil, synthetic: spec)
 
   @Test("shapes, label range and source")
   func shapes() {
@@ -17,7 +18,8 @@ struct SyntheticDataTests {
     #expect(Set(pair.train.labels) == Set(0..<10))
     #expect(Set(pair.test.labels) == Set(0..<10))
     // Images, not noise or blanks: some saturated pixels, some dark ones, a mid-grey mean.
-    let mean = Double(pair.train.pixels.reduce(0) { $0 + Int($1) }) / Double(pair.train.pixels.count)
+    let mean =
+      Double(pair.train.pixels.reduce(0) { $0 + Int($1) }) / Double(pair.train.pixels.count)
     #expect(mean > 20 && mean < 200)
     #expect(pair.train.pixels.contains(0) && pair.train.pixels.contains(255))
   }
@@ -25,8 +27,10 @@ struct SyntheticDataTests {
   @Test("the same spec gives identical bytes; another seed other data; train and test differ")
   func determinism() throws {
     let again = try DatasetLoader.load(.synthetic, directory: nil, synthetic: Self.spec)
-    #expect(again.train.pixels == Self.pair.train.pixels && again.train.labels == Self.pair.train.labels)
-    #expect(again.test.pixels == Self.pair.test.pixels && again.test.labels == Self.pair.test.labels)
+    #expect(
+      again.train.pixels == Self.pair.train.pixels && again.train.labels == Self.pair.train.labels)
+    #expect(
+      again.test.pixels == Self.pair.test.pixels && again.test.labels == Self.pair.test.labels)
     #expect(again.train.fingerprint == Self.pair.train.fingerprint)
 
     var otherSpec = Self.spec
@@ -80,7 +84,8 @@ struct SyntheticDataTests {
 
   @Test("other shapes: a non-square feature count and three classes")
   func otherShapes() throws {
-    let spec = SyntheticSpec(trainCount: 50, testCount: 20, featureCount: 50, classCount: 3, seed: 1)
+    let spec = SyntheticSpec(
+      trainCount: 50, testCount: 20, featureCount: 50, classCount: 3, seed: 1)
     let pair = try DatasetLoader.load(.synthetic, directory: nil, synthetic: spec)
     #expect(pair.train.featureCount == 50 && pair.train.pixels.count == 2500)
     #expect(pair.test.labels.allSatisfy { $0 < 3 })
