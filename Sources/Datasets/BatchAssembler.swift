@@ -27,14 +27,17 @@ public final class BatchAssembler {
 
   /// Rows `indices[i]` of `dataset` into batch row i, in the order given. `indices.count <= maxBatch`.
   public func assemble(from dataset: Dataset, indices: UnsafeBufferPointer<Int32>) {
-    precondition(dataset.featureCount == featureCount, "dataset.featureCount must match the assembler's")
+    precondition(
+      dataset.featureCount == featureCount, "dataset.featureCount must match the assembler's")
     precondition(indices.count <= maxBatch, "at most maxBatch indices")
     dataset.pixels.withUnsafeBufferPointer { pixels in
       dataset.labels.withUnsafeBufferPointer { datasetLabels in
         for (slot, index) in indices.enumerated() {
           let row = Int(index)
           precondition(row >= 0 && row < dataset.count, "index out of the dataset's range")
-          Self.scale(pixels.baseAddress! + row * featureCount, into: inputs + slot * featureCount, count: featureCount)
+          Self.scale(
+            pixels.baseAddress! + row * featureCount, into: inputs + slot * featureCount,
+            count: featureCount)
           labels[slot] = Int32(datasetLabels[row])
         }
       }
@@ -43,12 +46,16 @@ public final class BatchAssembler {
 
   /// Rows `range` of `dataset`, in order, for evaluation. `range.count <= maxBatch`.
   public func assemble(from dataset: Dataset, range: Range<Int>) {
-    precondition(dataset.featureCount == featureCount, "dataset.featureCount must match the assembler's")
+    precondition(
+      dataset.featureCount == featureCount, "dataset.featureCount must match the assembler's")
     precondition(range.count <= maxBatch, "at most maxBatch rows")
-    precondition(range.lowerBound >= 0 && range.upperBound <= dataset.count, "range must lie within the dataset")
+    precondition(
+      range.lowerBound >= 0 && range.upperBound <= dataset.count,
+      "range must lie within the dataset")
     dataset.pixels.withUnsafeBufferPointer { pixels in
       Self.scale(
-        pixels.baseAddress! + range.lowerBound * featureCount, into: inputs, count: range.count * featureCount)
+        pixels.baseAddress! + range.lowerBound * featureCount, into: inputs,
+        count: range.count * featureCount)
     }
     for (slot, row) in range.enumerated() {
       labels[slot] = Int32(dataset.labels[row])
@@ -57,7 +64,9 @@ public final class BatchAssembler {
 
   /// A division, not a multiplication by 1/255, so the values equal PyTorch's bit for bit.
   @inline(__always)
-  private static func scale(_ source: UnsafePointer<UInt8>, into destination: UnsafeMutablePointer<Float>, count: Int) {
+  private static func scale(
+    _ source: UnsafePointer<UInt8>, into destination: UnsafeMutablePointer<Float>, count: Int
+  ) {
     for k in 0..<count {
       destination[k] = Float(source[k]) / 255
     }

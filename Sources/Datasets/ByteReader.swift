@@ -30,16 +30,20 @@ final class ByteReader {
       let found = (info.st_mode & S_IFMT) == S_IFDIR ? "a directory" : "not a regular file"
       throw DatasetError(
         path: path, problem: "expected an IDX data file, found \(found)",
-        hint: "Name the file itself, or pass --data-dir with the directory that holds the IDX files")
+        hint: "Name the file itself, or pass --data-dir with the directory that holds the IDX files"
+      )
     }
     fileSize = Int(info.st_size)
     guard fileSize > 0 else {
       throw DatasetError(
-        path: path, problem: "the file is empty (expected an IDX file, found 0 bytes)", hint: DatasetError.redownloadHint)
+        path: path, problem: "the file is empty (expected an IDX file, found 0 bytes)",
+        hint: DatasetError.redownloadHint)
     }
     guard let file = fopen(path, "rb") else {
       let reason = String(cString: strerror(errno))
-      throw DatasetError(path: path, problem: "cannot open the file (\(reason))", hint: "Check the file's permissions")
+      throw DatasetError(
+        path: path, problem: "cannot open the file (\(reason))",
+        hint: "Check the file's permissions")
     }
     guard isGzip else {
       plain = file
@@ -52,12 +56,15 @@ final class ByteReader {
       let found = magic.prefix(got).map { String(format: "%02x", $0) }.joined(separator: " ")
       throw DatasetError(
         path: path,
-        problem: "the name ends in .gz but the file is not gzip data (expected magic bytes 1f 8b, found \(found))",
+        problem:
+          "the name ends in .gz but the file is not gzip data (expected magic bytes 1f 8b, found \(found))",
         hint: "Download the file again, or remove the .gz suffix if it is an uncompressed IDX file")
     }
     guard let handle = gzopen(path, "rb") else {
       let reason = String(cString: strerror(errno))
-      throw DatasetError(path: path, problem: "cannot open the file (\(reason))", hint: "Check the file's permissions")
+      throw DatasetError(
+        path: path, problem: "cannot open the file (\(reason))",
+        hint: "Check the file's permissions")
     }
     gzbuffer(handle, 1 << 20)
     gz = handle
@@ -80,7 +87,9 @@ final class ByteReader {
         got = fread(base + total, 1, want, plain)
         if got < want && ferror(plain) != 0 {
           let reason = String(cString: strerror(errno))
-          throw DatasetError(path: path, problem: "cannot read the file (\(reason))", hint: "Check the disk and the file")
+          throw DatasetError(
+            path: path, problem: "cannot read the file (\(reason))",
+            hint: "Check the disk and the file")
         }
       } else {
         got = Int(gzread(gz, base + total, UInt32(want)))
@@ -95,7 +104,9 @@ final class ByteReader {
   /// `read(into:)` over an array's storage (whose `withUnsafeMutableBytes` cannot rethrow a typed error).
   func read(into bytes: inout [UInt8]) throws(DatasetError) -> Int {
     let result: Result<Int, DatasetError> = bytes.withUnsafeMutableBytes { raw in
-      do throws(DatasetError) { return .success(try read(into: raw)) } catch { return .failure(error) }
+      do throws(DatasetError) { return .success(try read(into: raw)) } catch {
+        return .failure(error)
+      }
     }
     return try result.get()
   }
@@ -119,7 +130,9 @@ final class ByteReader {
   /// After a short `gzread`: a clean end of the stream is fine, anything else is the file's fault.
   private func checkGzipState() throws(DatasetError) {
     var code: Int32 = 0
-    let message = gzerror(gz, &code).map { String(cString: $0) } ?? ""
+    var message = gzerror(gz, &code).map { String(cString: $0) } ?? ""
+    // zlib prefixes its message with the path, which the error already names.
+    if message.hasPrefix(path + ": ") { message.removeFirst(path.count + 2) }
     switch code {
     case Z_OK:
       return

@@ -79,7 +79,9 @@ public struct SyntheticSpec: Codable, Equatable, Sendable {
     self.seed = seed
   }
 
-  private enum CodingKeys: String, CodingKey { case trainCount, testCount, featureCount, classCount, seed }
+  private enum CodingKeys: String, CodingKey {
+    case trainCount, testCount, featureCount, classCount, seed
+  }
 
   /// Missing keys keep their defaults, so a config file may give only the fields it changes.
   public init(from decoder: any Decoder) throws {
@@ -87,7 +89,8 @@ public struct SyntheticSpec: Codable, Equatable, Sendable {
     let defaults = SyntheticSpec()
     trainCount = try container.decodeIfPresent(Int.self, forKey: .trainCount) ?? defaults.trainCount
     testCount = try container.decodeIfPresent(Int.self, forKey: .testCount) ?? defaults.testCount
-    featureCount = try container.decodeIfPresent(Int.self, forKey: .featureCount) ?? defaults.featureCount
+    featureCount =
+      try container.decodeIfPresent(Int.self, forKey: .featureCount) ?? defaults.featureCount
     classCount = try container.decodeIfPresent(Int.self, forKey: .classCount) ?? defaults.classCount
     seed = try container.decodeIfPresent(UInt64.self, forKey: .seed) ?? defaults.seed
   }
@@ -102,8 +105,10 @@ public struct DatasetPair: Sendable {
   public let test: Dataset
 
   public init(kind: DatasetKind, source: String, train: Dataset, test: Dataset) {
-    precondition(train.featureCount == test.featureCount, "train and test must have the same featureCount")
-    precondition(train.classCount == test.classCount, "train and test must have the same classCount")
+    precondition(
+      train.featureCount == test.featureCount, "train and test must have the same featureCount")
+    precondition(
+      train.classCount == test.classCount, "train and test must have the same classCount")
     self.kind = kind
     self.source = source
     self.train = train

@@ -22,5 +22,5 @@ public struct DatasetError: Error, CustomStringConvertible, Equatable {
 
 extension DatasetError {
   static let redownloadHint =
-    "Download the file again (or reinstall the dataset-fashion-mnist package); `gzip -t FILE` checks a .gz file"
+    "Download the file again; `gzip -t FILE` checks a .gz file"
 }

@@ -15,7 +15,8 @@ public enum DatasetLoader {
 
   /// fashion-mnist: `directory ?? defaultFashionMNISTDirectory`; mnist: `directory` is required (the error names
   /// `--data-dir` otherwise); synthetic: no files, generated from `synthetic`.
-  public static func load(_ kind: DatasetKind, directory: String?, synthetic: SyntheticSpec) throws(DatasetError)
+  public static func load(_ kind: DatasetKind, directory: String?, synthetic: SyntheticSpec)
+    throws(DatasetError)
     -> DatasetPair
   {
     switch kind {
@@ -26,20 +27,25 @@ public enum DatasetLoader {
     case .mnist:
       guard let directory else {
         throw DatasetError(
-          path: "--data-dir", problem: "the mnist dataset has no default directory (expected --data-dir, found none)",
-          hint: "Pass --data-dir DIR, where DIR holds \(trainImagesName), \(trainLabelsName), \(testImagesName) "
+          path: "--data-dir",
+          problem: "the mnist dataset has no default directory (expected --data-dir, found none)",
+          hint:
+            "Pass --data-dir DIR, where DIR holds \(trainImagesName), \(trainLabelsName), \(testImagesName) "
             + "and \(testLabelsName) (each optionally .gz)")
       }
       let (train, test) = try loadIDXDirectory(directory, kind: kind)
       return DatasetPair(kind: kind, source: directory, train: train, test: test)
     case .synthetic:
       let (train, test) = try SyntheticData.generate(synthetic)
-      return DatasetPair(kind: kind, source: "synthetic(seed \(synthetic.seed))", train: train, test: test)
+      return DatasetPair(
+        kind: kind, source: "synthetic(seed \(synthetic.seed))", train: train, test: test)
     }
   }
 
   /// Reads both splits from `directory` and checks that they agree with each other.
-  static func loadIDXDirectory(_ directory: String, kind: DatasetKind) throws(DatasetError) -> (Dataset, Dataset) {
+  static func loadIDXDirectory(_ directory: String, kind: DatasetKind) throws(DatasetError) -> (
+    Dataset, Dataset
+  ) {
     let installHint =
       kind == .fashionMNIST
       ? "Install it (apt-get install dataset-fashion-mnist) or pass --data-dir with the four IDX files"
@@ -47,7 +53,8 @@ public enum DatasetLoader {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
       throw DatasetError(
-        path: directory, problem: "the \(kind.rawValue) data directory does not exist", hint: installHint)
+        path: directory, problem: "the \(kind.rawValue) data directory does not exist",
+        hint: installHint)
     }
     guard isDirectory.boolValue else {
       throw DatasetError(
@@ -56,18 +63,21 @@ public enum DatasetLoader {
     }
     let train = try loadSplit(
       directory: directory, images: trainImagesName, labels: trainLabelsName, hint: installHint)
-    let test = try loadSplit(directory: directory, images: testImagesName, labels: testLabelsName, hint: installHint)
+    let test = try loadSplit(
+      directory: directory, images: testImagesName, labels: testLabelsName, hint: installHint)
     guard train.rows == test.rows, train.columns == test.columns else {
       throw DatasetError(
         path: test.imagesPath,
-        problem: "test images are \(test.rows)x\(test.columns) but the train images (\(train.imagesPath)) are "
+        problem:
+          "test images are \(test.rows)x\(test.columns) but the train images (\(train.imagesPath)) are "
           + "\(train.rows)x\(train.columns); expected the same size",
         hint: "Use train and test files from the same dataset")
     }
     return (train.dataset, test.dataset)
   }
 
-  private static func loadSplit(directory: String, images: String, labels: String, hint: String) throws(DatasetError)
+  private static func loadSplit(directory: String, images: String, labels: String, hint: String)
+    throws(DatasetError)
     -> (dataset: Dataset, imagesPath: String, rows: Int, columns: Int)
   {
     let imagesPath = try locate(images, in: directory, hint: hint)
@@ -88,7 +98,9 @@ public enum DatasetLoader {
   }
 
   /// `directory/name` if it exists, else `directory/name.gz`: the plain file wins when both are there.
-  private static func locate(_ name: String, in directory: String, hint: String) throws(DatasetError) -> String {
+  private static func locate(_ name: String, in directory: String, hint: String)
+    throws(DatasetError) -> String
+  {
     let base = directory.hasSuffix("/") ? directory + name : directory + "/" + name
     for candidate in [base, base + ".gz"] where FileManager.default.fileExists(atPath: candidate) {
       return candidate

@@ -18,9 +18,11 @@ public struct DistributedSampler: Sendable, Equatable {
   public let seed: UInt64
 
   public init(
-    datasetCount: Int, worldSize: Int, rank: Int, batchSize: Int, accumulationSteps: Int = 1, seed: UInt64
+    datasetCount: Int, worldSize: Int, rank: Int, batchSize: Int, accumulationSteps: Int = 1,
+    seed: UInt64
   ) {
-    precondition(datasetCount >= 0 && datasetCount <= Int(Int32.max), "datasetCount must be in 0...Int32.max")
+    precondition(
+      datasetCount >= 0 && datasetCount <= Int(Int32.max), "datasetCount must be in 0...Int32.max")
     precondition(worldSize >= 1, "worldSize must be >= 1")
     precondition(rank >= 0 && rank < worldSize, "rank must be in 0..<worldSize")
     precondition(batchSize >= 1, "batchSize must be >= 1")
@@ -63,11 +65,14 @@ public struct DistributedSampler: Sendable, Equatable {
   /// `permutation[s·G + rank + K·(m·B + j)]` for j in 0..<B. For M = 1 this is CONTRACT.md's
   /// "rank r takes positions s·K·B + r + K·j". No allocation.
   public func fillIndices(
-    step: Int, microBatch: Int, permutation: UnsafeBufferPointer<Int32>, into output: UnsafeMutablePointer<Int32>
+    step: Int, microBatch: Int, permutation: UnsafeBufferPointer<Int32>,
+    into output: UnsafeMutablePointer<Int32>
   ) {
     precondition(permutation.count == datasetCount, "permutation must have datasetCount entries")
     precondition(step >= 0 && step < stepsPerEpoch, "step must be in 0..<stepsPerEpoch")
-    precondition(microBatch >= 0 && microBatch < accumulationSteps, "microBatch must be in 0..<accumulationSteps")
+    precondition(
+      microBatch >= 0 && microBatch < accumulationSteps,
+      "microBatch must be in 0..<accumulationSteps")
     let first = step * globalBatch + rank + worldSize * microBatch * batchSize
     for j in 0..<batchSize {
       output[j] = permutation[first + worldSize * j]
@@ -78,7 +83,8 @@ public struct DistributedSampler: Sendable, Equatable {
   public func indices(step: Int, microBatch: Int = 0, permutation: [Int32]) -> [Int32] {
     [Int32](unsafeUninitializedCapacity: batchSize) { output, initialized in
       permutation.withUnsafeBufferPointer { permutation in
-        fillIndices(step: step, microBatch: microBatch, permutation: permutation, into: output.baseAddress!)
+        fillIndices(
+          step: step, microBatch: microBatch, permutation: permutation, into: output.baseAddress!)
       }
       initialized = batchSize
     }

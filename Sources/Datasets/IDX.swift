@@ -29,7 +29,8 @@ public enum IDX {
     else {
       throw DatasetError(
         path: path,
-        problem: "the header declares \(count) images of \(rows)x\(columns); expected 1...\(maxCount) images "
+        problem:
+          "the header declares \(count) images of \(rows)x\(columns); expected 1...\(maxCount) images "
           + "with sides in 1...\(maxSide) and at most \(maxPixelBytes) pixel bytes",
         hint: DatasetError.redownloadHint)
     }
@@ -52,7 +53,8 @@ public enum IDX {
     if let index = labels.firstIndex(where: { Int($0) >= classCount }) {
       throw DatasetError(
         path: path,
-        problem: "label at index \(index) is \(labels[index]); expected a value in 0..<\(classCount) "
+        problem:
+          "label at index \(index) is \(labels[index]); expected a value in 0..<\(classCount) "
           + "(classCount \(classCount))",
         hint: "Check that the file belongs to a \(classCount)-class dataset, or download it again")
     }
@@ -60,7 +62,9 @@ public enum IDX {
   }
 
   /// Reads and checks the magic and the dimension sizes that follow it.
-  private static func readHeader(_ reader: ByteReader, magic expected: UInt32) throws(DatasetError) -> [Int] {
+  private static func readHeader(_ reader: ByteReader, magic expected: UInt32) throws(DatasetError)
+    -> [Int]
+  {
     let dimensions = Int(expected & 0xff)
     let headerBytes = 4 * (1 + dimensions)
     var header = [UInt8](repeating: 0, count: headerBytes)
@@ -72,25 +76,29 @@ public enum IDX {
         path: reader.path,
         problem: "wrong magic number: expected \(hex(expected)) (IDX \(kind)), found \(hex(magic))"
           + describe(magic: magic, expected: expected),
-        hint: "Check which file is which: the loader expects train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+        hint:
+          "Check which file is which: the loader expects train-images-idx3-ubyte, train-labels-idx1-ubyte, "
           + "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each optionally .gz)")
     }
     guard got == headerBytes else {
       throw DatasetError(
         path: reader.path,
-        problem: "the file is too short for an IDX \(kind) header (expected \(headerBytes) bytes, found \(got))",
+        problem:
+          "the file is too short for an IDX \(kind) header (expected \(headerBytes) bytes, found \(got))",
         hint: DatasetError.redownloadHint)
     }
     return (0..<dimensions).map { Int(bigEndianWord(header, at: 4 * (1 + $0))) }
   }
 
   /// Reads exactly `count` data bytes, then checks that nothing follows them.
-  private static func readBody(_ reader: ByteReader, count: Int, headerBytes: Int, what: String) throws(DatasetError)
+  private static func readBody(_ reader: ByteReader, count: Int, headerBytes: Int, what: String)
+    throws(DatasetError)
     -> [UInt8]
   {
     // A plain file's size is known: refuse a truncated one before allocating.
     if !reader.isGzip, reader.fileSize - headerBytes < count {
-      throw truncated(reader.path, what: what, expected: count, found: reader.fileSize - headerBytes)
+      throw truncated(
+        reader.path, what: what, expected: count, found: reader.fileSize - headerBytes)
     }
     var failure: DatasetError?
     var got = 0
@@ -103,7 +111,9 @@ public enum IDX {
       initialized = got
     }
     if let failure { throw failure }
-    guard got == count else { throw truncated(reader.path, what: what, expected: count, found: got) }
+    guard got == count else {
+      throw truncated(reader.path, what: what, expected: count, found: got)
+    }
     let extra = try reader.remainingByteCount()
     guard extra == 0 else {
       throw DatasetError(
@@ -115,7 +125,9 @@ public enum IDX {
     return bytes
   }
 
-  private static func truncated(_ path: String, what: String, expected: Int, found: Int) -> DatasetError {
+  private static func truncated(_ path: String, what: String, expected: Int, found: Int)
+    -> DatasetError
+  {
     DatasetError(
       path: path, problem: "truncated data: expected \(expected) bytes of \(what), found \(found)",
       hint: DatasetError.redownloadHint)
@@ -128,9 +140,11 @@ public enum IDX {
     case _ where magic >> 16 == 0x1f8b:
       return "; this looks like gzip data: name the file with a .gz suffix"
     case _ where magic >> 16 == 0 && (magic >> 8) & 0xff != 0x08:
-      return "; the element type is \(String(format: "0x%02x", (magic >> 8) & 0xff)), only unsigned bytes (0x08) are supported"
+      return
+        "; the element type is \(String(format: "0x%02x", (magic >> 8) & 0xff)), only unsigned bytes (0x08) are supported"
     case _ where magic >> 8 == 0x08:
-      return "; an unsigned-byte IDX file with \(magic & 0xff) dimensions, expected \(expected & 0xff)"
+      return
+        "; an unsigned-byte IDX file with \(magic & 0xff) dimensions, expected \(expected & 0xff)"
     default: return "; this is not an IDX file"
     }
   }

@@ -22,23 +22,30 @@ enum SyntheticData {
   static let referenceSide: Float = 28
   static let maxShift: Float = 2
 
-  static func generate(_ spec: SyntheticSpec) throws(DatasetError) -> (train: Dataset, test: Dataset) {
+  static func generate(_ spec: SyntheticSpec) throws(DatasetError) -> (
+    train: Dataset, test: Dataset
+  ) {
     try validate(spec)
     var rng = Xoshiro256(seed: spec.seed, stream: RandomStream.syntheticData)
     let grid = Grid(featureCount: spec.featureCount)
     let prototypes = makePrototypes(spec: spec, grid: grid, rng: &rng)
     var trainRNG = Xoshiro256(seed: rng.next(), stream: RandomStream.syntheticData)
     var testRNG = Xoshiro256(seed: rng.next(), stream: RandomStream.syntheticData)
-    let train = makeSplit(count: spec.trainCount, spec: spec, grid: grid, prototypes: prototypes, rng: &trainRNG)
-    let test = makeSplit(count: spec.testCount, spec: spec, grid: grid, prototypes: prototypes, rng: &testRNG)
+    let train = makeSplit(
+      count: spec.trainCount, spec: spec, grid: grid, prototypes: prototypes, rng: &trainRNG)
+    let test = makeSplit(
+      count: spec.testCount, spec: spec, grid: grid, prototypes: prototypes, rng: &testRNG)
     return (train, test)
   }
 
   private static func validate(_ spec: SyntheticSpec) throws(DatasetError) {
     let hint = "Fix the synthetic section of the configuration"
-    func fail(_ problem: String) -> DatasetError { DatasetError(path: "synthetic", problem: problem, hint: hint) }
+    func fail(_ problem: String) -> DatasetError {
+      DatasetError(path: "synthetic", problem: problem, hint: hint)
+    }
     guard spec.trainCount > 0, spec.testCount > 0 else {
-      throw fail("expected trainCount and testCount >= 1, found \(spec.trainCount) and \(spec.testCount)")
+      throw fail(
+        "expected trainCount and testCount >= 1, found \(spec.trainCount) and \(spec.testCount)")
     }
     guard spec.featureCount > 0, spec.featureCount <= 1 << 20 else {
       throw fail("expected featureCount in 1...\(1 << 20), found \(spec.featureCount)")
@@ -46,8 +53,10 @@ enum SyntheticData {
     guard spec.classCount >= 2, spec.classCount <= 256 else {
       throw fail("expected classCount in 2...256, found \(spec.classCount)")
     }
-    let total = (spec.trainCount + spec.testCount).multipliedReportingOverflow(by: spec.featureCount)
-    guard !total.overflow, total.partialValue <= IDX.maxPixelBytes, spec.trainCount <= IDX.maxCount else {
+    let total = (spec.trainCount + spec.testCount).multipliedReportingOverflow(
+      by: spec.featureCount)
+    guard !total.overflow, total.partialValue <= IDX.maxPixelBytes, spec.trainCount <= IDX.maxCount
+    else {
       throw fail(
         "expected at most \(IDX.maxPixelBytes) pixel bytes, found (\(spec.trainCount) + \(spec.testCount)) samples "
           + "of \(spec.featureCount) features")
@@ -71,7 +80,9 @@ enum SyntheticData {
   }
 
   /// `[classCount][featureCount]`, each in [0, 1] with a peak of 1.
-  private static func makePrototypes(spec: SyntheticSpec, grid: Grid, rng: inout Xoshiro256) -> [[Float]] {
+  private static func makePrototypes(spec: SyntheticSpec, grid: Grid, rng: inout Xoshiro256)
+    -> [[Float]]
+  {
     let shared = blobs(count: sharedBlobCount, grid: grid, rng: &rng)
     return (0..<spec.classCount).map { _ in
       let own = blobs(count: classBlobCount, grid: grid, rng: &rng)
@@ -122,10 +133,12 @@ enum SyntheticData {
           let y = i / grid.width - shiftY
           let x = i % grid.width - shiftX
           let source = y * grid.width + x
-          let inside = y >= 0 && y < grid.height && x >= 0 && x < grid.width && source < featureCount
+          let inside =
+            y >= 0 && y < grid.height && x >= 0 && x < grid.width && source < featureCount
           let clean = inside ? brightness * prototype[source] : 0
           let bits = rng.next()
-          let parts = (bits & 0xffff) + ((bits >> 16) & 0xffff) + ((bits >> 32) & 0xffff) + (bits >> 48)
+          let parts =
+            (bits & 0xffff) + ((bits >> 16) & 0xffff) + ((bits >> 32) & 0xffff) + (bits >> 48)
           let noise = Float(Int64(parts) - 2 * 65536) * noiseScale
           let value = ((clean + noise) * 255).rounded()
           row[i] = UInt8(min(255, max(0, value)))
@@ -133,6 +146,7 @@ enum SyntheticData {
       }
     }
     return Dataset(
-      count: count, featureCount: featureCount, classCount: spec.classCount, pixels: pixels, labels: labels)
+      count: count, featureCount: featureCount, classCount: spec.classCount, pixels: pixels,
+      labels: labels)
   }
 }

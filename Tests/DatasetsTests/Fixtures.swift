@@ -7,7 +7,9 @@ final class TemporaryDirectory {
   let path: String
 
   init() {
-    var template = Array((NSTemporaryDirectory() + "/datasets-tests-XXXXXX").utf8CString)
+    var template = Array(
+      (FileManager.default.temporaryDirectory.appendingPathComponent("datasets-tests-XXXXXX").path)
+        .utf8CString)
     let created = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
     precondition(created != nil, "mkdtemp failed")
     path = String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })
@@ -21,10 +23,15 @@ final class TemporaryDirectory {
 /// IDX bytes written by hand (big-endian words), independently of the parser under test.
 enum IDXBytes {
   static func word(_ value: UInt32) -> [UInt8] {
-    [UInt8(value >> 24), UInt8((value >> 16) & 0xff), UInt8((value >> 8) & 0xff), UInt8(value & 0xff)]
+    [
+      UInt8(value >> 24), UInt8((value >> 16) & 0xff), UInt8((value >> 8) & 0xff),
+      UInt8(value & 0xff),
+    ]
   }
 
-  static func images(count: Int, rows: Int, columns: Int, pixels: [UInt8], magic: UInt32 = 0x0000_0803) -> [UInt8] {
+  static func images(
+    count: Int, rows: Int, columns: Int, pixels: [UInt8], magic: UInt32 = 0x0000_0803
+  ) -> [UInt8] {
     word(magic) + word(UInt32(count)) + word(UInt32(rows)) + word(UInt32(columns)) + pixels
   }
 
@@ -69,9 +76,15 @@ struct SmallDataset {
   /// `gzipped` names the files that are written as `.gz`.
   static func write(into directory: TemporaryDirectory, gzipped: Set<String> = []) {
     let files: [(String, [UInt8])] = [
-      ("train-images-idx3-ubyte", IDXBytes.images(count: 6, rows: rows, columns: columns, pixels: trainPixels)),
+      (
+        "train-images-idx3-ubyte",
+        IDXBytes.images(count: 6, rows: rows, columns: columns, pixels: trainPixels)
+      ),
       ("train-labels-idx1-ubyte", IDXBytes.labels(trainLabels)),
-      ("t10k-images-idx3-ubyte", IDXBytes.images(count: 4, rows: rows, columns: columns, pixels: testPixels)),
+      (
+        "t10k-images-idx3-ubyte",
+        IDXBytes.images(count: 4, rows: rows, columns: columns, pixels: testPixels)
+      ),
       ("t10k-labels-idx1-ubyte", IDXBytes.labels(testLabels)),
     ]
     for (name, bytes) in files {
