@@ -101,7 +101,7 @@ extension Trainer {
   var datasetIdentity: CheckpointState.DatasetIdentity {
     CheckpointState.DatasetIdentity(
       kind: data.kind, source: data.source, trainCount: data.train.count, testCount: data.test.count,
-      fingerprint: String(data.train.fingerprint, radix: 16))
+      fingerprint: String(trainFingerprint, radix: 16))
   }
 
   /// The newest checkpoint in `directory` that verifies (files present, SHA-256 as recorded, tensors of this
@@ -113,7 +113,7 @@ extension Trainer {
         path: directory.path, problem: "--resume found no complete checkpoint (no step-<8 digits> folder with all three files)",
         hint: "Run without --resume to start fresh, or point --checkpoint-dir at the run to continue.")
     }
-    var rejected: [String] = []
+    var rejected: [CheckpointError] = []
     for location in locations {
       do {
         return try loadCheckpoint(location, from: directory)
@@ -121,12 +121,14 @@ extension Trainer {
         // A shape mismatch is the user's mistake, not a damaged file: stop and say so.
         if error.problem.hasPrefix("the checkpoint is of model") { throw error }
         console.line("warning: skipping checkpoint \(location.path): \(error)")
-        rejected.append(location.path)
+        rejected.append(error)
       }
     }
+    if rejected.count == 1 { throw rejected[0] }
     throw CheckpointError(
-      path: directory.path, problem: "no checkpoint verifies (skipped: \(rejected.joined(separator: ", ")))",
-      hint: "Run without --resume to start fresh.")
+      path: directory.path,
+      problem: "no checkpoint verifies: " + rejected.map { "\($0.path): \($0.problem)" }.joined(separator: "; "),
+      hint: "Damaged checkpoints are kept for inspection. Run with --start-fresh to train anew.")
   }
 
   func loadCheckpoint(_ location: CheckpointLocation, from directory: CheckpointDirectory) throws -> LoadedCheckpoint {
@@ -153,12 +155,13 @@ extension Trainer {
     for (file, target) in [(CheckpointDirectory.modelFile, 0), (CheckpointDirectory.optimizerFile, 1)] {
       let bytes = try directory.read(file, of: location)
       let path = location.path + "/" + file
-      if let expected = state.files[file], SHA256.hexDigest(bytes) != expected {
-        throw CheckpointError(
-          path: path, problem: "SHA-256 differs from the one recorded in state.json", hint: "The file is damaged.")
-      }
+      // Structure and shapes first (the more precise messages), then the recorded hash.
       let decoded = try SafeTensors.decode(bytes, path: path)
       let flat = try flatten(decoded.tensors, path: path)
+      if let expected = state.files[file], SHA256.hexDigest(bytes) != expected {
+        throw CheckpointError(
+          path: path, problem: "its SHA-256 differs from the one recorded in state.json", hint: "The file is damaged.")
+      }
       if target == 0 { parameters = flat } else { momentum = flat }
     }
     return LoadedCheckpoint(location: location, state: state, parameters: parameters, momentum: momentum)

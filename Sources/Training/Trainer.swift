@@ -63,6 +63,8 @@ public final class Trainer {
   /// Measure the noise-scale norms every this many steps (two extra passes over the gradient).
   static let noiseScaleInterval = 10
   let reducer: GradientReducer
+  /// FNV-1a of the training split, computed once (state.json and the start-up agreement use it).
+  lazy var trainFingerprint: UInt64 = data.train.fingerprint
   /// One sampler per worker this process computes (several with --simulate-workers).
   let workerSamplers: [DistributedSampler]
   /// The running rank-order sum of the simulated workers' gradients.
@@ -128,6 +130,7 @@ public final class Trainer {
   public func run() throws -> TrainingSummary {
     BLAS.setThreadCount(configuration.blasThreads)
     // Setup can fail with an input error on rank 0 only (checkpoint or metrics path): agree before going on.
+    try verifyRanksShareConfiguration()
     let resumeFrom = try collectively(communicator) { try prepareOutputs() }
     model.initializeParameters(seed: configuration.seed)
     try restoreOrBroadcastInitialState(resumeFrom)

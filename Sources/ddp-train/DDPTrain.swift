@@ -36,6 +36,10 @@ struct DDPTrain: ParsableCommand {
       if MPICommunicator.launchRank == 0 {
         let message = isUsageError ? fullMessage(for: error) : "error: \(error)"
         FileHandle.standardError.write(Data(("ddp-train: " + message + "\n").utf8))
+      } else if MPICommunicator.isLaunchedByMPI {
+        // Let rank 0 print first: mpirun kills every rank as soon as one exits non-zero, and ends the job when
+        // rank 0 exits, so this wait costs nothing.
+        sleep(3)
       }
       Foundation.exit(isUsageError ? ExitStatus.inputError : exitStatus(for: error))
     }

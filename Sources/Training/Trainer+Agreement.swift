@@ -1,0 +1,75 @@
+import Foundation
+
+extension Trainer {
+  /// Checks, with one all-gather, that every rank runs with the same settings and loaded the same data; the
+  /// contract says options are the same on every rank, but hosts can differ in their files or binaries, and
+  /// `mpirun -np 1 a : -np 1 b` can differ in anything. A mismatch is an input error (exit 2) naming the
+  /// settings and the ranks that differ from rank 0.
+  func verifyRanksShareConfiguration() throws {
+    guard communicator.size > 1 else { return }
+    let fields = configurationFingerprints()
+    var mine = [UInt64(fields.count)] + fields.map(\.hash)
+    let bytes = mine.withUnsafeMutableBytes { Array($0) }
+    let gathered = try communicator.allGather(bytes)
+    let perRank = bytes.count
+    let reference = Array(gathered[0..<perRank])
+    var differences: [String: [Int]] = [:]
+    for rank in 1..<communicator.size {
+      let theirs = Array(gathered[(rank * perRank)..<((rank + 1) * perRank)])
+      guard theirs != reference else { continue }
+      let values = theirs.withUnsafeBytes { Array($0.bindMemory(to: UInt64.self)) }
+      if values[0] != UInt64(fields.count) {
+        differences["the ddp-train build (another binary or version)", default: []].append(rank)
+        continue
+      }
+      for (index, field) in fields.enumerated() where values[index + 1] != field.hash {
+        differences[field.name, default: []].append(rank)
+      }
+    }
+    mine.removeAll()
+    guard !differences.isEmpty else { return }
+    guard communicator.isCoordinator else { throw PeerFailure(rank: 0, exitCode: 2) }
+    let list = differences.keys.sorted().map { name in
+      "\(name) on rank\(differences[name]!.count > 1 ? "s" : "") \(differences[name]!.map(String.init).joined(separator: ", "))"
+    }
+    throw ConfigurationError(
+      option: differences.keys.sorted().joined(separator: ", "),
+      expected: "the same settings and data on every rank", found: "differences from rank 0: " + list.joined(separator: "; "),
+      hint: "Give every rank the same options and config file, and the same data files on every host.")
+  }
+
+  /// One hash per setting (named as its option) plus one for the training data.
+  func configurationFingerprints() -> [(name: String, hash: UInt64)] {
+    var fields: [(String, UInt64)] = []
+    if let data = try? JSONEncoder().encode(configuration),
+      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    {
+      for key in object.keys.sorted() {
+        let value = (try? JSONSerialization.data(withJSONObject: [key: object[key]!], options: [.sortedKeys])) ?? Data()
+        fields.append((Self.optionName(forProperty: key), Self.fnv1a(Array(value))))
+      }
+    }
+    fields.append(("the training data (\(data.source))", trainFingerprint))
+    return fields
+  }
+
+  /// `batchSize` → `--batch-size`, with the few properties whose option is named otherwise.
+  static func optionName(forProperty property: String) -> String {
+    let renamed = [
+      "learningRate": "lr", "dataDirectory": "data-dir", "checkpointDirectory": "checkpoint-dir", "metricsPath": "metrics",
+      "synthetic": "synthetic-*",
+    ]
+    if let name = renamed[property] { return "--" + name }
+    var kebab = ""
+    for character in property {
+      if character.isUppercase { kebab += "-" + character.lowercased() } else { kebab.append(character) }
+    }
+    return "--" + kebab
+  }
+
+  static func fnv1a(_ bytes: [UInt8]) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+    return hash
+  }
+}
