@@ -2,11 +2,11 @@ import Foundation
 
 /// `--inject-fault KIND@RANK:STEP`, for tests only: makes one rank misbehave at one step, reproducibly.
 ///
-/// crash: a Swift runtime trap; exit: `exit(1)` without telling anyone; kill: SIGKILL to itself;
-/// hang: stops making progress forever; perturb: changes one parameter (ranks drift apart);
-/// nan: poisons the gradient (divergence).
+/// crash: a Swift runtime trap; exit: `exit(1)` without telling anyone; kill: SIGKILL to itself; term: SIGTERM
+/// to itself; error: throws an I/O error (as a failing disk would); hang: stops making progress forever;
+/// perturb: changes one parameter (ranks drift apart); nan: poisons the gradient (divergence).
 public struct FaultInjection: Codable, Equatable, Sendable, CustomStringConvertible {
-  public enum Kind: String, Codable, CaseIterable, Sendable { case crash, exit, kill, hang, perturb, nan }
+  public enum Kind: String, Codable, CaseIterable, Sendable { case crash, exit, kill, term, error, hang, perturb, nan }
   public var kind: Kind
   public var rank: Int
   public var step: Int
@@ -33,7 +33,9 @@ public struct FaultInjection: Codable, Equatable, Sendable, CustomStringConverti
 
   /// Called by every rank at the start of every step; acts only on the chosen rank and step.
   /// `parameters` and `gradients` are this rank's flat buffers (for perturb and nan).
-  func trigger(rank: Int, step: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>) {
+  func trigger(
+    rank: Int, step: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>
+  ) throws {
     guard rank == self.rank, step == self.step else { return }
     switch kind {
     case .crash:
@@ -43,6 +45,10 @@ public struct FaultInjection: Codable, Equatable, Sendable, CustomStringConverti
       Foundation.exit(1)
     case .kill:
       raise(SIGKILL)
+    case .term:
+      raise(SIGTERM)
+    case .error:
+      throw TrainingError.io(path: "(injected fault)", message: "simulated I/O error at step \(step)")
     case .hang:
       while true { sleep(1000) }
     case .perturb:

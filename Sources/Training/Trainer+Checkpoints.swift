@@ -204,6 +204,13 @@ extension Trainer {
           Double(state.step), Double(state.globalBatch), Double(state.samplesConsumed), state.epochLossSum,
           state.epochCorrect, Double(state.epochSteps),
         ]
+        if state.worldSize != plan.worldSize || state.batchSize != plan.batchSize || state.accumulate != plan.accumulate {
+          console.line(
+            "note: the checkpoint was written by \(state.worldSize) workers × \(state.batchSize)"
+              + (state.accumulate > 1 ? " × \(state.accumulate)" : "") + " (global batch \(state.globalBatch)); "
+              + "this run has \(plan.worldSize) workers × \(plan.batchSize)" + (plan.accumulate > 1 ? " × \(plan.accumulate)" : "")
+              + " (global batch \(plan.globalBatch))")
+        }
       }
       try communicator.broadcast(&scalars, root: 0)
       let savedGlobalBatch = Int(scalars[1])

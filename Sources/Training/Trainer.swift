@@ -179,7 +179,7 @@ public final class Trainer {
       var clock = Clock()
       if workerSamplers.count == 1 {
         model.zeroGradients()
-        configuration.injectFault?.trigger(
+        try configuration.injectFault?.trigger(
           rank: communicator.rank, step: step, parameters: model.parameters.pointer, gradients: model.gradients.pointer)
         let local = permutation.withUnsafeBufferPointer { order in
           computeLocalGradients(

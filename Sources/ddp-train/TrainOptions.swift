@@ -75,7 +75,7 @@ struct TrainOptions: ParsableArguments {
   var deterministic: Bool?
   @Option(parsing: .unconditional, help: "Run K workers in this one process (debugging): the weights of mpirun -np K --deterministic.")
   var simulateWorkers: Int?
-  @Option(help: ArgumentHelp("For tests: KIND@RANK:STEP, KIND one of crash, exit, kill, hang, perturb, nan.", visibility: .hidden))
+  @Option(help: ArgumentHelp("For tests: KIND@RANK:STEP, KIND one of crash, exit, kill, term, error, hang, perturb, nan.", visibility: .hidden))
   var injectFault: String?
 
   @Option(parsing: .unconditional, help: "--dataset synthetic: training samples (default 8192).")

@@ -1,0 +1,87 @@
+import Checkpoints
+import Foundation
+import Testing
+
+/// Kill the job (SIGKILL to mpirun, or to one rank) at many moments, many of them during a checkpoint write:
+/// every checkpoint under a final name must verify, the newest must load, and --resume must continue.
+@Suite(.serialized, .enabled(if: DDPTrainProcess.mpirunAvailable, "mpirun is not installed (run launch/setup)"))
+struct KillTests {
+  /// Process ids whose command line mentions `marker`, with their program name.
+  static func processes(mentioning marker: String) -> [(pid: Int32, name: String)] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    return entries.compactMap { entry in
+      guard let pid = Int32(entry),
+        let commandLine = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline"),
+        String(decoding: commandLine, as: UTF8.self).contains(marker),
+        let name = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8)
+      else { return nil }
+      return (pid, name.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+  }
+
+  /// Verifies one checkpoint the way --resume does: both tensor files decode and match state.json's SHA-256.
+  static func verify(_ location: CheckpointLocation, in directory: CheckpointDirectory) throws {
+    let state = try JSONSerialization.jsonObject(with: Data(directory.read("state.json", of: location))) as? [String: Any]
+    let files = state?["files"] as? [String: String] ?? [:]
+    for file in [CheckpointDirectory.modelFile, CheckpointDirectory.optimizerFile] {
+      let bytes = try directory.read(file, of: location)
+      _ = try SafeTensors.decode(bytes, path: location.path + "/" + file)
+      #expect(files[file] == SHA256.hexDigest(bytes), "\(location.path)/\(file) does not match its recorded hash")
+    }
+  }
+
+  @Test("SIGKILL at 8 random moments: no corrupt checkpoint is ever listed, the newest loads, resume works")
+  func killAtRandomMoments() throws {
+    let scratch = try makeScratchDirectory("kill")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    var generator = SystemRandomNumberGenerator()
+    var leftoverTemporaryFolders = 0
+    for round in 0..<8 {
+      let directory = scratch.appendingPathComponent("run\(round)")
+      let arguments = [
+        "--dataset", "synthetic", "--synthetic-train", "4096", "--batch-size", "8", "--max-steps", "1000000",
+        "--checkpoint-every", "1", "--keep", "2", "--checkpoint-dir", directory.path,
+      ]
+      let process = Process()
+      process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+      process.arguments = ["mpirun", "--oversubscribe", "-np", "2", DDPTrainProcess.binary] + arguments
+      process.environment = DDPTrainProcess.environment
+      process.standardOutput = FileHandle.nullDevice
+      process.standardError = FileHandle.nullDevice
+      try process.run()
+      // Wait until at least one checkpoint exists, then a random extra moment.
+      let start = Date()
+      while (try? CheckpointDirectory(path: directory.path).list().isEmpty) ?? true, Date().timeIntervalSince(start) < 20 {
+        usleep(20_000)
+      }
+      usleep(UInt32.random(in: 0..<400_000, using: &generator))
+      if round % 2 == 0 {
+        kill(process.processIdentifier, SIGKILL)
+      } else if let rank = Self.processes(mentioning: directory.path).first(where: { $0.name == "ddp-train" }) {
+        kill(rank.pid, SIGKILL)
+      }
+      // The whole job must be gone promptly.
+      let killed = Date()
+      while !Self.processes(mentioning: directory.path).isEmpty, Date().timeIntervalSince(killed) < 10 { usleep(50_000) }
+      #expect(Self.processes(mentioning: directory.path).isEmpty, "round \(round): ranks still running after 10 s")
+      process.waitUntilExit()
+
+      let checkpoints = CheckpointDirectory(path: directory.path)
+      let locations = try checkpoints.list()
+      #expect(!locations.isEmpty)
+      for location in locations { try Self.verify(location, in: checkpoints) }
+      leftoverTemporaryFolders += try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        .filter { $0.hasPrefix(".tmp-") }.count
+
+      let evaluation = try DDPTrainProcess.run(["eval", "--checkpoint", directory.path])
+      #expect(evaluation.status == 0, "round \(round): \(evaluation.output)")
+      let newest = locations[0].step
+      let resumed = try DDPTrainProcess.mpirun(
+        ranks: 2, arguments.map { $0 == "1000000" ? String(newest + 3) : $0 } + ["--resume"], timeout: 60)
+      #expect(resumed.status == 0, "round \(round): \(resumed.output)")
+      #expect(resumed.stdout.contains("resume: from \(locations[0].path) at step \(newest)"), "\(resumed.stdout)")
+    }
+    // Informational: how many kills landed inside a write (their temporary folders stay behind, ignored).
+    print("KillTests: \(leftoverTemporaryFolders) of 8 kills interrupted a checkpoint write")
+  }
+}
