@@ -26,13 +26,20 @@ public struct TrainingSummary: Sendable {
 ///   4. the same SGD update on every rank, with lr(t) a pure function of t. Parameters stay identical on every
 ///      rank because they start identical (rank 0's are broadcast) and receive identical updates.
 public final class Trainer {
+  // What the run is: settings, batch arithmetic, data, and the world it runs in.
   public let configuration: TrainingConfiguration
   public let plan: RunPlan
-  let communicator: Communicator
   let data: DatasetPair
+  let communicator: Communicator
+  /// One sampler per worker this process computes (several with --simulate-workers).
+  let workerSamplers: [DistributedSampler]
+
+  // The model, its update rule, and how gradients meet across ranks.
   let model: MLP
   let optimizer: any Optimizer
-  let console: Console
+  let reducer: GradientReducer
+  /// The running rank-order sum of the simulated workers' gradients.
+  lazy var simulatedSum = FloatBuffer(count: model.gradients.count)
 
   /// Where the scalars riding along the gradient all-reduce live (past the parameters).
   enum GradientTail {
@@ -45,34 +52,35 @@ public final class Trainer {
     static let count = 3
   }
   public static let evaluationBatch = 500
+  /// Measure the noise-scale norms every this many steps (two extra passes over the gradient).
+  static let noiseScaleInterval = 10
 
+  // Where the run goes: rank 0's console, metrics and checkpoints.
+  let console: Console
   var metrics: MetricsLog?
   let checkpoints: CheckpointDirectory?
+  var lastCheckpoint: String?
+  /// FNV-1a of the training split, computed once (state.json and the start-up agreement use it).
+  lazy var trainFingerprint: UInt64 = data.train.fingerprint
+
+  // Progress: the state a checkpoint carries besides the tensors.
   /// The next optimizer step to run; equals the number of steps completed.
   var step = 0
   /// Running sums for the current epoch's train loss and accuracy (restored on resume).
   var epochLossSum = 0.0
   var epochCorrect = 0.0
   var epochSteps = 0
-  var lastCheckpoint: String?
+
+  // Instruments.
   var watchdog: Watchdog?
-  /// Where this epoch's step time went (seconds, this rank).
-  var times = StepTimes()
-  /// The gradient noise scale, when there are two batch sizes to compare (K > 1).
-  var noiseScale: GradientNoiseScale?
-  /// Measure the noise-scale norms every this many steps (two extra passes over the gradient).
-  static let noiseScaleInterval = 10
-  let reducer: GradientReducer
-  /// FNV-1a of the training split, computed once (state.json and the start-up agreement use it).
-  lazy var trainFingerprint: UInt64 = data.train.fingerprint
-  /// One sampler per worker this process computes (several with --simulate-workers).
-  let workerSamplers: [DistributedSampler]
-  /// The running rank-order sum of the simulated workers' gradients.
-  lazy var simulatedSum = FloatBuffer(count: model.gradients.count)
-  /// Prints a watchdog's message (the job is aborted right after). Replaceable for tests.
+  /// Prints a watchdog's message (the job is aborted right after).
   var reportStall: @Sendable (String) -> Void = { message in
     FileHandle.standardError.write(Data(("ddp-train: error: " + message + "\n").utf8))
   }
+  /// Where this epoch's step time went (seconds, this rank).
+  var times = StepTimes()
+  /// The gradient noise scale, when there are two batch sizes to compare (K·B·M > B·M).
+  var noiseScale: GradientNoiseScale?
 
   /// Builds the model and optimizer; throws ConfigurationError for settings the data makes impossible.
   public init(configuration: TrainingConfiguration, communicator: Communicator, data: DatasetPair, console: Console) throws {
@@ -129,8 +137,8 @@ public final class Trainer {
   /// Runs the whole training; returns the final evaluation. Collective: every rank must call it.
   public func run() throws -> TrainingSummary {
     BLAS.setThreadCount(configuration.blasThreads)
-    // Setup can fail with an input error on rank 0 only (checkpoint or metrics path): agree before going on.
     try verifyRanksShareConfiguration()
+    // Setup can fail with an input error on rank 0 only (checkpoint or metrics path): agree before going on.
     let resumeFrom = try collectively(communicator) { try prepareOutputs() }
     model.initializeParameters(seed: configuration.seed)
     try restoreOrBroadcastInitialState(resumeFrom)
@@ -160,7 +168,6 @@ public final class Trainer {
     defer { indices.deallocate() }
     let batch = BatchAssembler(featureCount: data.train.featureCount, maxBatch: plan.batchSize)
     let progress = ProgressLine(console: console, stepsPerEpoch: plan.stepsPerEpoch)
-    let gradientScale = 1 / Float(plan.globalBatch)
     let parameterCount = model.parameterCount
 
     while step < plan.totalSteps {
