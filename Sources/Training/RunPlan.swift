@@ -65,8 +65,8 @@ public struct RunPlan: Equatable, Sendable {
     if accumulate > 1 { batch += " × \(accumulate) micro-batches" }
     return [
       "data:  N = \(trainCount) training samples, \(testCount) test samples",
-      "batch: \(batch) = global batch \(globalBatch); \(stepsPerEpoch) steps per epoch, "
-        + "\(unusedPerEpoch) samples left over per epoch",
+      "batch: \(batch) = global batch \(globalBatch); \(stepsPerEpoch) step\(stepsPerEpoch == 1 ? "" : "s") per epoch, "
+        + "\(unusedPerEpoch) sample\(unusedPerEpoch == 1 ? "" : "s") left over per epoch",
       "steps: \(totalSteps) in all (\(String(format: "%.2f", Double(totalSteps) / Double(stepsPerEpoch))) epochs)",
     ] + learningRate.summaryLines.map { "lr:    " + $0.replacingOccurrences(of: "lr policy: ", with: "") }
   }

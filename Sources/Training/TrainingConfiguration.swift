@@ -39,7 +39,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   public var stepTimeout: Double? = nil
   public var metricsPath: String? = nil
   /// A "step" metrics event every N steps.
-  public var logEvery: Int = 50
+  public var logEvery: Int = 1
   /// OpenBLAS threads per rank (1 is as fast and far steadier when ranks share cores).
   public var blasThreads: Int = 1
   /// Verify every N steps that all ranks hold identical parameters (0: only before each checkpoint).

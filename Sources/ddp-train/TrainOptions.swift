@@ -64,7 +64,7 @@ struct TrainOptions: ParsableArguments {
   var stepTimeout: Double?
   @Option(help: "Append JSON Lines metrics to this file (rank 0).")
   var metrics: String?
-  @Option(parsing: .unconditional, help: "Write a step event to the metrics every N steps (default 50).")
+  @Option(parsing: .unconditional, help: "Write a step event to the metrics every N steps (default 1: every step).")
   var logEvery: Int?
   @Option(parsing: .unconditional, help: "OpenBLAS threads per rank (default 1).")
   var blasThreads: Int?
