@@ -422,9 +422,8 @@ public final class Trainer {
       }
       return
     }
-    var parent = (path as NSString).deletingLastPathComponent
-    if parent.isEmpty { parent = "." }
-    // Walk up to the first existing ancestor: it must be a writable directory.
+    // Walk up from the absolute path to the first existing ancestor: it must be a writable directory.
+    var parent = (URL(fileURLWithPath: path).standardizedFileURL.path as NSString).deletingLastPathComponent
     while !FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory) {
       let up = (parent as NSString).deletingLastPathComponent
       if up.isEmpty || up == parent { break }

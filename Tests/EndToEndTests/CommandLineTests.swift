@@ -144,6 +144,18 @@ import Testing
     #expect(missing.status == 2, "\(missing.output)")
   }
 
+  @Test("relative --metrics and --checkpoint-dir whose folders do not exist yet are created")
+  func relativeOutputPaths() throws {
+    let scratch = try makeScratchDirectory("relative")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let result = try DDPTrainProcess.run(
+      Self.tiny + ["--max-steps", "2", "--metrics", "runs/a/metrics.jsonl", "--checkpoint-dir", "runs/a/checkpoints"],
+      directory: scratch)
+    #expect(result.status == 0, "\(result.output)")
+    #expect(FileManager.default.fileExists(atPath: scratch.appendingPathComponent("runs/a/metrics.jsonl").path))
+    #expect(FileManager.default.fileExists(atPath: scratch.appendingPathComponent("runs/a/checkpoints/step-00000002").path))
+  }
+
   @Test func helpExitsZero() throws {
     let help = try DDPTrainProcess.run(["--help"])
     #expect(help.status == 0)
