@@ -167,8 +167,12 @@ extension Trainer {
     return LoadedCheckpoint(location: location, state: state, parameters: parameters, momentum: momentum)
   }
 
-  /// The tensors laid out in the flat buffer's order; each must exist with this model's shape.
   func flatten(_ tensors: [NamedTensor], path: String) throws -> [Float] {
+    try Self.flatten(tensors, into: model, path: path)
+  }
+
+  /// The tensors laid out in `model`'s flat buffer order; each must exist with the model's shape.
+  public static func flatten(_ tensors: [NamedTensor], into model: MLP, path: String) throws -> [Float] {
     let byName = Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     var flat = [Float](repeating: 0, count: model.parameterCount)
     for view in model.views {

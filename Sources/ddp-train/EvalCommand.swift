@@ -44,16 +44,7 @@ struct EvalCommand: ParsableCommand {
     let model = MLP(spec: state.model, maxBatch: Trainer.evaluationBatch)
     let modelPath = location.path + "/" + CheckpointDirectory.modelFile
     let tensors = try SafeTensors.decode(directory.read(CheckpointDirectory.modelFile, of: location), path: modelPath)
-    let byName = Dictionary(tensors.tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-    var flat = [Float](repeating: 0, count: model.parameterCount)
-    for view in model.views {
-      guard let tensor = byName[view.name], tensor.shape == view.shape else {
-        throw CheckpointError(
-          path: modelPath, problem: "tensor '\(view.name)' missing or not of shape \(view.shape)",
-          hint: "The file does not match its state.json (\(state.model)).")
-      }
-      flat.replaceSubrange(view.offset..<(view.offset + view.count), with: tensor.values)
-    }
+    let flat = try Trainer.flatten(tensors.tensors, into: model, path: modelPath)
     model.parameters.copy(from: flat)
     guard data.test.featureCount == state.model.layerSizes.first, data.test.classCount == state.model.layerSizes.last
     else {
