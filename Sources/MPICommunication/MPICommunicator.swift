@@ -15,6 +15,12 @@ public final class MPICommunicator: Communicator {
   public let size: Int
   private let world: MPI_Comm
   private var finalized = false
+  /// Slots for outstanding non-blocking collectives (`CollectiveRequest.slot` indexes them); allocated once,
+  /// so starting a request allocates nothing. A free slot holds MPI_REQUEST_NULL.
+  private let requests: UnsafeMutablePointer<MPI_Request?>
+  private var requestInUse: [Bool]
+  /// The most non-blocking collectives outstanding at once.
+  public static let maxOutstandingRequests = 64
 
   /// True when this process was started by mpirun/mpiexec (Open MPI or PMIx set these variables).
   public static var isLaunchedByMPI: Bool {
@@ -45,6 +51,13 @@ public final class MPICommunicator: Communicator {
     MPI_Comm_size(world, &size)
     self.rank = Int(rank)
     self.size = Int(size)
+    requests = .allocate(capacity: Self.maxOutstandingRequests)
+    requests.initialize(repeating: CMPI_REQUEST_NULL(), count: Self.maxOutstandingRequests)
+    requestInUse = Array(repeating: false, count: Self.maxOutstandingRequests)
+  }
+
+  deinit {
+    requests.deallocate()
   }
 
   /// Ends MPI cleanly; after this no collective may be called.
@@ -86,6 +99,36 @@ public final class MPICommunicator: Communicator {
 
   public func barrier() throws {
     try check(MPI_Barrier(world), "MPI_Barrier")
+  }
+
+  /// MPI_Iallreduce in place. Open MPI progresses it only inside MPI calls: call `test` between pieces of work.
+  public func startAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> CollectiveRequest {
+    guard buffer.count > 0, size > 1 else { return .completed }
+    precondition(buffer.count <= Int(Int32.max), "all-reduce of more than 2^31-1 elements")
+    guard let slot = requestInUse.firstIndex(of: false) else {
+      preconditionFailure("more than \(Self.maxOutstandingRequests) outstanding non-blocking collectives")
+    }
+    try check(
+      CMPI_Iallreduce_sum_float_in_place(buffer.baseAddress, Int32(buffer.count), world, requests + slot),
+      "MPI_Iallreduce(sum, float)")
+    requestInUse[slot] = true
+    return CollectiveRequest(slot: slot)
+  }
+
+  public func test(_ request: CollectiveRequest) throws -> Bool {
+    guard request != .completed else { return true }
+    precondition(requestInUse[request.slot], "test of a request that is not outstanding")
+    var flag: Int32 = 0
+    try check(CMPI_Test(requests + request.slot, &flag), "MPI_Test")
+    if flag != 0 { requestInUse[request.slot] = false }
+    return flag != 0
+  }
+
+  public func wait(_ request: CollectiveRequest) throws {
+    guard request != .completed else { return }
+    precondition(requestInUse[request.slot], "wait on a request that is not outstanding")
+    defer { requestInUse[request.slot] = false }
+    try check(CMPI_Wait(requests + request.slot), "MPI_Wait")
   }
 
   public func abort(code: Int32) -> Never {

@@ -81,7 +81,7 @@ public final class Trainer {
       parameterCount: model.parameterCount,
       options: SGDOptions(momentum: configuration.momentum, weightDecay: configuration.weightDecay, nesterov: configuration.nesterov))
     checkpoints = configuration.checkpointDirectory.map(CheckpointDirectory.init(path:))
-    reducer = BlockingReducer(communicator: communicator)
+    reducer = Self.makeReducer(configuration: configuration, communicator: communicator, model: model)
     let localBatch = plan.batchSize * plan.accumulate
     if plan.globalBatch > localBatch {
       noiseScale = GradientNoiseScale(smallBatch: localBatch, bigBatch: plan.globalBatch)
@@ -293,8 +293,7 @@ public final class Trainer {
       plan.sampler.fillIndices(step: stepInEpoch, microBatch: microBatch, permutation: permutation, into: indices)
       batch.assemble(from: data.train, indices: UnsafeBufferPointer(start: indices, count: plan.batchSize))
       times.data += clock.lap()
-      let result = model.accumulateGradients(
-        input: batch.inputs, labels: batch.labels, batch: plan.batchSize, gradientScale: 1 / Float(plan.globalBatch))
+      let result = accumulateGradients(batch, lastMicroBatch: microBatch == plan.accumulate - 1)
       times.compute += clock.lap()
       local.lossSum += result.lossSum
       local.correct += result.correct

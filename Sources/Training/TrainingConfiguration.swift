@@ -46,6 +46,11 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   public var checkConsistency: Int = 0
   /// For tests: make one rank fail at one step.
   public var injectFault: FaultInjection? = nil
+  /// Overlap the gradient all-reduce with the backward pass (`OverlappingReducer`; K > 1 only). nil means the
+  /// default, `overlapsCommunicationByDefault` (optional so state.json written before this option still decodes).
+  public var overlapCommunication: Bool? = nil
+  /// What nil means: on, because it measured faster at K = 2 (BENCHMARKS.md).
+  public static let overlapsCommunicationByDefault = true
 
   public init() {}
 
