@@ -25,8 +25,10 @@ public struct EpochRecord: Equatable, Sendable {
       else { return nil }
       return EpochRecord(
         epoch: epoch, step: step, samplesPerSecond: rate, seconds: seconds,
-        dataSeconds: number(object["time_data_s"]) ?? 0, computeSeconds: number(object["time_compute_s"]) ?? 0,
-        allReduceSeconds: number(object["time_allreduce_s"]) ?? 0, otherSeconds: number(object["time_other_s"]) ?? 0)
+        dataSeconds: number(object["time_data_s"]) ?? 0,
+        computeSeconds: number(object["time_compute_s"]) ?? 0,
+        allReduceSeconds: number(object["time_allreduce_s"]) ?? 0,
+        otherSeconds: number(object["time_other_s"]) ?? 0)
     }
   }
 

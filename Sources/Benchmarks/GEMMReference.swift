@@ -7,7 +7,9 @@ import Tensors
 public enum GEMMReference {
   /// Median seconds per call of C = op(A)·op(B) (+ C when `accumulate`) for `site`'s shape and transposes,
   /// over `repeats` timed batches of calls lasting ≥ ~2 ms each, after one untimed batch.
-  public static func secondsPerCall(_ site: StepProfile.GEMMSite, accumulate: Bool, repeats: Int = 7) -> Double {
+  public static func secondsPerCall(
+    _ site: StepProfile.GEMMSite, accumulate: Bool, repeats: Int = 7
+  ) -> Double {
     let (m, n, k) = (site.m, site.n, site.k)
     let a = FloatBuffer(count: m * k)
     let b = FloatBuffer(count: k * n)
@@ -21,8 +23,10 @@ public enum GEMMReference {
       let start = DispatchTime.now().uptimeNanoseconds
       for _ in 0..<calls {
         BLAS.sgemm(
-          site.transposeA ? .transpose : .none, site.transposeB ? .transpose : .none, m: m, n: n, k: k, alpha: 1,
-          a: a.pointer, lda: lda, b: b.pointer, ldb: ldb, beta: accumulate ? 1 : 0, c: c.pointer, ldc: n)
+          site.transposeA ? .transpose : .none, site.transposeB ? .transpose : .none, m: m, n: n,
+          k: k, alpha: 1,
+          a: a.pointer, lda: lda, b: b.pointer, ldb: ldb, beta: accumulate ? 1 : 0, c: c.pointer,
+          ldc: n)
         // Keep C bounded when accumulating.
         if accumulate { c.pointer[0] = 0 }
       }

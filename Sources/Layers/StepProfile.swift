@@ -66,7 +66,9 @@ public final class StepProfile {
   }
 
   /// Charges the time since the last checkpoint to the GEMM phase and to its call site (layer, kind, shape).
-  func lapGEMM(layer: Int, _ kind: GEMMKind, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int) {
+  func lapGEMM(
+    layer: Int, _ kind: GEMMKind, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int
+  ) {
     let now = DispatchTime.now().uptimeNanoseconds
     let elapsed = Double(now &- last) * 1e-9
     last = now
@@ -77,7 +79,9 @@ public final class StepProfile {
       index = known
     } else {
       sites.append(
-        GEMMSite(name: "\(layer).\(kind.label)", transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k))
+        GEMMSite(
+          name: "\(layer).\(kind.label)", transposeA: transposeA, transposeB: transposeB, m: m,
+          n: n, k: k))
       index = sites.count - 1
       siteIndex[key] = index
     }

@@ -35,7 +35,10 @@ final class OverlappingReducer: GradientReducer {
   /// The default bucket: 2¹⁵ gradients (128 KB); see BENCHMARKS.md for how it was chosen.
   static let defaultBucketElements = 1 << 15
 
-  init(communicator: Communicator, gradients: FloatBuffer, parameterCount: Int, bucketElements: Int = defaultBucketElements) {
+  init(
+    communicator: Communicator, gradients: FloatBuffer, parameterCount: Int,
+    bucketElements: Int = defaultBucketElements
+  ) {
     precondition(bucketElements >= 1 && gradients.count >= parameterCount)
     self.communicator = communicator
     self.buffer = gradients
@@ -50,7 +53,8 @@ final class OverlappingReducer: GradientReducer {
       pendingLower = range.upperBound
       pendingUpper = range.upperBound
     }
-    precondition(range.upperBound == pendingLower, "gradient ranges must be adjacent and descending")
+    precondition(
+      range.upperBound == pendingLower, "gradient ranges must be adjacent and descending")
     pendingLower = range.lowerBound
     if pendingUpper - pendingLower >= bucketElements || pendingLower == 0 {
       start()
@@ -69,7 +73,8 @@ final class OverlappingReducer: GradientReducer {
       return
     }
     if let error = deferredError { throw error }
-    precondition(pendingLower == 0 && pendingUpper == 0, "the backward did not report every gradient")
+    precondition(
+      pendingLower == 0 && pendingUpper == 0, "the backward did not report every gradient")
     precondition(gradients === buffer, "finish with another buffer than the ranges refer to")
     for request in outstanding { try communicator.wait(request) }
     let tail = UnsafeMutableBufferPointer(
@@ -81,7 +86,8 @@ final class OverlappingReducer: GradientReducer {
   private var deferredError: Error?
 
   private func start() {
-    let bucket = UnsafeMutableBufferPointer(start: buffer.pointer + pendingLower, count: pendingUpper - pendingLower)
+    let bucket = UnsafeMutableBufferPointer(
+      start: buffer.pointer + pendingLower, count: pendingUpper - pendingLower)
     pendingUpper = pendingLower
     guard deferredError == nil else { return }
     do {
@@ -109,10 +115,14 @@ extension Trainer {
   /// The run's reducer: `OverlappingReducer` for K > 1 unless `--no-overlap`, else one blocking all-reduce.
   /// A world of one always gets the blocking one (a no-op), so a run without mpirun and `mpirun -np 1` compute
   /// the same bits whatever the communicator.
-  static func makeReducer(configuration: TrainingConfiguration, communicator: Communicator, model: MLP) -> GradientReducer {
-    let overlap = configuration.overlapCommunication ?? TrainingConfiguration.overlapsCommunicationByDefault
+  static func makeReducer(
+    configuration: TrainingConfiguration, communicator: Communicator, model: MLP
+  ) -> GradientReducer {
+    let overlap =
+      configuration.overlapCommunication ?? TrainingConfiguration.overlapsCommunicationByDefault
     guard overlap, communicator.size > 1 else { return BlockingReducer(communicator: communicator) }
-    return OverlappingReducer(communicator: communicator, gradients: model.gradients, parameterCount: model.parameterCount)
+    return OverlappingReducer(
+      communicator: communicator, gradients: model.gradients, parameterCount: model.parameterCount)
   }
 
   /// One micro-batch's forward and backward. The step's last micro-batch reports its finished gradient ranges to

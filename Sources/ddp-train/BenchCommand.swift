@@ -19,21 +19,29 @@ import Training
 /// the same shapes; and peak RSS per rank.
 struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "bench", abstract: "Measure training speed: samples/s, time split per step, GEMM GFLOP/s, peak RSS.")
+    commandName: "bench",
+    abstract: "Measure training speed: samples/s, time split per step, GEMM GFLOP/s, peak RSS.")
 
   @OptionGroup var options: TrainOptions
 
-  @Option(parsing: .unconditional, help: "Timed windows (epochs) whose median is reported (default 5).")
+  @Option(
+    parsing: .unconditional, help: "Timed windows (epochs) whose median is reported (default 5).")
   var windows: Int = 5
-  @Option(parsing: .unconditional, help: "Warm-up epochs run before the timed ones, not reported (default 1).")
+  @Option(
+    parsing: .unconditional,
+    help: "Warm-up epochs run before the timed ones, not reported (default 1).")
   var warmup: Int = 1
   @Flag(help: "Also print one JSON object with every figure (for bench/compare).")
   var json = false
-  @Flag(name: .customLong("no-gemm-reference"), help: "Skip timing cblas_sgemm alone on the step's shapes.")
+  @Flag(
+    name: .customLong("no-gemm-reference"),
+    help: "Skip timing cblas_sgemm alone on the step's shapes.")
   var skipGEMMReference = false
 
   func validate() throws {
-    guard windows >= 1 else { throw ValidationError("--windows must be at least 1, got \(windows)") }
+    guard windows >= 1 else {
+      throw ValidationError("--windows must be at least 1, got \(windows)")
+    }
     guard warmup >= 0 else { throw ValidationError("--warmup must be at least 0, got \(warmup)") }
   }
 
@@ -49,21 +57,26 @@ struct BenchCommand: ParsableCommand {
     exitCodeForError = exitStatus(for:)
     let communicator = try makeCommunicator()
     do {
-      try measure(configuration: configuration, communicator: communicator, metricsPath: metricsPath)
+      try measure(
+        configuration: configuration, communicator: communicator, metricsPath: metricsPath)
     } catch {
       endJob(after: error, communicator: communicator)
     }
     finishJob(communicator)
   }
 
-  private func measure(configuration: TrainingConfiguration, communicator: Communicator, metricsPath: String) throws {
+  private func measure(
+    configuration: TrainingConfiguration, communicator: Communicator, metricsPath: String
+  ) throws {
     let data = try collectively(communicator) {
       try DatasetLoader.load(
-        configuration.dataset, directory: configuration.dataDirectory, synthetic: configuration.synthetic)
+        configuration.dataset, directory: configuration.dataDirectory,
+        synthetic: configuration.synthetic)
     }
     let trainer = try collectively(communicator) {
       try Trainer(
-        configuration: configuration, communicator: communicator, data: data, console: Console(enabled: false))
+        configuration: configuration, communicator: communicator, data: data,
+        console: Console(enabled: false))
     }
     let profile = StepProfile()
     if communicator.isCoordinator { MLP.profile = profile }
@@ -81,7 +94,9 @@ struct BenchCommand: ParsableCommand {
         try communicator.barrier()
         let start = DispatchTime.now().uptimeNanoseconds
         try communicator.allReduceSum(buffer.buffer)
-        if index >= 10 { samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9) }
+        if index >= 10 {
+          samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+        }
       }
       allReduceAlone = median(samples)
     }
@@ -93,15 +108,19 @@ struct BenchCommand: ParsableCommand {
       try communicator.barrier()
       return
     }
-    let lines = (try? String(contentsOfFile: metricsPath, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
+    let lines =
+      (try? String(contentsOfFile: metricsPath, encoding: .utf8))?.split(separator: "\n").map(
+        String.init) ?? []
     let epochs = EpochRecord.parse(lines: lines)
     let reference: [Double] =
       skipGEMMReference
-      ? [] : profile.sites.map { GEMMReference.secondsPerCall($0, accumulate: $0.name.hasSuffix(".dW")) }
+      ? []
+      : profile.sites.map { GEMMReference.secondsPerCall($0, accumulate: $0.name.hasSuffix(".dW")) }
     try communicator.barrier()
     let report = BenchReport(
       configuration: configuration, plan: plan, epochs: epochs, warmup: warmup, profile: profile,
-      gemmAlone: reference, allReduceAlone: allReduceAlone, peakRank0: Int(rank0Peak), peakMax: Int(peak[0]))
+      gemmAlone: reference, allReduceAlone: allReduceAlone, peakRank0: Int(rank0Peak),
+      peakMax: Int(peak[0]))
     for line in report.lines { print(line) }
     if json { print(report.json) }
     fflush(nil)
@@ -121,12 +140,15 @@ struct BenchReport {
   let peakMax: Int
 
   var windows: [TimedWindow] {
-    epochs.map { TimedWindow(samples: Int(($0.samplesPerSecond * $0.seconds).rounded()), seconds: $0.seconds) }
+    epochs.map {
+      TimedWindow(samples: Int(($0.samplesPerSecond * $0.seconds).rounded()), seconds: $0.seconds)
+    }
   }
   var samplesPerSecond: Double { medianThroughput(windows, warmup: warmup) ?? 0 }
   var steps: Int { epochs.last?.step ?? 0 }
   var overlap: Bool {
-    plan.worldSize > 1 && (configuration.overlapCommunication ?? TrainingConfiguration.overlapsCommunicationByDefault)
+    plan.worldSize > 1
+      && (configuration.overlapCommunication ?? TrainingConfiguration.overlapsCommunicationByDefault)
   }
 
   /// Mean milliseconds per step over every step run (warm-up included), by phase.
@@ -164,54 +186,70 @@ struct BenchReport {
     let rates = windows.dropFirst(warmup).map(\.samplesPerSecond)
     out.append(
       String(
-        format: "  samples/s: %.0f (median of %d epochs after %d warm-up; min %.0f, max %.0f)", samplesPerSecond,
+        format: "  samples/s: %.0f (median of %d epochs after %d warm-up; min %.0f, max %.0f)",
+        samplesPerSecond,
         rates.count, warmup, rates.min() ?? 0, rates.max() ?? 0))
     let split = self.split
     let step = split[0].1
     var parts = split.dropFirst().map { name, value in
       String(format: "%@ %.3f (%.1f%%)", name, value, step > 0 ? 100 * value / step : 0)
     }
-    if let allReduceAlone { parts.append(String(format: "allreduce_alone %.3f", allReduceAlone * 1e3)) }
-    out.append(String(format: "  ms/step (rank 0, mean of %d steps): %.3f = ", steps, step) + parts.joined(separator: ", "))
+    if let allReduceAlone {
+      parts.append(String(format: "allreduce_alone %.3f", allReduceAlone * 1e3))
+    }
+    out.append(
+      String(format: "  ms/step (rank 0, mean of %d steps): %.3f = ", steps, step)
+        + parts.joined(separator: ", "))
     if !profile.sites.isEmpty {
       let achieved = gigaflops(profile.gemmFlops, seconds: gemmSeconds)
       var line = String(format: "  GEMM: %.1f GFLOP/s in training", achieved)
       if !gemmAlone.isEmpty {
         line += String(
           format: "; cblas_sgemm alone on the same shapes %.1f GFLOP/s (%.0f%% of it)",
-          gigaflops(profile.gemmFlops, seconds: gemmAloneSeconds), 100 * gemmAloneSeconds / max(gemmSeconds, 1e-12))
+          gigaflops(profile.gemmFlops, seconds: gemmAloneSeconds),
+          100 * gemmAloneSeconds / max(gemmSeconds, 1e-12))
       }
       out.append(line)
       for (index, site) in profile.sites.enumerated() {
         let perCall = site.seconds / Double(max(site.calls, 1))
         var row = String(
-          format: "    %-6@ %@%@ m=%-4d n=%-4d k=%-4d %5.1f calls/step %8.1f us %6.1f GFLOP/s", site.name,
+          format: "    %-6@ %@%@ m=%-4d n=%-4d k=%-4d %5.1f calls/step %8.1f us %6.1f GFLOP/s",
+          site.name,
           site.transposeA ? "T" : "N", site.transposeB ? "T" : "N", site.m, site.n, site.k,
-          Double(site.calls) / Double(max(steps, 1)), perCall * 1e6, gigaflops(site.flops, seconds: perCall))
+          Double(site.calls) / Double(max(steps, 1)), perCall * 1e6,
+          gigaflops(site.flops, seconds: perCall))
         if index < gemmAlone.count {
-          row += String(format: "  | alone %8.1f us %6.1f GFLOP/s", gemmAlone[index] * 1e6, gigaflops(site.flops, seconds: gemmAlone[index]))
+          row += String(
+            format: "  | alone %8.1f us %6.1f GFLOP/s", gemmAlone[index] * 1e6,
+            gigaflops(site.flops, seconds: gemmAlone[index]))
         }
         out.append(row)
       }
     }
     out.append(
-      String(format: "  peak RSS: rank 0 %.1f MB, largest rank %.1f MB", Double(peakRank0) / 1e6, Double(peakMax) / 1e6))
+      String(
+        format: "  peak RSS: rank 0 %.1f MB, largest rank %.1f MB", Double(peakRank0) / 1e6,
+        Double(peakMax) / 1e6))
     return out
   }
 
   var json: String {
     var object: [String: Any] = [
       "bench": "ddp-train", "world_size": plan.worldSize, "batch_size": plan.batchSize,
-      "global_batch": plan.globalBatch, "blas_core": BLAS.coreName, "blas_core_forced": BLAS.forcedCoreType ?? "",
+      "global_batch": plan.globalBatch, "blas_core": BLAS.coreName,
+      "blas_core_forced": BLAS.forcedCoreType ?? "",
       "overlap": overlap, "samples_per_sec": samplesPerSecond,
       "window_samples_per_sec": windows.dropFirst(warmup).map(\.samplesPerSecond), "steps": steps,
       "peak_rss_mb": Double(peakMax) / 1e6,
       "gemm_gflops": gigaflops(profile.gemmFlops, seconds: gemmSeconds),
     ]
-    if !gemmAlone.isEmpty { object["gemm_alone_gflops"] = gigaflops(profile.gemmFlops, seconds: gemmAloneSeconds) }
+    if !gemmAlone.isEmpty {
+      object["gemm_alone_gflops"] = gigaflops(profile.gemmFlops, seconds: gemmAloneSeconds)
+    }
     if let allReduceAlone { object["allreduce_alone_ms"] = allReduceAlone * 1e3 }
     for (name, value) in split { object["ms_" + name] = value }
-    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+    let data =
+      (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
     return String(decoding: data, as: UTF8.self)
   }
 }
