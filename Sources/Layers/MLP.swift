@@ -99,7 +99,9 @@ public final class MLP {
     forward(input: input, batch: batch, profile: Self.profile)
   }
 
-  private func forward(input: UnsafePointer<Float>, batch: Int, profile: StepProfile?) -> UnsafeMutablePointer<Float> {
+  private func forward(input: UnsafePointer<Float>, batch: Int, profile: StepProfile?)
+    -> UnsafeMutablePointer<Float>
+  {
     precondition(batch >= 1 && batch <= maxBatch, "batch \(batch) outside 1...\(maxBatch)")
     let sizes = spec.layerSizes
     let layerCount = sizes.count - 1
@@ -112,8 +114,11 @@ public final class MLP {
       // y = x·Wᵀ, then the bias (and, for hidden layers, the ReLU) in one pass over y: Linear.forward(ReLU).
       BLAS.sgemm(
         .none, .transpose, m: batch, n: outFeatures, k: inFeatures, alpha: 1,
-        a: x, lda: inFeatures, b: p + weightOffsets[l], ldb: inFeatures, beta: 0, c: y, ldc: outFeatures)
-      profile?.lapGEMM(layer: l, .forward, transposeA: false, transposeB: true, m: batch, n: outFeatures, k: inFeatures)
+        a: x, lda: inFeatures, b: p + weightOffsets[l], ldb: inFeatures, beta: 0, c: y,
+        ldc: outFeatures)
+      profile?.lapGEMM(
+        layer: l, .forward, transposeA: false, transposeB: true, m: batch, n: outFeatures,
+        k: inFeatures)
       if l < layerCount - 1 {
         ReLU.addBiasForward(bias: p + biasOffsets[l], y: y, batch: batch, features: outFeatures)
       } else {
@@ -133,7 +138,8 @@ public final class MLP {
     input: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, gradientScale: Float
   ) -> BatchResult {
     accumulateGradients(
-      input: input, labels: labels, batch: batch, gradientScale: gradientScale, rangeElements: .max) { _ in }
+      input: input, labels: labels, batch: batch, gradientScale: gradientScale, rangeElements: .max
+    ) { _ in }
   }
 
   /// The default `rangeElements`: 2¹⁶ gradients (256 KB), so the first layer of 784-256-128-10 comes in four
@@ -179,22 +185,30 @@ public final class MLP {
           .transpose, .none, m: outFeatures, n: inFeatures, k: batch, alpha: 1,
           a: dy, lda: outFeatures, b: x, ldb: inFeatures, beta: 1, c: g + weight, ldc: inFeatures)
         profile?.lapGEMM(
-          layer: l, .weightGradient, transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: batch)
+          layer: l, .weightGradient, transposeA: true, transposeB: false, m: outFeatures,
+          n: inFeatures, k: batch)
         gradientsReady(weight..<(bias + outFeatures))
+        profile?.lap(.communication)
       } else {
         gradientsReady(bias..<(bias + outFeatures))
-        let rowsPerBlock = max(1, rangeElements / inFeatures)
+        profile?.lap(.communication)
+        // Equal blocks (no tiny last one, which would cost a GEMM call for little work).
+        let blocks = (weightCount + rangeElements - 1) / rangeElements
+        let rowsPerBlock = (outFeatures + blocks - 1) / blocks
         var upper = outFeatures
         while upper > 0 {
           let lower = max(0, upper - rowsPerBlock)
           // Rows lower..<upper of dW = columns lower..<upper of dy, transposed.
           BLAS.sgemm(
             .transpose, .none, m: upper - lower, n: inFeatures, k: batch, alpha: 1,
-            a: dy + lower, lda: outFeatures, b: x, ldb: inFeatures, beta: 1, c: g + weight + lower * inFeatures,
+            a: dy + lower, lda: outFeatures, b: x, ldb: inFeatures, beta: 1,
+            c: g + weight + lower * inFeatures,
             ldc: inFeatures)
           profile?.lapGEMM(
-            layer: l, .weightGradient, transposeA: true, transposeB: false, m: upper - lower, n: inFeatures, k: batch)
+            layer: l, .weightGradient, transposeA: true, transposeB: false, m: upper - lower,
+            n: inFeatures, k: batch)
           gradientsReady((weight + lower * inFeatures)..<(weight + upper * inFeatures))
+          profile?.lap(.communication)
           upper = lower
         }
       }
@@ -204,7 +218,8 @@ public final class MLP {
           .none, .none, m: batch, n: inFeatures, k: outFeatures, alpha: 1,
           a: dy, lda: outFeatures, b: p + weight, ldb: inFeatures, beta: 0, c: dx, ldc: inFeatures)
         profile?.lapGEMM(
-          layer: l, .inputGradient, transposeA: false, transposeB: false, m: batch, n: inFeatures, k: outFeatures)
+          layer: l, .inputGradient, transposeA: false, transposeB: false, m: batch, n: inFeatures,
+          k: outFeatures)
         // x is the previous layer's ReLU output: its gradient passes where x > 0.
         ReLU.backward(y: x, dy: dx, dx: dx, count: batch * inFeatures)
         profile?.lap(.elementwise)

@@ -8,7 +8,8 @@ import Dispatch
 public final class StepProfile {
   /// What a stretch of time between two `lap`s was spent on.
   public enum Phase: Int, CaseIterable, Sendable {
-    case gemm, elementwise, loss
+    /// `communication`: inside the backward's `gradientsReady` callbacks (starting and progressing all-reduces).
+    case gemm, elementwise, loss, communication
   }
 
   /// One GEMM call site: C[m,n] = op(A)[m,k]·op(B)[k,n] (row-major), with the calls and time summed.

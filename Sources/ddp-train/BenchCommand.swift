@@ -164,6 +164,7 @@ struct BenchReport {
       ("gemm", ms(seconds[StepProfile.Phase.gemm.rawValue])),
       ("elementwise", ms(seconds[StepProfile.Phase.elementwise.rawValue])),
       ("loss", ms(seconds[StepProfile.Phase.loss.rawValue])),
+      ("comm_in_backward", ms(seconds[StepProfile.Phase.communication.rawValue])),
       ("compute_unprofiled", ms(max(compute - profiled, 0))),
       ("data", ms(epochs.reduce(0) { $0 + $1.dataSeconds })),
       ("allreduce_exposed", ms(epochs.reduce(0) { $0 + $1.allReduceSeconds })),

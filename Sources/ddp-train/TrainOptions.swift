@@ -69,7 +69,7 @@ struct TrainOptions: ParsableArguments {
   @Option(parsing: .unconditional, help: "OpenBLAS threads per rank (default 1).")
   var blasThreads: Int?
 
-  @Flag(inversion: .prefixedNo, help: "Overlap the gradient all-reduce with the backward pass (default on; K > 1 only).")
+  @Flag(inversion: .prefixedNo, help: "Overlap the gradient all-reduce with the backward pass (default off; K > 1 only).")
   var overlap: Bool?
 
   @Option(parsing: .unconditional, help: "Check every N steps that all ranks hold identical parameters (default 0: before checkpoints).")
