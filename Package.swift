@@ -41,11 +41,13 @@ let package = Package(
       dependencies: ["Tensors", "Layers", "Optimizers", "Datasets", "Communication", "Checkpoints"]),
     // The one target that links MPI.
     .target(name: "MPICommunication", dependencies: ["CMPI", "Communication"]),
-    // The command-line tool: train (default), eval, launch.
+    // Measuring code of `ddp-train bench`: medians, cblas_sgemm reference figures, peak RSS, metrics parsing.
+    .target(name: "Benchmarks", dependencies: ["Tensors", "Layers"]),
+    // The command-line tool: train (default), eval, launch, bench.
     .executableTarget(
       name: "ddp-train",
       dependencies: [
-        "Training", "MPICommunication",
+        "Training", "MPICommunication", "Benchmarks",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Yams", package: "Yams"),
       ]),
@@ -56,6 +58,7 @@ let package = Package(
     .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
     .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"]),
     .testTarget(name: "TrainingTests", dependencies: ["Training", "Communication"]),
+    .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks"]),
     // Launches the built `ddp-train` through real `mpirun`; never calls MPI in-process.
     .testTarget(name: "EndToEndTests", dependencies: ["ddp-train", "Checkpoints"]),
   ],

@@ -18,5 +18,11 @@ static inline MPI_Errhandler CMPI_ERRORS_RETURN(void) { return MPI_ERRORS_RETURN
 static inline int CMPI_SUCCESS(void) { return MPI_SUCCESS; }
 static inline int CMPI_MAX_ERROR_STRING(void) { return MPI_MAX_ERROR_STRING; }
 static inline MPI_Request CMPI_REQUEST_NULL(void) { return MPI_REQUEST_NULL; }
+// Non-blocking sum in place (MPI_IN_PLACE is a macro Swift cannot import): overlap of gradient buckets.
+static inline int CMPI_Iallreduce_sum_float_in_place(float *buffer, int count, MPI_Comm comm, MPI_Request *request) {
+  return MPI_Iallreduce(MPI_IN_PLACE, buffer, count, MPI_FLOAT, MPI_SUM, comm, request);
+}
+static inline int CMPI_Test(MPI_Request *request, int *flag) { return MPI_Test(request, flag, MPI_STATUS_IGNORE); }
+static inline int CMPI_Wait(MPI_Request *request) { return MPI_Wait(request, MPI_STATUS_IGNORE); }
 
 #endif

@@ -26,6 +26,26 @@ public protocol Communicator: AnyObject {
   func barrier() throws
   /// Ends the whole job at once with `code` (all ranks); used when one rank cannot go on.
   func abort(code: Int32) -> Never
+
+  /// Starts an element-wise sum over all ranks, in place, and returns at once; the buffer must be neither read
+  /// nor written until `wait` (or a `test` that returned true) says the request is complete. Requests are
+  /// collectives: every rank starts them in the same order. The default does the blocking `allReduceSum` and
+  /// returns `.completed`, so a communicator without non-blocking collectives needs nothing.
+  func startAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> CollectiveRequest
+  /// Lets the request (and every other outstanding one) progress; true once it is complete. Never blocks.
+  func test(_ request: CollectiveRequest) throws -> Bool
+  /// Returns once the request is complete.
+  func wait(_ request: CollectiveRequest) throws
+}
+
+/// A handle on a non-blocking collective started by `Communicator.startAllReduceSum(_:)`: a plain value, so
+/// starting one allocates nothing. Only the communicator that returned it can interpret it.
+public struct CollectiveRequest: Hashable, Sendable {
+  /// The implementation's slot for the request; -1 means already complete.
+  public let slot: Int
+  public init(slot: Int) { self.slot = slot }
+  /// A request that finished before it was returned (the blocking default).
+  public static let completed = CollectiveRequest(slot: -1)
 }
 
 extension Communicator {
@@ -52,6 +72,21 @@ extension Communicator {
       try gathered.withUnsafeMutableBytes { receive in try allGather(send, into: receive) }
     }
     return gathered
+  }
+
+  /// Blocking fallback: the sum is done when this returns.
+  public func startAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws -> CollectiveRequest {
+    try allReduceSum(buffer)
+    return .completed
+  }
+
+  public func test(_ request: CollectiveRequest) throws -> Bool {
+    precondition(request == .completed, "this communicator never returns outstanding requests")
+    return true
+  }
+
+  public func wait(_ request: CollectiveRequest) throws {
+    precondition(request == .completed, "this communicator never returns outstanding requests")
   }
 }
 

@@ -88,26 +88,43 @@ public final class MLP {
     gradients.pointer.update(repeating: 0, count: parameterCount)
   }
 
+  /// Set by `ddp-train bench` to split the time of `forward` and `accumulateGradients` into phases; nil (the
+  /// default) in training. Profile one model on one thread.
+  nonisolated(unsafe) public static var profile: StepProfile?
+
   /// The logits for `batch` samples: input is [batch, layerSizes[0]] row-major; the result is
   /// [batch, classes], valid until the next call on this model. No allocation.
   @discardableResult
   public func forward(input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+    forward(input: input, batch: batch, profile: Self.profile)
+  }
+
+  private func forward(input: UnsafePointer<Float>, batch: Int, profile: StepProfile?)
+    -> UnsafeMutablePointer<Float>
+  {
     precondition(batch >= 1 && batch <= maxBatch, "batch \(batch) outside 1...\(maxBatch)")
     let sizes = spec.layerSizes
     let layerCount = sizes.count - 1
     let p = parameters.pointer
     var x = input
+    profile?.start()
     for l in 0..<layerCount {
       let y = activations[l].pointer
+      let (inFeatures, outFeatures) = (sizes[l], sizes[l + 1])
+      // y = x·Wᵀ, then the bias (and, for hidden layers, the ReLU) in one pass over y: Linear.forward(ReLU).
+      BLAS.sgemm(
+        .none, .transpose, m: batch, n: outFeatures, k: inFeatures, alpha: 1,
+        a: x, lda: inFeatures, b: p + weightOffsets[l], ldb: inFeatures, beta: 0, c: y,
+        ldc: outFeatures)
+      profile?.lapGEMM(
+        layer: l, .forward, transposeA: false, transposeB: true, m: batch, n: outFeatures,
+        k: inFeatures)
       if l < layerCount - 1 {
-        Linear.forwardReLU(
-          x: x, weight: p + weightOffsets[l], bias: p + biasOffsets[l], y: y,
-          batch: batch, inFeatures: sizes[l], outFeatures: sizes[l + 1])
+        ReLU.addBiasForward(bias: p + biasOffsets[l], y: y, batch: batch, features: outFeatures)
       } else {
-        Linear.forward(
-          x: x, weight: p + weightOffsets[l], bias: p + biasOffsets[l], y: y,
-          batch: batch, inFeatures: sizes[l], outFeatures: sizes[l + 1])
+        Elementwise.addRowVector(p + biasOffsets[l], to: y, rows: batch, columns: outFeatures)
       }
+      profile?.lap(.elementwise)
       x = UnsafePointer(y)
     }
     return activations[layerCount - 1].pointer
@@ -120,26 +137,92 @@ public final class MLP {
   public func accumulateGradients(
     input: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, gradientScale: Float
   ) -> BatchResult {
+    accumulateGradients(
+      input: input, labels: labels, batch: batch, gradientScale: gradientScale, rangeElements: .max
+    ) { _ in }
+  }
+
+  /// The default `rangeElements`: 2¹⁶ gradients (256 KB), so the first layer of 784-256-128-10 comes in four
+  /// pieces whose all-reduce overlaps the next piece's GEMM.
+  public static let defaultRangeElements = 1 << 16
+
+  /// `accumulateGradients`, calling `gradientsReady` with each range of gradients[0..<parameterCount] as soon as
+  /// the backward has finished it — its final value for this call: nothing later in the call reads or writes it,
+  /// so the callback may hand it to a non-blocking all-reduce at once (Note [Bucket order] in
+  /// OverlappingReducer). The ranges are adjacent and descending (reverse layer order, bias before weight, a
+  /// weight's rows from the last down) and cover 0..<parameterCount exactly once; the last one starts at 0.
+  /// A weight gradient of more than `rangeElements` elements is computed and reported in row blocks of at most
+  /// that size. Same arithmetic per element as `accumulateGradients(input:labels:batch:gradientScale:)`
+  /// (each element is the same dot product over the batch; only the GEMM calls are split). No allocation.
+  public func accumulateGradients(
+    input: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, gradientScale: Float,
+    rangeElements: Int = MLP.defaultRangeElements, gradientsReady: (Range<Int>) -> Void
+  ) -> BatchResult {
+    precondition(rangeElements >= 1, "rangeElements must be positive")
+    let profile = Self.profile
     let sizes = spec.layerSizes
     let layerCount = sizes.count - 1
-    let logits = forward(input: input, batch: batch)
+    let logits = forward(input: input, batch: batch, profile: profile)
     // The logits are not needed after the loss: their gradient overwrites them.
     let result = SoftmaxCrossEntropy.forwardBackward(
       logits: logits, labels: labels, batch: batch, classes: spec.classCount,
       gradientScale: gradientScale, dLogits: logits)
+    profile?.lap(.loss)
     let p = parameters.pointer
     let g = gradients.pointer
     var dy = UnsafePointer(logits)
     for l in stride(from: layerCount - 1, through: 0, by: -1) {
+      let (inFeatures, outFeatures) = (sizes[l], sizes[l + 1])
       let x = l == 0 ? input : UnsafePointer(activations[l - 1].pointer)
-      let dx: UnsafeMutablePointer<Float>? = l == 0 ? nil : deltas[l - 1].pointer
-      Linear.backward(
-        x: x, weight: p + weightOffsets[l], dy: dy, dWeight: g + weightOffsets[l],
-        dBias: g + biasOffsets[l],
-        dx: dx, batch: batch, inFeatures: sizes[l], outFeatures: sizes[l + 1])
-      if let dx {
+      let (weight, bias) = (weightOffsets[l], biasOffsets[l])
+      // Linear.backward, split so finished ranges can be reported: dBias += Σ_rows dy; dW += dyᵀ·x (in row
+      // blocks); dx = dy·W.
+      Elementwise.accumulateColumnSums(of: dy, rows: batch, columns: outFeatures, into: g + bias)
+      profile?.lap(.elementwise)
+      let weightCount = outFeatures * inFeatures
+      if weightCount <= rangeElements {
+        BLAS.sgemm(
+          .transpose, .none, m: outFeatures, n: inFeatures, k: batch, alpha: 1,
+          a: dy, lda: outFeatures, b: x, ldb: inFeatures, beta: 1, c: g + weight, ldc: inFeatures)
+        profile?.lapGEMM(
+          layer: l, .weightGradient, transposeA: true, transposeB: false, m: outFeatures,
+          n: inFeatures, k: batch)
+        gradientsReady(weight..<(bias + outFeatures))
+        profile?.lap(.communication)
+      } else {
+        gradientsReady(bias..<(bias + outFeatures))
+        profile?.lap(.communication)
+        // Equal blocks (no tiny last one, which would cost a GEMM call for little work).
+        let blocks = (weightCount + rangeElements - 1) / rangeElements
+        let rowsPerBlock = (outFeatures + blocks - 1) / blocks
+        var upper = outFeatures
+        while upper > 0 {
+          let lower = max(0, upper - rowsPerBlock)
+          // Rows lower..<upper of dW = columns lower..<upper of dy, transposed.
+          BLAS.sgemm(
+            .transpose, .none, m: upper - lower, n: inFeatures, k: batch, alpha: 1,
+            a: dy + lower, lda: outFeatures, b: x, ldb: inFeatures, beta: 1,
+            c: g + weight + lower * inFeatures,
+            ldc: inFeatures)
+          profile?.lapGEMM(
+            layer: l, .weightGradient, transposeA: true, transposeB: false, m: upper - lower,
+            n: inFeatures, k: batch)
+          gradientsReady((weight + lower * inFeatures)..<(weight + upper * inFeatures))
+          profile?.lap(.communication)
+          upper = lower
+        }
+      }
+      if l > 0 {
+        let dx = deltas[l - 1].pointer
+        BLAS.sgemm(
+          .none, .none, m: batch, n: inFeatures, k: outFeatures, alpha: 1,
+          a: dy, lda: outFeatures, b: p + weight, ldb: inFeatures, beta: 0, c: dx, ldc: inFeatures)
+        profile?.lapGEMM(
+          layer: l, .inputGradient, transposeA: false, transposeB: false, m: batch, n: inFeatures,
+          k: outFeatures)
         // x is the previous layer's ReLU output: its gradient passes where x > 0.
-        ReLU.backward(y: x, dy: dx, dx: dx, count: batch * sizes[l])
+        ReLU.backward(y: x, dy: dx, dx: dx, count: batch * inFeatures)
+        profile?.lap(.elementwise)
         dy = UnsafePointer(dx)
       }
     }
@@ -150,7 +233,8 @@ public final class MLP {
   public func evaluate(input: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int)
     -> BatchResult
   {
-    let logits = forward(input: input, batch: batch)
+    // Not profiled: evaluation is not part of a training step.
+    let logits = forward(input: input, batch: batch, profile: nil)
     return SoftmaxCrossEntropy.evaluate(
       logits: logits, labels: labels, batch: batch, classes: spec.classCount)
   }

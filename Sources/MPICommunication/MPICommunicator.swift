@@ -15,6 +15,12 @@ public final class MPICommunicator: Communicator {
   public let size: Int
   private let world: MPI_Comm
   private var finalized = false
+  /// Slots for outstanding non-blocking collectives (`CollectiveRequest.slot` indexes them); allocated once,
+  /// so starting a request allocates nothing. A free slot holds MPI_REQUEST_NULL.
+  private let requests: UnsafeMutablePointer<MPI_Request?>
+  private var requestInUse: [Bool]
+  /// The most non-blocking collectives outstanding at once.
+  public static let maxOutstandingRequests = 64
 
   /// True when this process was started by mpirun/mpiexec (Open MPI or PMIx set these variables).
   public static var isLaunchedByMPI: Bool {
@@ -32,6 +38,10 @@ public final class MPICommunicator: Communicator {
 
   /// Initialises MPI. Call once per process.
   public init() throws {
+    // Waiting ranks yield the core instead of spinning (unless the user set it): on a host whose cores are
+    // shared (other jobs, or ranks ≥ cores) a spinning rank starves the one it waits for; measured at K = 2 on a
+    // busy 2-core host, 2-3x the throughput (BENCHMARKS.md). Read by MPI_Init, so set before it.
+    setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0)
     var provided: Int32 = 0
     let code = MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
     guard code == CMPI_SUCCESS() else {
@@ -45,6 +55,13 @@ public final class MPICommunicator: Communicator {
     MPI_Comm_size(world, &size)
     self.rank = Int(rank)
     self.size = Int(size)
+    requests = .allocate(capacity: Self.maxOutstandingRequests)
+    requests.initialize(repeating: CMPI_REQUEST_NULL(), count: Self.maxOutstandingRequests)
+    requestInUse = Array(repeating: false, count: Self.maxOutstandingRequests)
+  }
+
+  deinit {
+    requests.deallocate()
   }
 
   /// Ends MPI cleanly; after this no collective may be called.
@@ -55,20 +72,28 @@ public final class MPICommunicator: Communicator {
   }
 
   public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
-    try allReduce(UnsafeMutableRawPointer(buffer.baseAddress), buffer.count, CMPI_FLOAT(), CMPI_SUM(), "MPI_Allreduce(sum, float)")
+    try allReduce(
+      UnsafeMutableRawPointer(buffer.baseAddress), buffer.count, CMPI_FLOAT(), CMPI_SUM(),
+      "MPI_Allreduce(sum, float)")
   }
 
   public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
-    try allReduce(UnsafeMutableRawPointer(buffer.baseAddress), buffer.count, CMPI_DOUBLE(), CMPI_SUM(), "MPI_Allreduce(sum, double)")
+    try allReduce(
+      UnsafeMutableRawPointer(buffer.baseAddress), buffer.count, CMPI_DOUBLE(), CMPI_SUM(),
+      "MPI_Allreduce(sum, double)")
   }
 
   public func allReduceMax(_ buffer: UnsafeMutableBufferPointer<Int64>) throws {
-    try allReduce(UnsafeMutableRawPointer(buffer.baseAddress), buffer.count, CMPI_INT64(), CMPI_MAX(), "MPI_Allreduce(max, int64)")
+    try allReduce(
+      UnsafeMutableRawPointer(buffer.baseAddress), buffer.count, CMPI_INT64(), CMPI_MAX(),
+      "MPI_Allreduce(max, int64)")
   }
 
   public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
     guard buffer.count > 0 else { return }
-    try check(MPI_Bcast(buffer.baseAddress, Int32(buffer.count), CMPI_BYTE(), Int32(root), world), "MPI_Bcast")
+    try check(
+      MPI_Bcast(buffer.baseAddress, Int32(buffer.count), CMPI_BYTE(), Int32(root), world),
+      "MPI_Bcast")
   }
 
   public func allGather(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws {
@@ -84,6 +109,40 @@ public final class MPICommunicator: Communicator {
     try check(MPI_Barrier(world), "MPI_Barrier")
   }
 
+  /// MPI_Iallreduce in place. Open MPI progresses it only inside MPI calls: call `test` between pieces of work.
+  public func startAllReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws
+    -> CollectiveRequest
+  {
+    guard buffer.count > 0, size > 1 else { return .completed }
+    precondition(buffer.count <= Int(Int32.max), "all-reduce of more than 2^31-1 elements")
+    guard let slot = requestInUse.firstIndex(of: false) else {
+      preconditionFailure(
+        "more than \(Self.maxOutstandingRequests) outstanding non-blocking collectives")
+    }
+    try check(
+      CMPI_Iallreduce_sum_float_in_place(
+        buffer.baseAddress, Int32(buffer.count), world, requests + slot),
+      "MPI_Iallreduce(sum, float)")
+    requestInUse[slot] = true
+    return CollectiveRequest(slot: slot)
+  }
+
+  public func test(_ request: CollectiveRequest) throws -> Bool {
+    guard request != .completed else { return true }
+    precondition(requestInUse[request.slot], "test of a request that is not outstanding")
+    var flag: Int32 = 0
+    try check(CMPI_Test(requests + request.slot, &flag), "MPI_Test")
+    if flag != 0 { requestInUse[request.slot] = false }
+    return flag != 0
+  }
+
+  public func wait(_ request: CollectiveRequest) throws {
+    guard request != .completed else { return }
+    precondition(requestInUse[request.slot], "wait on a request that is not outstanding")
+    defer { requestInUse[request.slot] = false }
+    try check(CMPI_Wait(requests + request.slot), "MPI_Wait")
+  }
+
   public func abort(code: Int32) -> Never {
     fflush(nil)
     MPI_Abort(world, code)
@@ -94,7 +153,8 @@ public final class MPICommunicator: Communicator {
   // MARK: - Helpers
 
   private func allReduce(
-    _ pointer: UnsafeMutableRawPointer?, _ count: Int, _ type: MPI_Datatype, _ op: MPI_Op, _ name: String
+    _ pointer: UnsafeMutableRawPointer?, _ count: Int, _ type: MPI_Datatype, _ op: MPI_Op,
+    _ name: String
   ) throws {
     guard count > 0 else { return }
     precondition(count <= Int(Int32.max), "all-reduce of more than 2^31-1 elements")

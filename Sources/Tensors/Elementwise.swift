@@ -62,4 +62,21 @@ public enum Elementwise {
       r = r &+ 1
     }
   }
+
+  /// True when no element of values[0..<count] is NaN or ±Inf. Tests the exponent bits with an integer OR-reduction,
+  /// which the optimiser vectorises (a Float sum cannot be reordered, so a `+= x·0` probe runs one element per
+  /// add latency: ~0.2 ms for 235k gradients against ~0.02 ms here).
+  public static func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {
+    let exponent: UInt32 = 0x7f80_0000
+    var worst: UInt32 = 0
+    values.withMemoryRebound(to: UInt32.self, capacity: count) { bits in
+      var i = 0
+      while i < count {
+        // max over (bits & exponent): equals `exponent` exactly when some element is NaN or ±Inf.
+        worst = Swift.max(worst, bits[i] & exponent)
+        i = i &+ 1
+      }
+    }
+    return worst != exponent
+  }
 }

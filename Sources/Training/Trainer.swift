@@ -108,9 +108,7 @@ public final class Trainer {
       parameterCount: model.parameterCount,
       options: SGDOptions(momentum: configuration.momentum, weightDecay: configuration.weightDecay, nesterov: configuration.nesterov))
     checkpoints = configuration.checkpointDirectory.map(CheckpointDirectory.init(path:))
-    reducer =
-      configuration.deterministic
-      ? DeterministicReducer(communicator: communicator) : BlockingReducer(communicator: communicator)
+    reducer = Self.makeReducer(configuration: configuration, communicator: communicator, model: model)
     let localBatch = plan.batchSize * plan.accumulate
     if plan.globalBatch > localBatch {
       noiseScale = GradientNoiseScale(smallBatch: localBatch, bigBatch: plan.globalBatch)
@@ -220,7 +218,7 @@ public final class Trainer {
       let gradients = model.gradients
       let loss = Double(gradients[parameterCount + GradientTail.lossSum])
       let learningRate = plan.learningRate.learningRate(atStep: step)
-      guard loss.isFinite, Self.allFinite(gradients.pointer, count: parameterCount) else {
+      guard loss.isFinite, Elementwise.allFinite(gradients.pointer, count: parameterCount) else {
         // Every rank sees the same all-reduced values: rank 0 reports, the others end silently with it.
         guard communicator.isCoordinator else { throw PeerFailure(rank: 0, exitCode: 3) }
         try? metrics?.append("diverged", ["step": .int(step), "lr": .double(learningRate), "loss": .double(loss)])
@@ -342,8 +340,7 @@ public final class Trainer {
       sampler.fillIndices(step: stepInEpoch, microBatch: microBatch, permutation: permutation, into: indices)
       batch.assemble(from: data.train, indices: UnsafeBufferPointer(start: indices, count: plan.batchSize))
       times.data += clock.lap()
-      let result = model.accumulateGradients(
-        input: batch.inputs, labels: batch.labels, batch: plan.batchSize, gradientScale: 1 / Float(plan.globalBatch))
+      let result = accumulateGradients(batch, lastMicroBatch: microBatch == plan.accumulate - 1)
       times.compute += clock.lap()
       local.lossSum += result.lossSum
       local.correct += result.correct
@@ -404,12 +401,7 @@ public final class Trainer {
     }
   }
 
-  /// True when no element is NaN or ±Inf (x·0 is 0 for finite x, NaN otherwise).
-  static func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {
-    var probe: Float = 0
-    for index in 0..<count { probe += values[index] * 0 }
-    return probe == 0
-  }
+
 
   static func validateMetricsPath(_ path: String) throws {
     var isDirectory: ObjCBool = false

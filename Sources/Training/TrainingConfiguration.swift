@@ -51,6 +51,11 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   public var simulateWorkers: Int? = nil
   /// For tests: make one rank fail at one step.
   public var injectFault: FaultInjection? = nil
+  /// Overlap the gradient all-reduce with the backward pass (`OverlappingReducer`; K > 1 only). nil means the
+  /// default, `overlapsCommunicationByDefault` (optional so state.json written before this option still decodes).
+  public var overlapCommunication: Bool? = nil
+  /// What nil means: off, because overlap did not measure faster at K = 2 on the 2-core host (BENCHMARKS.md).
+  public static let overlapsCommunicationByDefault = false
 
   public init() {}
 

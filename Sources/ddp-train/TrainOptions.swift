@@ -69,6 +69,9 @@ struct TrainOptions: ParsableArguments {
   @Option(parsing: .unconditional, help: "OpenBLAS threads per rank (default 1).")
   var blasThreads: Int?
 
+  @Flag(inversion: .prefixedNo, help: "Overlap the gradient all-reduce with the backward pass (default off; K > 1 only).")
+  var overlap: Bool?
+
   @Option(parsing: .unconditional, help: "Check every N steps that all ranks hold identical parameters (default 0: before checkpoints).")
   var checkConsistency: Int?
   @Flag(inversion: .prefixedNo, help: "Reduce gradients in a fixed rank order: results independent of MPI's algorithm.")
@@ -95,12 +98,12 @@ struct TrainOptions: ParsableArguments {
     "weight-decay": "a number", "nesterov": "true or false", "seed": "a non-negative integer",
     "checkpoint-dir": "a directory path", "checkpoint-every": "an integer", "resume": "true or false",
     "start-fresh": "true or false", "keep": "an integer", "step-timeout": "a number of seconds",
-    "metrics": "a file path", "log-every": "an integer", "blas-threads": "an integer",
+    "metrics": "a file path", "log-every": "an integer", "blas-threads": "an integer", "overlap": "true or false",
     "check-consistency": "an integer", "inject-fault": "KIND@RANK:STEP", "deterministic": "true or false",
     "simulate-workers": "an integer",
     "synthetic-train": "an integer", "synthetic-test": "an integer", "synthetic-seed": "a non-negative integer",
   ]
-  static let flagKeys: Set<String> = ["nesterov", "resume", "start-fresh", "deterministic"]
+  static let flagKeys: Set<String> = ["nesterov", "resume", "start-fresh", "deterministic", "overlap"]
 
   /// Applies the options that were given onto `configuration`.
   func apply(to configuration: inout TrainingConfiguration) throws {
@@ -134,6 +137,7 @@ struct TrainOptions: ParsableArguments {
     if let metrics { configuration.metricsPath = metrics }
     if let logEvery { configuration.logEvery = logEvery }
     if let blasThreads { configuration.blasThreads = blasThreads }
+    if let overlap { configuration.overlapCommunication = overlap }
     if let checkConsistency { configuration.checkConsistency = checkConsistency }
     if let deterministic { configuration.deterministic = deterministic }
     if let simulateWorkers { configuration.simulateWorkers = simulateWorkers }

@@ -1,0 +1,95 @@
+import Dispatch
+
+/// Where `MLP.forward` and `MLP.accumulateGradients` spend their time, split into GEMM, elementwise (bias,
+/// ReLU, column sums) and loss, with every GEMM call site's shape, time and FLOPs. For `ddp-train bench` only:
+/// training runs with `MLP.profile == nil`, and then each checkpoint costs one load and one branch.
+///
+/// Not thread-safe: profile one model on one thread (the benchmark's rank), never the in-process test groups.
+public final class StepProfile {
+  /// What a stretch of time between two `lap`s was spent on.
+  public enum Phase: Int, CaseIterable, Sendable {
+    /// `communication`: inside the backward's `gradientsReady` callbacks (starting and progressing all-reduces).
+    case gemm, elementwise, loss, communication
+  }
+
+  /// One GEMM call site: C[m,n] = op(A)[m,k]·op(B)[k,n] (row-major), with the calls and time summed.
+  public struct GEMMSite: Sendable, Equatable {
+    public var name: String
+    public var transposeA: Bool
+    public var transposeB: Bool
+    public var m: Int
+    public var n: Int
+    public var k: Int
+    public var calls = 0
+    public var seconds = 0.0
+    /// 2·m·n·k per call.
+    public var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
+  }
+
+  /// Seconds per phase, indexed by `Phase.rawValue`.
+  public private(set) var seconds = [Double](repeating: 0, count: Phase.allCases.count)
+  /// GEMM call sites ("0.fwd", "0.dW", "1.dx", ...; one per shape), in first-call order.
+  public private(set) var sites: [GEMMSite] = []
+  private var siteIndex: [SiteKey: Int] = [:]
+  private var last: UInt64 = 0
+
+  public init() {}
+
+  /// Zeroes the sums (keeps the sites, so the steady state allocates nothing).
+  public func reset() {
+    for i in seconds.indices { seconds[i] = 0 }
+    for i in sites.indices {
+      sites[i].calls = 0
+      sites[i].seconds = 0
+    }
+  }
+
+  @inline(__always) func start() { last = DispatchTime.now().uptimeNanoseconds }
+
+  @inline(__always) func lap(_ phase: Phase) {
+    let now = DispatchTime.now().uptimeNanoseconds
+    seconds[phase.rawValue] += Double(now &- last) * 1e-9
+    last = now
+  }
+
+  /// What a GEMM call in the MLP computes: layer l's forward, weight gradient or input gradient.
+  public enum GEMMKind: Int, Sendable {
+    case forward, weightGradient, inputGradient
+    var label: String { ["fwd", "dW", "dx"][rawValue] }
+  }
+
+  private struct SiteKey: Hashable {
+    var layer: Int
+    var kind: Int
+    var m: Int
+    var n: Int
+    var k: Int
+  }
+
+  /// Charges the time since the last checkpoint to the GEMM phase and to its call site (layer, kind, shape).
+  func lapGEMM(
+    layer: Int, _ kind: GEMMKind, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int
+  ) {
+    let now = DispatchTime.now().uptimeNanoseconds
+    let elapsed = Double(now &- last) * 1e-9
+    last = now
+    seconds[Phase.gemm.rawValue] += elapsed
+    let key = SiteKey(layer: layer, kind: kind.rawValue, m: m, n: n, k: k)
+    let index: Int
+    if let known = siteIndex[key] {
+      index = known
+    } else {
+      sites.append(
+        GEMMSite(
+          name: "\(layer).\(kind.label)", transposeA: transposeA, transposeB: transposeB, m: m,
+          n: n, k: k))
+      index = sites.count - 1
+      siteIndex[key] = index
+    }
+    sites[index].calls += 1
+    sites[index].seconds += elapsed
+  }
+
+  /// Total GEMM FLOPs over all recorded calls.
+  public var gemmFlops: Double { sites.reduce(0) { $0 + $1.flops * Double($1.calls) } }
+}

@@ -1,0 +1,256 @@
+import ArgumentParser
+import Benchmarks
+import Communication
+import Datasets
+import Dispatch
+import Foundation
+import Layers
+import MPICommunication
+import Tensors
+import Training
+
+/// `ddp-train bench [train options] [--windows N] [--warmup W]`: the speed benchmark (BENCHMARKS.md).
+///
+/// Runs the real training loop (`Trainer`) for W + N epochs, alone or as one rank of `mpirun -np K`, and has rank 0
+/// print: samples/s as the median of the N timed epochs after W warm-up epochs (evaluation is outside the epoch
+/// clock); the mean time per step split into GEMM, elementwise, loss (`MLP.profile`), data, all-reduce exposed
+/// (the time `finish` waits) and other (optimizer, checks); the all-reduce of the whole gradient timed alone
+/// (its total cost when nothing overlaps it); the training GEMMs' GFLOP/s next to `cblas_sgemm` timed alone on
+/// the same shapes; and peak RSS per rank.
+struct BenchCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "bench",
+    abstract: "Measure training speed: samples/s, time split per step, GEMM GFLOP/s, peak RSS.")
+
+  @OptionGroup var options: TrainOptions
+
+  @Option(
+    parsing: .unconditional, help: "Timed windows (epochs) whose median is reported (default 5).")
+  var windows: Int = 5
+  @Option(
+    parsing: .unconditional,
+    help: "Warm-up epochs run before the timed ones, not reported (default 1).")
+  var warmup: Int = 1
+  @Flag(help: "Also print one JSON object with every figure (for bench/compare).")
+  var json = false
+  @Flag(
+    name: .customLong("no-gemm-reference"),
+    help: "Skip timing cblas_sgemm alone on the step's shapes.")
+  var skipGEMMReference = false
+
+  func validate() throws {
+    guard windows >= 1 else {
+      throw ValidationError("--windows must be at least 1, got \(windows)")
+    }
+    guard warmup >= 0 else { throw ValidationError("--warmup must be at least 0, got \(warmup)") }
+  }
+
+  func run() throws {
+    var configuration = try options.resolveConfiguration()
+    configuration.epochs = warmup + windows
+    configuration.maxSteps = nil
+    configuration.checkpointDirectory = nil
+    configuration.resume = false
+    let metricsPath = NSTemporaryDirectory() + "ddp-train-bench-\(getpid()).jsonl"
+    configuration.metricsPath = metricsPath
+    defer { try? FileManager.default.removeItem(atPath: metricsPath) }
+    exitCodeForError = exitStatus(for:)
+    let communicator = try makeCommunicator()
+    do {
+      try measure(
+        configuration: configuration, communicator: communicator, metricsPath: metricsPath)
+    } catch {
+      endJob(after: error, communicator: communicator)
+    }
+    finishJob(communicator)
+  }
+
+  private func measure(
+    configuration: TrainingConfiguration, communicator: Communicator, metricsPath: String
+  ) throws {
+    let data = try collectively(communicator) {
+      try DatasetLoader.load(
+        configuration.dataset, directory: configuration.dataDirectory,
+        synthetic: configuration.synthetic)
+    }
+    let trainer = try collectively(communicator) {
+      try Trainer(
+        configuration: configuration, communicator: communicator, data: data,
+        console: Console(enabled: false))
+    }
+    let profile = StepProfile()
+    if communicator.isCoordinator { MLP.profile = profile }
+    _ = try trainer.run()
+    MLP.profile = nil
+
+    // The gradient all-reduce alone (parameters + the trainer's 3 tail scalars), every rank.
+    let plan = trainer.plan
+    let gradientCount = plan.model.parameterCount + 3
+    var allReduceAlone: Double?
+    if communicator.size > 1 {
+      let buffer = FloatBuffer(count: gradientCount)
+      var samples: [Double] = []
+      for index in 0..<60 {
+        try communicator.barrier()
+        let start = DispatchTime.now().uptimeNanoseconds
+        try communicator.allReduceSum(buffer.buffer)
+        if index >= 10 {
+          samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+        }
+      }
+      allReduceAlone = median(samples)
+    }
+    var peak = [Int64(peakResidentBytes())]
+    let rank0Peak = peak[0]
+    try peak.withUnsafeMutableBufferPointer { try communicator.allReduceMax($0) }
+
+    guard communicator.isCoordinator else {
+      try communicator.barrier()
+      return
+    }
+    let lines =
+      (try? String(contentsOfFile: metricsPath, encoding: .utf8))?.split(separator: "\n").map(
+        String.init) ?? []
+    let epochs = EpochRecord.parse(lines: lines)
+    let reference: [Double] =
+      skipGEMMReference
+      ? []
+      : profile.sites.map { GEMMReference.secondsPerCall($0, accumulate: $0.name.hasSuffix(".dW")) }
+    try communicator.barrier()
+    let report = BenchReport(
+      configuration: configuration, plan: plan, epochs: epochs, warmup: warmup, profile: profile,
+      gemmAlone: reference, allReduceAlone: allReduceAlone, peakRank0: Int(rank0Peak),
+      peakMax: Int(peak[0]))
+    for line in report.lines { print(line) }
+    if json { print(report.json) }
+    fflush(nil)
+  }
+}
+
+/// Rank 0's figures, formatted.
+struct BenchReport {
+  let configuration: TrainingConfiguration
+  let plan: RunPlan
+  let epochs: [EpochRecord]
+  let warmup: Int
+  let profile: StepProfile
+  let gemmAlone: [Double]
+  let allReduceAlone: Double?
+  let peakRank0: Int
+  let peakMax: Int
+
+  var windows: [TimedWindow] {
+    epochs.map {
+      TimedWindow(samples: Int(($0.samplesPerSecond * $0.seconds).rounded()), seconds: $0.seconds)
+    }
+  }
+  var samplesPerSecond: Double { medianThroughput(windows, warmup: warmup) ?? 0 }
+  var steps: Int { epochs.last?.step ?? 0 }
+  var overlap: Bool {
+    plan.worldSize > 1
+      && (configuration.overlapCommunication ?? TrainingConfiguration.overlapsCommunicationByDefault)
+  }
+
+  /// Mean milliseconds per step over every step run (warm-up included), by phase.
+  var split: [(String, Double)] {
+    let n = Double(max(steps, 1))
+    func ms(_ seconds: Double) -> Double { seconds / n * 1e3 }
+    let total = epochs.reduce(0) { $0 + $1.seconds }
+    let seconds = profile.seconds
+    let compute = epochs.reduce(0) { $0 + $1.computeSeconds }
+    let profiled = seconds.reduce(0, +)
+    return [
+      ("step", ms(total)),
+      ("gemm", ms(seconds[StepProfile.Phase.gemm.rawValue])),
+      ("elementwise", ms(seconds[StepProfile.Phase.elementwise.rawValue])),
+      ("loss", ms(seconds[StepProfile.Phase.loss.rawValue])),
+      ("comm_in_backward", ms(seconds[StepProfile.Phase.communication.rawValue])),
+      ("compute_unprofiled", ms(max(compute - profiled, 0))),
+      ("data", ms(epochs.reduce(0) { $0 + $1.dataSeconds })),
+      ("allreduce_exposed", ms(epochs.reduce(0) { $0 + $1.allReduceSeconds })),
+      ("other", ms(epochs.reduce(0) { $0 + $1.otherSeconds })),
+    ]
+  }
+
+  var gemmSeconds: Double { profile.sites.reduce(0) { $0 + $1.seconds } }
+  var gemmAloneSeconds: Double {
+    zip(profile.sites, gemmAlone).reduce(0) { $0 + $1.1 * Double($1.0.calls) }
+  }
+
+  var lines: [String] {
+    let forced = BLAS.forcedCoreType.map { " (forced by OPENBLAS_CORETYPE=\($0))" } ?? " (detected)"
+    var out: [String] = []
+    out.append(
+      "bench: \(plan.model) on \(configuration.dataset.rawValue), K=\(plan.worldSize) × B=\(plan.batchSize)"
+        + " (global \(plan.globalBatch)), OpenBLAS \(BLAS.coreName) kernels\(forced), \(configuration.blasThreads)"
+        + " BLAS thread(s) per rank, overlap \(overlap ? "on" : "off")")
+    let rates = windows.dropFirst(warmup).map(\.samplesPerSecond)
+    out.append(
+      String(
+        format: "  samples/s: %.0f (median of %d epochs after %d warm-up; min %.0f, max %.0f)",
+        samplesPerSecond,
+        rates.count, warmup, rates.min() ?? 0, rates.max() ?? 0))
+    let split = self.split
+    let step = split[0].1
+    var parts = split.dropFirst().map { name, value in
+      String(format: "%@ %.3f (%.1f%%)", name, value, step > 0 ? 100 * value / step : 0)
+    }
+    if let allReduceAlone {
+      parts.append(String(format: "allreduce_alone %.3f", allReduceAlone * 1e3))
+    }
+    out.append(
+      String(format: "  ms/step (rank 0, mean of %d steps): %.3f = ", steps, step)
+        + parts.joined(separator: ", "))
+    if !profile.sites.isEmpty {
+      let achieved = gigaflops(profile.gemmFlops, seconds: gemmSeconds)
+      var line = String(format: "  GEMM: %.1f GFLOP/s in training", achieved)
+      if !gemmAlone.isEmpty {
+        line += String(
+          format: "; cblas_sgemm alone on the same shapes %.1f GFLOP/s (%.0f%% of it)",
+          gigaflops(profile.gemmFlops, seconds: gemmAloneSeconds),
+          100 * gemmAloneSeconds / max(gemmSeconds, 1e-12))
+      }
+      out.append(line)
+      for (index, site) in profile.sites.enumerated() {
+        let perCall = site.seconds / Double(max(site.calls, 1))
+        var row = String(
+          format: "    %-6@ %@%@ m=%-4d n=%-4d k=%-4d %5.1f calls/step %8.1f us %6.1f GFLOP/s",
+          site.name,
+          site.transposeA ? "T" : "N", site.transposeB ? "T" : "N", site.m, site.n, site.k,
+          Double(site.calls) / Double(max(steps, 1)), perCall * 1e6,
+          gigaflops(site.flops, seconds: perCall))
+        if index < gemmAlone.count {
+          row += String(
+            format: "  | alone %8.1f us %6.1f GFLOP/s", gemmAlone[index] * 1e6,
+            gigaflops(site.flops, seconds: gemmAlone[index]))
+        }
+        out.append(row)
+      }
+    }
+    out.append(
+      String(
+        format: "  peak RSS: rank 0 %.1f MB, largest rank %.1f MB", Double(peakRank0) / 1e6,
+        Double(peakMax) / 1e6))
+    return out
+  }
+
+  var json: String {
+    var object: [String: Any] = [
+      "bench": "ddp-train", "world_size": plan.worldSize, "batch_size": plan.batchSize,
+      "global_batch": plan.globalBatch, "blas_core": BLAS.coreName,
+      "blas_core_forced": BLAS.forcedCoreType ?? "",
+      "overlap": overlap, "samples_per_sec": samplesPerSecond,
+      "window_samples_per_sec": windows.dropFirst(warmup).map(\.samplesPerSecond), "steps": steps,
+      "peak_rss_mb": Double(peakMax) / 1e6,
+      "gemm_gflops": gigaflops(profile.gemmFlops, seconds: gemmSeconds),
+    ]
+    if !gemmAlone.isEmpty {
+      object["gemm_alone_gflops"] = gigaflops(profile.gemmFlops, seconds: gemmAloneSeconds)
+    }
+    if let allReduceAlone { object["allreduce_alone_ms"] = allReduceAlone * 1e3 }
+    for (name, value) in split { object["ms_" + name] = value }
+    let data =
+      (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+    return String(decoding: data, as: UTF8.self)
+  }
+}
