@@ -1,3 +1,4 @@
+import Foundation
 import Datasets
 import Layers
 import Optimizers
@@ -50,5 +51,23 @@ public struct CheckpointState: Codable, Equatable, Sendable {
     public var testCount: Int
     /// FNV-1a 64 of the training split, hex.
     public var fingerprint: String
+  }
+}
+
+extension CheckpointState {
+  /// Decodes `state.json`, tolerating checkpoints written before a setting existed: the file's `configuration`
+  /// is laid over this build's defaults, so settings added later take their default values.
+  public static func decode(_ bytes: [UInt8]) throws -> CheckpointState {
+    guard var object = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else {
+      throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "state.json is not a JSON object"))
+    }
+    if let saved = object["configuration"] as? [String: Any],
+      let defaults = try JSONSerialization.jsonObject(
+        with: Trainer.jsonEncoder.encode(TrainingConfiguration())) as? [String: Any]
+    {
+      object["configuration"] = defaults.merging(saved) { _, file in file }
+    }
+    let merged = try JSONSerialization.data(withJSONObject: object)
+    return try Trainer.jsonDecoder.decode(CheckpointState.self, from: merged)
   }
 }

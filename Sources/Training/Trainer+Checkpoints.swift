@@ -135,8 +135,7 @@ extension Trainer {
     let statePath = location.path + "/" + CheckpointDirectory.stateFile
     let state: CheckpointState
     do {
-      state = try Self.jsonDecoder.decode(
-        CheckpointState.self, from: Data(try directory.read(CheckpointDirectory.stateFile, of: location)))
+      state = try CheckpointState.decode(try directory.read(CheckpointDirectory.stateFile, of: location))
     } catch let error as CheckpointError {
       throw error
     } catch {

@@ -29,7 +29,7 @@ struct EvalCommand: ParsableCommand {
     let stateBytes = try directory.read(CheckpointDirectory.stateFile, of: location)
     let state: CheckpointState
     do {
-      state = try Trainer.jsonDecoder.decode(CheckpointState.self, from: Data(stateBytes))
+      state = try CheckpointState.decode(stateBytes)
     } catch {
       throw CheckpointError(
         path: location.path + "/" + CheckpointDirectory.stateFile,
