@@ -41,11 +41,14 @@ let package = Package(
       dependencies: ["Tensors", "Layers", "Optimizers", "Datasets", "Communication", "Checkpoints"]),
     // The one target that links MPI.
     .target(name: "MPICommunication", dependencies: ["CMPI", "Communication"]),
+    // `ddp-train scaling`: plans trainings, runs them through mpirun as subprocesses, reads their metrics and
+    // writes the report (Markdown, JSON, SVG charts). Never calls MPI itself.
+    .target(name: "ScalingStudy", dependencies: ["Training", "Optimizers"]),
     // The command-line tool: train (default), eval, launch.
     .executableTarget(
       name: "ddp-train",
       dependencies: [
-        "Training", "MPICommunication",
+        "Training", "MPICommunication", "ScalingStudy",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Yams", package: "Yams"),
       ]),
@@ -58,6 +61,8 @@ let package = Package(
     .testTarget(name: "TrainingTests", dependencies: ["Training", "Communication"]),
     // Launches the built `ddp-train` through real `mpirun`; never calls MPI in-process.
     .testTarget(name: "EndToEndTests", dependencies: ["ddp-train", "Checkpoints"]),
+    // The study's planning, metrics reading and report logic; its --quick run through the built binary.
+    .testTarget(name: "ScalingStudyTests", dependencies: ["ScalingStudy", "ddp-train"]),
   ],
   swiftLanguageModes: [.v5]
 )
