@@ -12,7 +12,10 @@ public struct LARSOptions: Codable, Equatable, Sendable {
   /// Nesterov momentum; requires momentum > 0.
   public var nesterov: Bool
 
-  public init(momentum: Double = 0, weightDecay: Double = 0, trustCoefficient: Double = 0.001, nesterov: Bool = false) {
+  public init(
+    momentum: Double = 0, weightDecay: Double = 0, trustCoefficient: Double = 0.001,
+    nesterov: Bool = false
+  ) {
     self.momentum = momentum
     self.weightDecay = weightDecay
     self.trustCoefficient = trustCoefficient
@@ -40,12 +43,19 @@ public final class LARS: Optimizer {
 
   /// `layers` must tile 0..<parameterCount without overlap (MLP.views does).
   public init(parameterCount: Int, layers: [ParameterView], options: LARSOptions) {
-    precondition(options.momentum >= 0 && options.momentum.isFinite, "momentum must be >= 0, got \(options.momentum)")
-    precondition(options.weightDecay >= 0 && options.weightDecay.isFinite, "weight decay must be >= 0")
     precondition(
-      options.trustCoefficient > 0 && options.trustCoefficient.isFinite, "trust coefficient must be > 0")
-    precondition(!options.nesterov || options.momentum > 0, "Nesterov momentum requires momentum > 0")
-    precondition(layers.reduce(0) { $0 + $1.count } == parameterCount, "layers must cover every parameter once")
+      options.momentum >= 0 && options.momentum.isFinite,
+      "momentum must be >= 0, got \(options.momentum)")
+    precondition(
+      options.weightDecay >= 0 && options.weightDecay.isFinite, "weight decay must be >= 0")
+    precondition(
+      options.trustCoefficient > 0 && options.trustCoefficient.isFinite,
+      "trust coefficient must be > 0")
+    precondition(
+      !options.nesterov || options.momentum > 0, "Nesterov momentum requires momentum > 0")
+    precondition(
+      layers.reduce(0) { $0 + $1.count } == parameterCount, "layers must cover every parameter once"
+    )
     self.options = options
     self.layers = layers
     momentumBuffer = FloatBuffer(count: parameterCount)
@@ -63,24 +73,30 @@ public final class LARS: Optimizer {
     return trustCoefficient * weightNorm / (gradientNorm + weightDecay * weightNorm)
   }
 
-  public func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate: Float) {
+  public func step(
+    parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate: Float
+  ) {
     for (index, view) in layers.enumerated() {
       let w = parameters + view.offset
       let g = gradients + view.offset
       var ratio = 1.0
       if Self.isAdapted(view) {
         ratio = Self.trustRatio(
-          weightNorm: Self.norm(UnsafePointer(w), count: view.count), gradientNorm: Self.norm(g, count: view.count),
+          weightNorm: Self.norm(UnsafePointer(w), count: view.count),
+          gradientNorm: Self.norm(g, count: view.count),
           trustCoefficient: options.trustCoefficient, weightDecay: options.weightDecay)
       }
       lastTrustRatios[index] = ratio
-      update(w, g, momentumBuffer.pointer + view.offset, count: view.count, scale: Float(ratio), lr: learningRate)
+      update(
+        w, g, momentumBuffer.pointer + view.offset, count: view.count, scale: Float(ratio),
+        lr: learningRate)
     }
   }
 
   /// v = μ·v + s·d, w −= lr·v (or the Nesterov form) over one tensor; s = 1 is SGD's update.
   private func update(
-    _ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>, count: Int,
+    _ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>,
+    count: Int,
     scale s: Float, lr: Float
   ) {
     let wd = Float(options.weightDecay)

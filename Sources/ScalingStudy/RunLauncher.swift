@@ -11,7 +11,10 @@ public struct RunOutcome: Codable, Equatable, Sendable {
   /// The last lines of the run's output when it failed (not for success or divergence).
   public var errorTail: String?
 
-  public init(id: String, command: [String], exitStatus: Int32, seconds: Double, timedOut: Bool, errorTail: String?) {
+  public init(
+    id: String, command: [String], exitStatus: Int32, seconds: Double, timedOut: Bool,
+    errorTail: String?
+  ) {
     self.id = id
     self.command = command
     self.exitStatus = exitStatus
@@ -26,7 +29,8 @@ public protocol RunLauncher {
   /// The argv that `launch` runs, for the report.
   func command(for run: PlannedRun, metricsPath: String) -> [String]
   /// Runs it with stdout and stderr appended to `logPath`.
-  func launch(_ run: PlannedRun, metricsPath: String, logPath: String, timeout: Double) throws -> RunOutcome
+  func launch(_ run: PlannedRun, metricsPath: String, logPath: String, timeout: Double) throws
+    -> RunOutcome
 }
 
 /// `mpirun -np K [--oversubscribe] [--allow-run-as-root] -x OPENBLAS_NUM_THREADS=1 ... <binary> train ...`.
@@ -58,10 +62,13 @@ public struct MPIRunLauncher: RunLauncher {
     return command
   }
 
-  public func launch(_ run: PlannedRun, metricsPath: String, logPath: String, timeout: Double) throws -> RunOutcome {
+  public func launch(_ run: PlannedRun, metricsPath: String, logPath: String, timeout: Double)
+    throws -> RunOutcome
+  {
     var command = command(for: run, metricsPath: metricsPath)
     command.insert(contentsOf: ["--timeout", String(Int(timeout.rounded(.up)))], at: 1)
-    _ = FileManager.default.createFile(atPath: logPath, contents: Data(("$ " + command.joined(separator: " ") + "\n").utf8))
+    _ = FileManager.default.createFile(
+      atPath: logPath, contents: Data(("$ " + command.joined(separator: " ") + "\n").utf8))
     let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
     defer { try? log.close() }
     log.seekToEndOfFile()
@@ -92,7 +99,9 @@ public struct MPIRunLauncher: RunLauncher {
     }
     process.waitUntilExit()
     let seconds = Date().timeIntervalSince(start)
-    let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+    let status =
+      process.terminationReason == .uncaughtSignal
+      ? 128 + process.terminationStatus : process.terminationStatus
     if RunningChild.interrupted { throw StudyError.interrupted }
     timedOut = timedOut || (status != 0 && seconds >= timeout)
     var tail: String?
@@ -101,7 +110,8 @@ public struct MPIRunLauncher: RunLauncher {
       tail = text.split(separator: "\n").suffix(8).joined(separator: "\n")
     }
     return RunOutcome(
-      id: run.id, command: command, exitStatus: status, seconds: seconds, timedOut: timedOut, errorTail: tail)
+      id: run.id, command: command, exitStatus: status, seconds: seconds, timedOut: timedOut,
+      errorTail: tail)
   }
 
   /// Ours, without MPI state inherited from a parent job, with one BLAS thread and short crash reports.

@@ -7,7 +7,9 @@ public struct RunMetrics: Sendable {
   public struct Event: Sendable {
     public var fields: [String: Field]
     public func number(_ key: String) -> Double? { fields[key]?.number }
-    public func integer(_ key: String) -> Int? { number(key).flatMap { $0.isFinite ? Int(exactly: $0.rounded()) : nil } }
+    public func integer(_ key: String) -> Int? {
+      number(key).flatMap { $0.isFinite ? Int(exactly: $0.rounded()) : nil }
+    }
     public func string(_ key: String) -> String? {
       if case .string(let value) = fields[key] { return value }
       return nil

@@ -71,7 +71,8 @@ public struct SVGLineChart: Sendable {
   }
 
   static let palette = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22",
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+    "#7f7f7f", "#bcbd22",
   ]
 
   /// The whole SVG document.
@@ -81,7 +82,8 @@ public struct SVGLineChart: Sendable {
     let top = note == nil ? 50.0 : 66.0
     let bottom = height - 60
     let xs = series.flatMap { $0.points.map(\.x) }.filter(\.isFinite)
-    let ys = series.flatMap { $0.points.compactMap(\.y) }.filter(\.isFinite) + referenceLines.map(\.y)
+    let ys =
+      series.flatMap { $0.points.compactMap(\.y) }.filter(\.isFinite) + referenceLines.map(\.y)
 
     // x axis.
     var xLow = (xTicks ?? xs).min() ?? 0
@@ -98,7 +100,10 @@ public struct SVGLineChart: Sendable {
       if xHigh <= xLow { xHigh = xLow * 2 }
       xTickValues =
         xTicks
-        ?? stride(from: Foundation.log2(xLow).rounded(.down), through: Foundation.log2(xHigh).rounded(.up), by: 1).map {
+        ?? stride(
+          from: Foundation.log2(xLow).rounded(.down), through: Foundation.log2(xHigh).rounded(.up),
+          by: 1
+        ).map {
           pow(2, $0)
         }
       xLow = min(xLow, xTickValues.first ?? xLow)
@@ -107,7 +112,9 @@ public struct SVGLineChart: Sendable {
     func transform(_ x: Double) -> Double { xScale == .log2 ? Foundation.log2(x) : x }
     let (tLow, tHigh) = (transform(xLow), transform(xHigh))
     let xPad = (tHigh - tLow) * 0.03
-    func px(_ x: Double) -> Double { left + (transform(x) - tLow + xPad) / (tHigh - tLow + 2 * xPad) * (right - left) }
+    func px(_ x: Double) -> Double {
+      left + (transform(x) - tLow + xPad) / (tHigh - tLow + 2 * xPad) * (right - left)
+    }
 
     // y axis.
     var yLow = yRange?.lowerBound ?? (ys.min() ?? 0)
@@ -132,38 +139,50 @@ public struct SVGLineChart: Sendable {
 
       """
     if let note {
-      svg += "<text x=\"\(f((left + right) / 2))\" y=\"42\" text-anchor=\"middle\" fill=\"#555\">\(Self.escape(note))</text>\n"
+      svg +=
+        "<text x=\"\(f((left + right) / 2))\" y=\"42\" text-anchor=\"middle\" fill=\"#555\">\(Self.escape(note))</text>\n"
     }
     // Grid, ticks and tick labels.
     let yStep = yTickValues.count >= 2 ? yTickValues[1] - yTickValues[0] : 1
     for value in yTickValues where value >= yLow - 1e-12 && value <= yHigh + 1e-12 {
       let y = py(value)
-      svg += "<line x1=\"\(f(left))\" y1=\"\(f(y))\" x2=\"\(f(right))\" y2=\"\(f(y))\" stroke=\"#e5e5e5\"/>\n"
-      svg += "<text x=\"\(f(left - 8))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(Self.tickLabel(value, step: yStep))</text>\n"
+      svg +=
+        "<line x1=\"\(f(left))\" y1=\"\(f(y))\" x2=\"\(f(right))\" y2=\"\(f(y))\" stroke=\"#e5e5e5\"/>\n"
+      svg +=
+        "<text x=\"\(f(left - 8))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(Self.tickLabel(value, step: yStep))</text>\n"
     }
     let xStep = xTickValues.count >= 2 ? xTickValues[1] - xTickValues[0] : 1
     for value in xTickValues {
       let x = px(value)
-      svg += "<line x1=\"\(f(x))\" y1=\"\(f(top))\" x2=\"\(f(x))\" y2=\"\(f(bottom))\" stroke=\"#f0f0f0\"/>\n"
-      svg += "<line x1=\"\(f(x))\" y1=\"\(f(bottom))\" x2=\"\(f(x))\" y2=\"\(f(bottom + 5))\" stroke=\"black\"/>\n"
+      svg +=
+        "<line x1=\"\(f(x))\" y1=\"\(f(top))\" x2=\"\(f(x))\" y2=\"\(f(bottom))\" stroke=\"#f0f0f0\"/>\n"
+      svg +=
+        "<line x1=\"\(f(x))\" y1=\"\(f(bottom))\" x2=\"\(f(x))\" y2=\"\(f(bottom + 5))\" stroke=\"black\"/>\n"
       let label = xScale == .log2 ? Self.integerLabel(value) : Self.tickLabel(value, step: xStep)
       svg += "<text x=\"\(f(x))\" y=\"\(f(bottom + 19))\" text-anchor=\"middle\">\(label)</text>\n"
     }
     // Axes and their labels.
-    svg += "<line x1=\"\(f(left))\" y1=\"\(f(bottom))\" x2=\"\(f(right))\" y2=\"\(f(bottom))\" stroke=\"black\"/>\n"
-    svg += "<line x1=\"\(f(left))\" y1=\"\(f(top))\" x2=\"\(f(left))\" y2=\"\(f(bottom))\" stroke=\"black\"/>\n"
-    svg += "<text x=\"\(f((left + right) / 2))\" y=\"\(f(height - 16))\" text-anchor=\"middle\" font-size=\"13\">\(Self.escape(xLabel))</text>\n"
+    svg +=
+      "<line x1=\"\(f(left))\" y1=\"\(f(bottom))\" x2=\"\(f(right))\" y2=\"\(f(bottom))\" stroke=\"black\"/>\n"
+    svg +=
+      "<line x1=\"\(f(left))\" y1=\"\(f(top))\" x2=\"\(f(left))\" y2=\"\(f(bottom))\" stroke=\"black\"/>\n"
+    svg +=
+      "<text x=\"\(f((left + right) / 2))\" y=\"\(f(height - 16))\" text-anchor=\"middle\" font-size=\"13\">\(Self.escape(xLabel))</text>\n"
     let yMid = (top + bottom) / 2
-    svg += "<text x=\"20\" y=\"\(f(yMid))\" text-anchor=\"middle\" font-size=\"13\" transform=\"rotate(-90 20 \(f(yMid)))\">\(Self.escape(yLabel))</text>\n"
+    svg +=
+      "<text x=\"20\" y=\"\(f(yMid))\" text-anchor=\"middle\" font-size=\"13\" transform=\"rotate(-90 20 \(f(yMid)))\">\(Self.escape(yLabel))</text>\n"
 
     for line in referenceLines where line.y >= yLow && line.y <= yHigh {
       let y = py(line.y)
-      svg += "<line x1=\"\(f(left))\" y1=\"\(f(y))\" x2=\"\(f(right))\" y2=\"\(f(y))\" stroke=\"#444\" stroke-dasharray=\"2 3\"/>\n"
-      svg += "<text x=\"\(f(right - 4))\" y=\"\(f(y - 4))\" text-anchor=\"end\" fill=\"#444\">\(Self.escape(line.label))</text>\n"
+      svg +=
+        "<line x1=\"\(f(left))\" y1=\"\(f(y))\" x2=\"\(f(right))\" y2=\"\(f(y))\" stroke=\"#444\" stroke-dasharray=\"2 3\"/>\n"
+      svg +=
+        "<text x=\"\(f(right - 4))\" y=\"\(f(y - 4))\" text-anchor=\"end\" fill=\"#444\">\(Self.escape(line.label))</text>\n"
     }
 
     // The series, clipped to the plot area.
-    svg += "<defs><clipPath id=\"plot\"><rect x=\"\(f(left))\" y=\"\(f(top - 6))\" width=\"\(f(right - left))\" height=\"\(f(bottom - top + 12))\"/></clipPath></defs>\n"
+    svg +=
+      "<defs><clipPath id=\"plot\"><rect x=\"\(f(left))\" y=\"\(f(top - 6))\" width=\"\(f(right - left))\" height=\"\(f(bottom - top + 12))\"/></clipPath></defs>\n"
     svg += "<g clip-path=\"url(#plot)\">\n"
     for (index, entry) in series.enumerated() {
       let color = Self.palette[index % Self.palette.count]
@@ -179,7 +198,8 @@ public struct SVGLineChart: Sendable {
         penDown = true
       }
       if !path.isEmpty {
-        svg += "<path d=\"\(path.dropFirst())\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(dash)/>\n"
+        svg +=
+          "<path d=\"\(path.dropFirst())\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(dash)/>\n"
       }
       for point in entry.points {
         guard let y = point.y, y.isFinite, point.x.isFinite else { continue }
@@ -189,7 +209,8 @@ public struct SVGLineChart: Sendable {
         case .circle:
           svg += "<circle cx=\"\(f(x))\" cy=\"\(f(yy))\" r=\"3.5\" fill=\"\(color)\"/>\n"
         case .cross:
-          svg += "<path d=\"M\(f(x - 5)) \(f(yy - 5)) L\(f(x + 5)) \(f(yy + 5)) M\(f(x - 5)) \(f(yy + 5)) L\(f(x + 5)) \(f(yy - 5))\" stroke=\"\(color)\" stroke-width=\"2.5\"/>\n"
+          svg +=
+            "<path d=\"M\(f(x - 5)) \(f(yy - 5)) L\(f(x + 5)) \(f(yy + 5)) M\(f(x - 5)) \(f(yy + 5)) L\(f(x + 5)) \(f(yy - 5))\" stroke=\"\(color)\" stroke-width=\"2.5\"/>\n"
         }
       }
     }
@@ -200,8 +221,10 @@ public struct SVGLineChart: Sendable {
     for (index, entry) in series.enumerated() {
       let color = Self.palette[index % Self.palette.count]
       let dash = entry.dashed ? " stroke-dasharray=\"6 4\"" : ""
-      svg += "<line x1=\"\(f(right + 16))\" y1=\"\(f(legendY))\" x2=\"\(f(right + 44))\" y2=\"\(f(legendY))\" stroke=\"\(color)\" stroke-width=\"2\"\(dash)/>\n"
-      svg += "<text x=\"\(f(right + 50))\" y=\"\(f(legendY + 4))\">\(Self.escape(entry.name))</text>\n"
+      svg +=
+        "<line x1=\"\(f(right + 16))\" y1=\"\(f(legendY))\" x2=\"\(f(right + 44))\" y2=\"\(f(legendY))\" stroke=\"\(color)\" stroke-width=\"2\"\(dash)/>\n"
+      svg +=
+        "<text x=\"\(f(right + 50))\" y=\"\(f(legendY + 4))\">\(Self.escape(entry.name))</text>\n"
       legendY += 20
     }
     svg += "</svg>\n"

@@ -24,7 +24,10 @@ public final class ScalingStudy {
     fflush(nil)
   }
 
-  public init(plan: StudyPlan, launcher: any RunLauncher, directory: String, reuse: Bool, cores: Int, command: [String]) {
+  public init(
+    plan: StudyPlan, launcher: any RunLauncher, directory: String, reuse: Bool, cores: Int,
+    command: [String]
+  ) {
     self.plan = plan
     self.launcher = launcher
     self.directory = URL(fileURLWithPath: directory).standardizedFileURL
@@ -55,12 +58,16 @@ public final class ScalingStudy {
       let recordPath = path("runs/\(run.id).json")
       let training = "\(run.workers) " + run.trainArguments.joined(separator: " ")
       commands[run.id] = launcher.command(for: run, metricsPath: metricsPath)
-      let counter = "[" + String(repeating: " ", count: width - String(index + 1).count) + "\(index + 1)/\(plan.runs.count)]"
+      let counter =
+        "[" + String(repeating: " ", count: width - String(index + 1).count)
+        + "\(index + 1)/\(plan.runs.count)]"
       let what =
-        "\(counter) \(run.id): K=\(run.workers) B=\(run.batchSize)" + (run.accumulate > 1 ? " M=\(run.accumulate)" : "")
+        "\(counter) \(run.id): K=\(run.workers) B=\(run.batchSize)"
+        + (run.accumulate > 1 ? " M=\(run.accumulate)" : "")
         + " (global batch \(run.globalBatch))"
       if reuse, let data = FileManager.default.contents(atPath: recordPath),
-        let record = try? JSONDecoder().decode(RecordFile.self, from: data), record.training == training,
+        let record = try? JSONDecoder().decode(RecordFile.self, from: data),
+        record.training == training,
         record.outcome.exitStatus == 0 || record.outcome.exitStatus == 3
       {
         outcomes[run.id] = record.outcome
@@ -69,17 +76,22 @@ public final class ScalingStudy {
       }
       try? FileManager.default.removeItem(atPath: metricsPath)
       let outcome = try launcher.launch(
-        run, metricsPath: metricsPath, logPath: path("logs/\(run.id).log"), timeout: plan.settings.runTimeout)
+        run, metricsPath: metricsPath, logPath: path("logs/\(run.id).log"),
+        timeout: plan.settings.runTimeout)
       outcomes[run.id] = outcome
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-      try write(try encoder.encode(RecordFile(training: training, outcome: outcome)), to: recordPath)
+      try write(
+        try encoder.encode(RecordFile(training: training, outcome: outcome)), to: recordPath)
       progress(what + " ... " + summary(of: outcome, metricsPath: metricsPath))
     }
     let metrics = Dictionary(
-      uniqueKeysWithValues: plan.runs.map { ($0.id, RunMetrics(path: path("metrics/\($0.id).jsonl"))) })
+      uniqueKeysWithValues: plan.runs.map {
+        ($0.id, RunMetrics(path: path("metrics/\($0.id).jsonl")))
+      })
     var report = StudyReport(
-      plan: plan, outcomes: outcomes, metrics: metrics, commands: commands, cores: cores, command: command,
+      plan: plan, outcomes: outcomes, metrics: metrics, commands: commands, cores: cores,
+      command: command,
       created: ISO8601DateFormatter().string(from: Date()))
     try write(&report)
     return report
@@ -116,7 +128,9 @@ public final class ScalingStudy {
   func summary(of outcome: RunOutcome, metricsPath: String) -> String {
     let metrics = RunMetrics(path: metricsPath)
     let seconds = String(format: "(%.1f s)", outcome.seconds)
-    let accuracy = metrics.epochs.last?.number("test_accuracy").map { String(format: "test acc %.4f", $0) } ?? "no epoch"
+    let accuracy =
+      metrics.epochs.last?.number("test_accuracy").map { String(format: "test acc %.4f", $0) }
+      ?? "no epoch"
     switch outcome.exitStatus {
     case 0: return "ok, \(accuracy) \(seconds)"
     case 3:
@@ -125,15 +139,18 @@ public final class ScalingStudy {
       return "diverged at step \(step) (lr \(lr)) \(seconds)"
     default:
       let last = outcome.errorTail?.split(separator: "\n").last.map(String.init) ?? ""
-      return "FAILED, exit \(outcome.exitStatus)\(outcome.timedOut ? " (timed out)" : ""): \(last) \(seconds)"
+      return
+        "FAILED, exit \(outcome.exitStatus)\(outcome.timedOut ? " (timed out)" : ""): \(last) \(seconds)"
     }
   }
 
   func path(_ relative: String) -> String { directory.appendingPathComponent(relative).path }
 
   func create(_ url: URL) throws {
-    do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
-      throw StudyError.io(path: url.path, message: "cannot create the folder (\(error.localizedDescription))")
+    do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch
+    {
+      throw StudyError.io(
+        path: url.path, message: "cannot create the folder (\(error.localizedDescription))")
     }
   }
 

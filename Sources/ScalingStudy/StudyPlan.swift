@@ -61,7 +61,8 @@ public struct StudyPlan: Sendable {
       for globalBatch in settings.globalBatches {
         let (workers, batchSize, accumulate) = settings.decomposition(ofGlobalBatch: globalBatch)
         let arguments = Self.trainArguments(
-          settings: settings, policy: policy, globalBatch: globalBatch, batchSize: batchSize, accumulate: accumulate,
+          settings: settings, policy: policy, globalBatch: globalBatch, batchSize: batchSize,
+          accumulate: accumulate,
           epochs: settings.epochs)
         let key = "\(workers) " + arguments.joined(separator: " ")
         if let existing = byKey[key] {
@@ -72,7 +73,8 @@ public struct StudyPlan: Sendable {
         byKey[key] = id
         runs.append(
           PlannedRun(
-            id: id, part: .accuracy, workers: workers, batchSize: batchSize, accumulate: accumulate, repeatIndex: 1,
+            id: id, part: .accuracy, workers: workers, batchSize: batchSize, accumulate: accumulate,
+            repeatIndex: 1,
             policy: policy, trainArguments: arguments))
         cells[policy, default: [:]][globalBatch] = id
       }
@@ -87,7 +89,8 @@ public struct StudyPlan: Sendable {
   /// The `train` options of one run (without `--metrics`). Canonical, so that equal trainings compare equal:
   /// the warmup is dropped where the peak is η anyway, and G = n is written as "no scaling".
   static func trainArguments(
-    settings: StudySettings, policy: StudyPolicy, globalBatch: Int, batchSize: Int, accumulate: Int, epochs: Int
+    settings: StudySettings, policy: StudyPolicy, globalBatch: Int, batchSize: Int, accumulate: Int,
+    epochs: Int
   ) -> [String] {
     var scaling: String
     var warmup: Double
@@ -107,14 +110,18 @@ public struct StudyPlan: Sendable {
     if let count = settings.syntheticTrain { arguments += ["--synthetic-train", String(count)] }
     if let count = settings.syntheticTest { arguments += ["--synthetic-test", String(count)] }
     arguments += [
-      "--model", settings.model, "--batch-size", String(batchSize), "--accumulate", String(accumulate),
-      "--epochs", String(epochs), "--lr", format(settings.learningRate), "--base-batch", String(settings.baseBatch),
+      "--model", settings.model, "--batch-size", String(batchSize), "--accumulate",
+      String(accumulate),
+      "--epochs", String(epochs), "--lr", format(settings.learningRate), "--base-batch",
+      String(settings.baseBatch),
       "--lr-scaling", scaling, "--warmup-epochs", format(warmup), "--schedule", settings.schedule,
       "--momentum", format(settings.momentum), "--weight-decay", format(settings.weightDecay),
       "--seed", String(settings.seed), "--log-every", "10",
     ]
     if policy == .lars {
-      arguments += ["--optimizer", "lars", "--trust-coefficient", format(settings.trustCoefficient)]
+      arguments += [
+        "--optimizer", "lars", "--trust-coefficient", format(settings.trustCoefficient),
+      ]
     }
     return arguments
   }

@@ -6,7 +6,8 @@ extension StudyReport {
 
   /// Builds the report from the plan, how each run ended and the metrics each run wrote. Pure: no I/O.
   public init(
-    plan: StudyPlan, outcomes: [String: RunOutcome], metrics: [String: RunMetrics], commands: [String: [String]],
+    plan: StudyPlan, outcomes: [String: RunOutcome], metrics: [String: RunMetrics],
+    commands: [String: [String]],
     cores: Int, command: [String], created: String
   ) {
     let settings = plan.settings
@@ -23,10 +24,14 @@ extension StudyReport {
     runs = plan.runs.map { run in
       let outcome = outcomes[run.id]
       return RunRecord(
-        id: run.id, part: run.part, policy: run.policy, workers: run.workers, batchSize: run.batchSize,
-        accumulate: run.accumulate, globalBatch: run.globalBatch, command: outcome?.command ?? commands[run.id] ?? [],
-        exitStatus: outcome?.exitStatus, seconds: outcome?.seconds, timedOut: outcome?.timedOut ?? false,
-        status: statuses[run.id]?.status ?? .notRun, metricsFile: "metrics/\(run.id).jsonl", logFile: "logs/\(run.id).log",
+        id: run.id, part: run.part, policy: run.policy, workers: run.workers,
+        batchSize: run.batchSize,
+        accumulate: run.accumulate, globalBatch: run.globalBatch,
+        command: outcome?.command ?? commands[run.id] ?? [],
+        exitStatus: outcome?.exitStatus, seconds: outcome?.seconds,
+        timedOut: outcome?.timedOut ?? false,
+        status: statuses[run.id]?.status ?? .notRun, metricsFile: "metrics/\(run.id).jsonl",
+        logFile: "logs/\(run.id).log",
         errorTail: outcome?.errorTail)
     }
 
@@ -39,8 +44,10 @@ extension StudyReport {
         return Self.speedNumbers(runMetrics, globalBatch: workers * settings.speedBatch)
       }
       var row = SpeedRow(
-        workers: workers, batchSize: settings.speedBatch, globalBatch: workers * settings.speedBatch,
-        oversubscribed: workers > cores, runIds: ids, status: measured.isEmpty ? (statuses[ids.first ?? ""]?.status ?? .notRun) : .ok,
+        workers: workers, batchSize: settings.speedBatch,
+        globalBatch: workers * settings.speedBatch,
+        oversubscribed: workers > cores, runIds: ids,
+        status: measured.isEmpty ? (statuses[ids.first ?? ""]?.status ?? .notRun) : .ok,
         measuredEpochs: measured.first?.epochs ?? [])
       if !measured.isEmpty {
         row.samplesPerSecond = Self.median(measured.map(\.samplesPerSecond))
@@ -67,7 +74,9 @@ extension StudyReport {
     var cellsByPolicy: [StudyPolicy: [AccuracyCell]] = [:]
     for policy in settings.policies {
       cellsByPolicy[policy] = settings.globalBatches.sorted().compactMap { globalBatch in
-        guard let id = plan.cells[policy]?[globalBatch], let run = plan.run(id: id) else { return nil }
+        guard let id = plan.cells[policy]?[globalBatch], let run = plan.run(id: id) else {
+          return nil
+        }
         let runMetrics = metrics[id] ?? RunMetrics()
         let (status, divergence) = statuses[id] ?? (.notRun, nil)
         let epochs = runMetrics.epochs.compactMap(Self.epochPoint)
@@ -81,51 +90,66 @@ extension StudyReport {
         return AccuracyCell(
           globalBatch: globalBatch, runId: id, workers: run.workers, batchSize: run.batchSize,
           accumulate: run.accumulate, datasetSize: runMetrics.run?.integer("dataset_size"),
-          stepsPerEpoch: runMetrics.run?.integer("steps_per_epoch"), totalSteps: runMetrics.run?.integer("total_steps"),
-          peakLR: runMetrics.run?.number("peak_lr"), warmupSteps: runMetrics.run?.integer("warmup_steps"),
-          status: status, divergence: divergence, epochs: epochs, finalTestAccuracy: final, withinTolerance: false)
+          stepsPerEpoch: runMetrics.run?.integer("steps_per_epoch"),
+          totalSteps: runMetrics.run?.integer("total_steps"),
+          peakLearningRate: runMetrics.run?.number("peak_lr"),
+          warmupSteps: runMetrics.run?.integer("warmup_steps"),
+          status: status, divergence: divergence, epochs: epochs, finalTestAccuracy: final,
+          withinTolerance: false)
       }
     }
     let baselineBatch = settings.baselineBatch
     let baselinePolicy =
       settings.policies.first { policy in
-        policy != .lars && cellsByPolicy[policy]?.first { $0.globalBatch == baselineBatch }?.status == .ok
+        policy != .lars
+          && cellsByPolicy[policy]?.first { $0.globalBatch == baselineBatch }?.status == .ok
       } ?? settings.policies.first
     var baseline: Baseline?
-    if let baselinePolicy, let cell = cellsByPolicy[baselinePolicy]?.first(where: { $0.globalBatch == baselineBatch }),
+    if let baselinePolicy,
+      let cell = cellsByPolicy[baselinePolicy]?.first(where: { $0.globalBatch == baselineBatch }),
       cell.status == .ok, let accuracy = cell.finalTestAccuracy
     {
-      baseline = Baseline(runId: cell.runId, policy: baselinePolicy, globalBatch: baselineBatch, testAccuracy: accuracy)
+      baseline = Baseline(
+        runId: cell.runId, policy: baselinePolicy, globalBatch: baselineBatch,
+        testAccuracy: accuracy)
     }
     var policies: [PolicyResult] = []
     for policy in settings.policies {
       var cells = cellsByPolicy[policy] ?? []
       for index in cells.indices {
         if let baseline, cells[index].status == .ok, let accuracy = cells[index].finalTestAccuracy {
-          cells[index].withinTolerance = accuracy >= baseline.testAccuracy - settings.tolerance - 1e-12
+          cells[index].withinTolerance =
+            accuracy >= baseline.testAccuracy - settings.tolerance - 1e-12
         }
       }
       let largest = cells.filter(\.withinTolerance).map(\.globalBatch).max()
-      let firstBelow = cells.first { $0.globalBatch > baselineBatch && !$0.withinTolerance && $0.status != .notRun }?
-        .globalBatch
+      let firstBelow = cells.first {
+        $0.globalBatch > baselineBatch && !$0.withinTolerance && $0.status != .notRun
+      }?
+      .globalBatch
       policies.append(
         PolicyResult(
-          policy: policy, label: policy.label, cells: cells, largestWithinTolerance: baseline == nil ? nil : largest,
+          policy: policy, label: policy.label, cells: cells,
+          largestWithinTolerance: baseline == nil ? nil : largest,
           firstBelowTolerance: baseline == nil ? nil : firstBelow))
     }
-    accuracy = AccuracySection(baseline: baseline, tolerance: settings.tolerance, policies: policies)
+    accuracy = AccuracySection(
+      baseline: baseline, tolerance: settings.tolerance, policies: policies)
 
     // Gradient noise scale, from the K > 1 speed runs.
     var measurements: [NoiseScaleRun] = []
     for workers in settings.workers.sorted() where workers > 1 {
-      guard let id = plan.speedRuns[workers]?.first, let runMetrics = metrics[id], statuses[id]?.status == .ok else {
+      guard let id = plan.speedRuns[workers]?.first, let runMetrics = metrics[id],
+        statuses[id]?.status == .ok
+      else {
         continue
       }
       let perEpoch = runMetrics.epochs.map { $0.number("noise_scale") }
       let finite = perEpoch.compactMap { $0 }.filter(\.isFinite)
       measurements.append(
         NoiseScaleRun(
-          runId: id, workers: workers, smallBatch: settings.speedBatch, bigBatch: workers * settings.speedBatch,
+          runId: id, workers: workers, smallBatch: settings.speedBatch,
+          bigBatch: workers * settings.speedBatch,
           perEpoch: perEpoch, median: Self.median(finite), last: finite.last,
           stepMeasurements: runMetrics.steps.filter { $0.fields["grad_sq_small"] != nil }.count))
     }
@@ -136,12 +160,15 @@ extension StudyReport {
       estimateSource: headline.map {
         "median over the epochs of \($0.runId) (b_small = \($0.smallBatch), b_big = \($0.bigBatch))"
       },
-      largestHoldingBatch: linear?.largestWithinTolerance, breakdownBatch: linear?.firstBelowTolerance)
+      largestHoldingBatch: linear?.largestWithinTolerance,
+      breakdownBatch: linear?.firstBelowTolerance)
   }
 
   /// ok; diverged (exit 3 = NaN/Inf, or finished at chance: train loss ≥ 0.95·ln C and test accuracy ≤ 1.5/C);
   /// failed (any other status).
-  static func classify(outcome: RunOutcome?, metrics: RunMetrics) -> (status: RunStatus, divergence: Divergence?) {
+  static func classify(outcome: RunOutcome?, metrics: RunMetrics) -> (
+    status: RunStatus, divergence: Divergence?
+  ) {
     guard let outcome else { return (.notRun, nil) }
     switch outcome.exitStatus {
     case 0:
@@ -150,15 +177,23 @@ extension StudyReport {
       let trainLoss = last.number("train_loss") ?? .nan
       let accuracy = last.number("test_accuracy") ?? .nan
       // Both: a run that learns slowly (few steps, small lr) keeps a high loss but beats chance on the test set.
-      if (!trainLoss.isFinite || trainLoss >= 0.95 * chanceLoss) && !(accuracy > 1.5 / Double(classCount)) {
-        return (.diverged, Divergence(kind: "chance", step: last.integer("step"), lr: last.number("lr"), loss: trainLoss))
+      if (!trainLoss.isFinite || trainLoss >= 0.95 * chanceLoss)
+        && !(accuracy > 1.5 / Double(classCount))
+      {
+        return (
+          .diverged,
+          Divergence(
+            kind: "chance", step: last.integer("step"), lr: last.number("lr"), loss: trainLoss)
+        )
       }
       return (.ok, nil)
     case 3:
       let event = metrics.diverged
       return (
         .diverged,
-        Divergence(kind: "non-finite", step: event?.integer("step"), lr: event?.number("lr"), loss: event?.number("loss"))
+        Divergence(
+          kind: "non-finite", step: event?.integer("step"), lr: event?.number("lr"),
+          loss: event?.number("loss"))
       )
     default:
       return (.failed, nil)
@@ -168,8 +203,10 @@ extension StudyReport {
   static func epochPoint(_ event: RunMetrics.Event) -> EpochPoint? {
     guard let epoch = event.integer("epoch"), let step = event.integer("step") else { return nil }
     return EpochPoint(
-      epoch: epoch, step: step, lr: event.number("lr") ?? .nan, trainLoss: event.number("train_loss") ?? .nan,
-      testLoss: event.number("test_loss") ?? .nan, testAccuracy: event.number("test_accuracy") ?? .nan,
+      epoch: epoch, step: step, lr: event.number("lr") ?? .nan,
+      trainLoss: event.number("train_loss") ?? .nan,
+      testLoss: event.number("test_loss") ?? .nan,
+      testAccuracy: event.number("test_accuracy") ?? .nan,
       noiseScale: event.number("noise_scale"))
   }
 
@@ -188,13 +225,19 @@ extension StudyReport {
   /// Throughput and rank 0's time split over the epochs after the first (all of them when there is one).
   static func speedNumbers(_ metrics: RunMetrics, globalBatch: Int) -> SpeedNumbers? {
     var previousStep = metrics.run?.integer("start_step") ?? 0
-    var rows: [(epoch: Int, steps: Int, seconds: Double, data: Double, compute: Double, communication: Double)] = []
+    var rows:
+      [(
+        epoch: Int, steps: Int, seconds: Double, data: Double, compute: Double,
+        communication: Double
+      )] = []
     for event in metrics.epochs {
-      guard let epoch = event.integer("epoch"), let step = event.integer("step"), let seconds = event.number("epoch_s")
+      guard let epoch = event.integer("epoch"), let step = event.integer("step"),
+        let seconds = event.number("epoch_s")
       else { return nil }
       rows.append(
         (
-          epoch, step - previousStep, seconds, event.number("time_data_s") ?? 0, event.number("time_compute_s") ?? 0,
+          epoch, step - previousStep, seconds, event.number("time_data_s") ?? 0,
+          event.number("time_compute_s") ?? 0,
           event.number("time_allreduce_s") ?? 0
         ))
       previousStep = step
@@ -210,8 +253,10 @@ extension StudyReport {
     let step = seconds * perStep
     return SpeedNumbers(
       epochs: measured.map(\.epoch), samplesPerSecond: steps * Double(globalBatch) / seconds,
-      stepsPerSecond: steps / seconds, stepMilliseconds: step, dataMilliseconds: data, computeMilliseconds: compute,
-      communicationMilliseconds: communication, otherMilliseconds: max(0, step - data - compute - communication),
+      stepsPerSecond: steps / seconds, stepMilliseconds: step, dataMilliseconds: data,
+      computeMilliseconds: compute,
+      communicationMilliseconds: communication,
+      otherMilliseconds: max(0, step - data - compute - communication),
       finalTestAccuracy: metrics.epochs.last?.number("test_accuracy") ?? .nan)
   }
 

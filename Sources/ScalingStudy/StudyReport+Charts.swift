@@ -9,28 +9,38 @@ extension StudyReport {
     let workerTicks = speed.map { Double($0.workers) }
     let sizeNote = "per-worker batch \(settings.speedBatch); \(describeCores)"
 
-    var throughput = SVGLineChart(title: "Throughput vs workers", xLabel: "workers K", yLabel: "training samples / s")
+    var throughput = SVGLineChart(
+      title: "Throughput vs workers", xLabel: "workers K", yLabel: "training samples / s")
     throughput.xScale = .log2
     throughput.xTicks = workerTicks
     throughput.note = sizeNote
     throughput.series.append(
-      .init(name: "measured", points: speed.map { .init(x: Double($0.workers), y: $0.samplesPerSecond) }))
+      .init(
+        name: "measured", points: speed.map { .init(x: Double($0.workers), y: $0.samplesPerSecond) }
+      ))
     if let one = speed.first(where: { $0.workers == 1 })?.samplesPerSecond {
       throughput.series.append(
         .init(
-          name: "ideal (K × K=1)", points: speed.map { .init(x: Double($0.workers), y: one * Double($0.workers), marker: .none) },
+          name: "ideal (K × K=1)",
+          points: speed.map {
+            .init(x: Double($0.workers), y: one * Double($0.workers), marker: .none)
+          },
           dashed: true))
     }
     let allThroughput = throughput.series.flatMap { $0.points.compactMap(\.y) }
     throughput.yRange = 0...max(1, (allThroughput.max() ?? 1) * 1.05)
     charts.append(("speed-throughput.svg", throughput))
 
-    var efficiency = SVGLineChart(title: "Scaling efficiency vs workers", xLabel: "workers K", yLabel: "efficiency = speed-up / K (%)")
+    var efficiency = SVGLineChart(
+      title: "Scaling efficiency vs workers", xLabel: "workers K",
+      yLabel: "efficiency = speed-up / K (%)")
     efficiency.xScale = .log2
     efficiency.xTicks = workerTicks
     efficiency.note = sizeNote
     efficiency.series.append(
-      .init(name: "efficiency", points: speed.map { .init(x: Double($0.workers), y: $0.efficiency.map { $0 * 100 }) }))
+      .init(
+        name: "efficiency",
+        points: speed.map { .init(x: Double($0.workers), y: $0.efficiency.map { $0 * 100 }) }))
     efficiency.referenceLines.append(.init(y: 100, label: "linear scaling"))
     efficiency.yRange = 0...max(110, (speed.compactMap(\.efficiency).max() ?? 1) * 105)
     charts.append(("speed-efficiency.svg", efficiency))
@@ -44,17 +54,20 @@ extension StudyReport {
       for cell in result.cells {
         var points = cell.epochs.map { SVGLineChart.Point(x: Double($0.epoch), y: $0.testAccuracy) }
         if cell.status == .diverged {
-          let epoch = cell.epochs.last.map { $0.epoch + (cell.divergence?.kind == "chance" ? 0 : 1) } ?? 1
+          let epoch =
+            cell.epochs.last.map { $0.epoch + (cell.divergence?.kind == "chance" ? 0 : 1) } ?? 1
           points.append(.init(x: Double(min(epoch, settings.epochs)), y: chance, marker: .cross))
         }
         chart.series.append(.init(name: "batch \(cell.globalBatch)", points: points))
       }
-      chart.yRange = Self.accuracyRange(result.cells.flatMap { $0.epochs.map(\.testAccuracy) } + [chance])
+      chart.yRange = Self.accuracyRange(
+        result.cells.flatMap { $0.epochs.map(\.testAccuracy) } + [chance])
       charts.append(("accuracy-epochs-\(result.policy.rawValue).svg", chart))
     }
 
     var versusBatch = SVGLineChart(
-      title: "Final test accuracy vs global batch (\(settings.epochs) epochs each)", xLabel: "global batch K·B·M",
+      title: "Final test accuracy vs global batch (\(settings.epochs) epochs each)",
+      xLabel: "global batch K·B·M",
       yLabel: "test accuracy")
     versusBatch.xScale = .log2
     versusBatch.xTicks = settings.globalBatches.sorted().map(Double.init)
@@ -64,7 +77,9 @@ extension StudyReport {
         .init(
           name: result.label,
           points: result.cells.map { cell in
-            if cell.status == .diverged { return .init(x: Double(cell.globalBatch), y: chance, marker: .cross) }
+            if cell.status == .diverged {
+              return .init(x: Double(cell.globalBatch), y: chance, marker: .cross)
+            }
             return .init(x: Double(cell.globalBatch), y: cell.finalTestAccuracy)
           }))
     }
@@ -72,24 +87,31 @@ extension StudyReport {
       versusBatch.referenceLines.append(
         .init(
           y: baseline.testAccuracy - accuracy.tolerance,
-          label: String(format: "baseline %.3f − %.0f point", baseline.testAccuracy, accuracy.tolerance * 100)))
+          label: String(
+            format: "baseline %.3f − %.0f point", baseline.testAccuracy, accuracy.tolerance * 100)))
     }
     versusBatch.yRange = Self.accuracyRange(
       accuracy.policies.flatMap { $0.cells.compactMap(\.finalTestAccuracy) } + [chance])
     charts.append(("accuracy-vs-batch.svg", versusBatch))
 
     if let batch = lrChartBatch {
-      var lr = SVGLineChart(title: "Learning rate vs step at global batch \(batch)", xLabel: "optimizer step", yLabel: "learning rate")
+      var lr = SVGLineChart(
+        title: "Learning rate vs step at global batch \(batch)", xLabel: "optimizer step",
+        yLabel: "learning rate")
       lr.note = "the schedule each run used (LARS: its global lr, before the per-layer trust ratio)"
       for result in accuracy.policies {
-        guard let cell = result.cells.first(where: { $0.globalBatch == batch }), let policy = learningRatePolicy(cell)
+        guard let cell = result.cells.first(where: { $0.globalBatch == batch }),
+          let policy = learningRatePolicy(cell)
         else { continue }
         let total = policy.totalSteps
         let stride = max(1, total / 400)
         let steps = Array(Swift.stride(from: 0, to: total, by: stride)) + [max(0, total - 1)]
         lr.series.append(
           .init(
-            name: result.label, points: steps.map { .init(x: Double($0), y: policy.learningRate(atStep: $0), marker: .none) },
+            name: result.label,
+            points: steps.map {
+              .init(x: Double($0), y: policy.learningRate(atStep: $0), marker: .none)
+            },
             dashed: result.policy == .lars))
       }
       let peak = lr.series.flatMap { $0.points.compactMap(\.y) }.max() ?? 1
@@ -108,7 +130,9 @@ extension StudyReport {
       let run = runs.first(where: { $0.id == cell.runId })
     else { return nil }
     func value(_ option: String) -> String? {
-      guard let index = run.command.firstIndex(of: option), index + 1 < run.command.count else { return nil }
+      guard let index = run.command.firstIndex(of: option), index + 1 < run.command.count else {
+        return nil
+      }
       return run.command[index + 1]
     }
     guard let scaling = value("--lr-scaling").flatMap(LRScaling.init(rawValue:)),
@@ -116,8 +140,10 @@ extension StudyReport {
       let decay = value("--schedule").flatMap({ try? LRDecay(parsing: $0) })
     else { return nil }
     return LearningRatePolicy(
-      baseLearningRate: settings.learningRate, baseBatch: settings.baseBatch, globalBatch: cell.globalBatch,
-      scaling: scaling, warmupEpochs: warmup, decay: decay, stepsPerEpoch: stepsPerEpoch, totalSteps: totalSteps)
+      baseLearningRate: settings.learningRate, baseBatch: settings.baseBatch,
+      globalBatch: cell.globalBatch,
+      scaling: scaling, warmupEpochs: warmup, decay: decay, stepsPerEpoch: stepsPerEpoch,
+      totalSteps: totalSteps)
   }
 
   var describeCores: String {

@@ -40,10 +40,12 @@ extension StudyReport {
         + "numbers are over epochs \(Self.describeEpochs(speed.first?.measuredEpochs ?? [])) (the first includes start-up when there are several)"
         + (s.repeats > 1 ? ", median of \(s.repeats) interleaved repeats" : "") + ". "
         + "Time per step is rank 0's: data (batch gathering), compute (forward + backward), communication (the gradient "
-        + "all-reduce, including waiting for the slowest rank), other (optimizer, checks, the rest of the step).")
+        + "all-reduce, including waiting for the slowest rank), other (optimizer, checks, the rest of the step)."
+    )
     out.append("")
     out.append(
-      "| K | global batch | samples/s | steps/s | step (ms) | data | compute | communication | other | speed-up | efficiency | test acc |")
+      "| K | global batch | samples/s | steps/s | step (ms) | data | compute | communication | other | speed-up | efficiency | test acc |"
+    )
     out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in speed {
       let k = "\(row.workers)" + (row.oversubscribed ? " (oversubscribed)" : "")
@@ -55,7 +57,8 @@ extension StudyReport {
         "| \(k) | \(row.globalBatch) | \(Self.fixed(row.samplesPerSecond, 0)) | \(Self.fixed(row.stepsPerSecond, 1)) | "
           + "\(Self.fixed(row.stepMilliseconds, 2)) | \(Self.fixed(row.dataMilliseconds, 2)) | \(Self.fixed(row.computeMilliseconds, 2)) | "
           + "\(Self.fixed(row.communicationMilliseconds, 2)) | \(Self.fixed(row.otherMilliseconds, 2)) | "
-          + "\(Self.fixed(row.speedup, 2))× | \(Self.percent(row.efficiency)) | \(Self.fixed(row.finalTestAccuracy, 4)) |")
+          + "\(Self.fixed(row.speedup, 2))× | \(Self.percent(row.efficiency)) | \(Self.fixed(row.finalTestAccuracy, 4)) |"
+      )
     }
 
     // Accuracy.
@@ -72,41 +75,50 @@ extension StudyReport {
       out.append("No baseline: the run at global batch \(s.baselineBatch) did not finish.")
     }
     out.append("")
-    out.append("| global batch | K×B×M | " + accuracy.policies.map(\.label).joined(separator: " | ") + " |")
+    out.append(
+      "| global batch | K×B×M | " + accuracy.policies.map(\.label).joined(separator: " | ") + " |")
     out.append("|---:|---|" + String(repeating: "---|", count: accuracy.policies.count))
     for batch in s.globalBatches.sorted() {
       let (k, b, m) = s.decomposition(ofGlobalBatch: batch)
       var row = "| \(batch) | \(k)×\(b)×\(m) |"
       for result in accuracy.policies {
-        row += " " + (result.cells.first { $0.globalBatch == batch }.map(Self.cellText) ?? "") + " |"
+        row +=
+          " " + (result.cells.first { $0.globalBatch == batch }.map(Self.cellText) ?? "") + " |"
       }
       out.append(row)
     }
     out.append(
       "| **largest within \(Self.number(accuracy.tolerance * 100)) point** | |"
-        + accuracy.policies.map { " **\($0.largestWithinTolerance.map(String.init) ?? "none")** |" }.joined())
+        + accuracy.policies.map { " **\($0.largestWithinTolerance.map(String.init) ?? "none")** |" }
+        .joined())
     out.append(
-      "| first batch below | |" + accuracy.policies.map { " \($0.firstBelowTolerance.map(String.init) ?? "—") |" }.joined())
+      "| first batch below | |"
+        + accuracy.policies.map { " \($0.firstBelowTolerance.map(String.init) ?? "—") |" }.joined())
     out.append("")
     out.append(
       "Diverged = the loss or a gradient became NaN/Inf (the trainer stops with exit status 3; the step and lr are given), "
         + "or the run finished at chance (train loss ≥ 0.95·ln \(Self.classCount) and test accuracy ≤ "
-        + "\(Self.number(1.5 / Double(Self.classCount)))). Peak lr per cell is in the per-epoch tables below and in report.json.")
+        + "\(Self.number(1.5 / Double(Self.classCount)))). Peak lr per cell is in the per-epoch tables below and in report.json."
+    )
 
     // Noise scale.
     out.append("")
     out.append("## Gradient noise scale and where accuracy falls")
     out.append("")
     if let estimate = noiseScale.estimate, let source = noiseScale.estimateSource {
-      let range = noiseScale.measurements.last.map { run -> String in
-        let values = run.perEpoch.compactMap { $0 }.filter(\.isFinite)
-        guard let first = values.first, let last = values.last else { return "" }
-        return String(format: "; it went from %.0f after epoch 1 to %.0f after the last epoch", first, last)
-      } ?? ""
+      let range =
+        noiseScale.measurements.last.map { run -> String in
+          let values = run.perEpoch.compactMap { $0 }.filter(\.isFinite)
+          guard let first = values.first, let last = values.last else { return "" }
+          return String(
+            format: "; it went from %.0f after epoch 1 to %.0f after the last epoch", first, last)
+        } ?? ""
       out.append(
-        String(format: "Estimated critical batch B_simple ≈ **%.0f** (%@%@). ", estimate, source, range)
+        String(
+          format: "Estimated critical batch B_simple ≈ **%.0f** (%@%@). ", estimate, source, range)
           + "Linear + warmup holds to global batch **\(noiseScale.largestHoldingBatch.map(String.init) ?? "none")** "
-          + "and falls from **\(noiseScale.breakdownBatch.map(String.init) ?? "— (never, in the batches studied)")**.")
+          + "and falls from **\(noiseScale.breakdownBatch.map(String.init) ?? "— (never, in the batches studied)")**."
+      )
     } else {
       out.append(
         "No noise-scale estimate: it needs a speed run with K > 1 (two batch sizes, B and K·B). "
@@ -116,16 +128,22 @@ extension StudyReport {
     if !noiseScale.measurements.isEmpty {
       let epochs = noiseScale.measurements.map(\.perEpoch.count).max() ?? 0
       out.append("")
-      out.append("B_simple = tr(Σ)/|G|² per epoch (McCandlish et al. 2018), from each rank's gradient (b_small) and the all-reduced one (b_big), smoothed:")
+      out.append(
+        "B_simple = tr(Σ)/|G|² per epoch (McCandlish et al. 2018), from each rank's gradient (b_small) and the all-reduced one (b_big), smoothed:"
+      )
       out.append("")
-      out.append("| run | b_small | b_big | " + (1...max(1, epochs)).map { "epoch \($0)" }.joined(separator: " | ") + " |")
+      out.append(
+        "| run | b_small | b_big | "
+          + (1...max(1, epochs)).map { "epoch \($0)" }.joined(separator: " | ") + " |")
       out.append("|---|---:|---:|" + String(repeating: "---:|", count: max(1, epochs)))
       for run in noiseScale.measurements {
         let values = (0..<max(1, epochs)).map { index -> String in
           guard index < run.perEpoch.count, let value = run.perEpoch[index] else { return "" }
           return String(format: "%.0f", value)
         }
-        out.append("| \(run.runId) | \(run.smallBatch) | \(run.bigBatch) | " + values.joined(separator: " | ") + " |")
+        out.append(
+          "| \(run.runId) | \(run.smallBatch) | \(run.bigBatch) | "
+            + values.joined(separator: " | ") + " |")
       }
     }
 
@@ -136,15 +154,19 @@ extension StudyReport {
       out.append("")
       out.append("### \(result.label)")
       out.append("")
-      out.append("| global batch | peak lr | warmup steps | steps/epoch | " + (1...s.epochs).map(String.init).joined(separator: " | ") + " |")
+      out.append(
+        "| global batch | peak lr | warmup steps | steps/epoch | "
+          + (1...s.epochs).map(String.init).joined(separator: " | ") + " |")
       out.append("|---:|---:|---:|---:|" + String(repeating: "---:|", count: s.epochs))
       for cell in result.cells {
         let values = (1...s.epochs).map { epoch in
-          cell.epochs.first { $0.epoch == epoch }.map { String(format: "%.4f", $0.testAccuracy) } ?? ""
+          cell.epochs.first { $0.epoch == epoch }.map { String(format: "%.4f", $0.testAccuracy) }
+            ?? ""
         }
         out.append(
-          "| \(cell.globalBatch) | \(cell.peakLR.map(Self.number) ?? "") | \(cell.warmupSteps.map(String.init) ?? "") | "
-            + "\(cell.stepsPerEpoch.map(String.init) ?? "") | " + values.joined(separator: " | ") + " |")
+          "| \(cell.globalBatch) | \(cell.peakLearningRate.map(Self.number) ?? "") | \(cell.warmupSteps.map(String.init) ?? "") | "
+            + "\(cell.stepsPerEpoch.map(String.init) ?? "") | " + values.joined(separator: " | ")
+            + " |")
       }
     }
 
@@ -175,7 +197,8 @@ extension StudyReport {
   static func cellText(_ cell: AccuracyCell) -> String {
     switch cell.status {
     case .ok:
-      return String(format: "%.4f", cell.finalTestAccuracy ?? .nan) + (cell.withinTolerance ? " ✓" : "")
+      return String(format: "%.4f", cell.finalTestAccuracy ?? .nan)
+        + (cell.withinTolerance ? " ✓" : "")
     case .diverged:
       if cell.divergence?.kind == "chance" {
         return "diverged (at chance, \(String(format: "%.4f", cell.finalTestAccuracy ?? .nan)))"
@@ -217,7 +240,8 @@ extension StudyReport {
   }
 
   static func shellQuoted(_ word: String) -> String {
-    let safe = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%")
+    let safe = CharacterSet(
+      charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%")
     if !word.isEmpty && word.unicodeScalars.allSatisfy(safe.contains) { return word }
     return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
   }

@@ -97,7 +97,7 @@ public struct StudyReport: Codable, Sendable {
     public var datasetSize: Int?
     public var stepsPerEpoch: Int?
     public var totalSteps: Int?
-    public var peakLR: Double?
+    public var peakLearningRate: Double?
     public var warmupSteps: Int?
     public var status: RunStatus
     public var divergence: Divergence?

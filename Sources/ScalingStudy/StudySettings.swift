@@ -85,7 +85,9 @@ public struct StudySettings: Codable, Equatable, Sendable {
   }
 
   /// How global batch G is reached in the accuracy part: K = accuracyWorkers, B = min(microBatch, G/K), M = G/(K·B).
-  public func decomposition(ofGlobalBatch globalBatch: Int) -> (workers: Int, batchSize: Int, accumulate: Int) {
+  public func decomposition(ofGlobalBatch globalBatch: Int) -> (
+    workers: Int, batchSize: Int, accumulate: Int
+  ) {
     let perWorker = globalBatch / accuracyWorkers
     let batchSize = min(microBatch, perWorker)
     return (accuracyWorkers, batchSize, perWorker / batchSize)
@@ -99,21 +101,29 @@ public struct StudySettings: Codable, Equatable, Sendable {
   /// Checks what needs no data; the error names the option.
   public func validate() throws(ConfigurationError) {
     func positiveList(_ values: [Int], _ option: String) throws(ConfigurationError) {
-      if values.isEmpty { throw ConfigurationError(option: option, expected: "a comma-separated list", found: "nothing") }
+      if values.isEmpty {
+        throw ConfigurationError(
+          option: option, expected: "a comma-separated list", found: "nothing")
+      }
       if let bad = values.first(where: { $0 < 1 }) {
         throw ConfigurationError(option: option, expected: "positive integers", found: "\(bad)")
       }
       if Set(values).count != values.count {
-        throw ConfigurationError(option: option, expected: "distinct values", found: values.map(String.init).joined(separator: ","))
+        throw ConfigurationError(
+          option: option, expected: "distinct values",
+          found: values.map(String.init).joined(separator: ","))
       }
     }
     func positive(_ value: Int, _ option: String) throws(ConfigurationError) {
-      if value < 1 { throw ConfigurationError(option: option, expected: "a positive integer", found: "\(value)") }
+      if value < 1 {
+        throw ConfigurationError(option: option, expected: "a positive integer", found: "\(value)")
+      }
     }
     try positiveList(workers, "--workers")
     try positiveList(globalBatches, "--global-batches")
     if policies.isEmpty {
-      throw ConfigurationError(option: "--policies", expected: "some of \(StudyPolicy.acceptedNames)", found: "nothing")
+      throw ConfigurationError(
+        option: "--policies", expected: "some of \(StudyPolicy.acceptedNames)", found: "nothing")
     }
     try positive(speedBatch, "--speed-batch")
     try positive(speedEpochs, "--speed-epochs")
@@ -127,33 +137,42 @@ public struct StudySettings: Codable, Equatable, Sendable {
       guard batch % accuracyWorkers == 0, workers * batchSize * accumulate == batch else {
         throw ConfigurationError(
           option: "--global-batches",
-          expected: "batches that --accuracy-workers \(accuracyWorkers) × a micro-batch ≤ --micro-batch \(microBatch) × M reach exactly",
+          expected:
+            "batches that --accuracy-workers \(accuracyWorkers) × a micro-batch ≤ --micro-batch \(microBatch) × M reach exactly",
           found: "\(batch)", hint: "Powers of two reach exactly with the defaults.")
       }
     }
     if !(learningRate.isFinite && learningRate > 0) {
-      throw ConfigurationError(option: "--lr", expected: "a positive number", found: "\(learningRate)")
+      throw ConfigurationError(
+        option: "--lr", expected: "a positive number", found: "\(learningRate)")
     }
     if !(momentum.isFinite && momentum >= 0 && momentum < 1) {
-      throw ConfigurationError(option: "--momentum", expected: "a number in [0, 1)", found: "\(momentum)")
+      throw ConfigurationError(
+        option: "--momentum", expected: "a number in [0, 1)", found: "\(momentum)")
     }
     if !(weightDecay.isFinite && weightDecay >= 0) {
-      throw ConfigurationError(option: "--weight-decay", expected: "a number >= 0", found: "\(weightDecay)")
+      throw ConfigurationError(
+        option: "--weight-decay", expected: "a number >= 0", found: "\(weightDecay)")
     }
     if !(warmupEpochs.isFinite && warmupEpochs >= 0) {
-      throw ConfigurationError(option: "--warmup-epochs", expected: "a number of epochs >= 0", found: "\(warmupEpochs)")
+      throw ConfigurationError(
+        option: "--warmup-epochs", expected: "a number of epochs >= 0", found: "\(warmupEpochs)")
     }
     if !(trustCoefficient.isFinite && trustCoefficient > 0) {
-      throw ConfigurationError(option: "--trust-coefficient", expected: "a positive number", found: "\(trustCoefficient)")
+      throw ConfigurationError(
+        option: "--trust-coefficient", expected: "a positive number", found: "\(trustCoefficient)")
     }
     if !(tolerance.isFinite && tolerance >= 0 && tolerance < 1) {
-      throw ConfigurationError(option: "--tolerance", expected: "an accuracy difference in [0, 1)", found: "\(tolerance)")
+      throw ConfigurationError(
+        option: "--tolerance", expected: "an accuracy difference in [0, 1)", found: "\(tolerance)")
     }
     if !(runTimeout.isFinite && runTimeout > 0) {
-      throw ConfigurationError(option: "--run-timeout", expected: "a positive number of seconds", found: "\(runTimeout)")
+      throw ConfigurationError(
+        option: "--run-timeout", expected: "a positive number of seconds", found: "\(runTimeout)")
     }
     if dataset == .mnist && dataDirectory == nil {
-      throw ConfigurationError(option: "--data-dir", expected: "MNIST's directory of IDX files", found: "nothing")
+      throw ConfigurationError(
+        option: "--data-dir", expected: "MNIST's directory of IDX files", found: "nothing")
     }
     if let syntheticTrain { try positive(syntheticTrain, "--synthetic-train") }
     if let syntheticTest { try positive(syntheticTest, "--synthetic-test") }
@@ -180,7 +199,9 @@ public struct StudySettings: Codable, Equatable, Sendable {
     for item in text.split(separator: ",", omittingEmptySubsequences: false) {
       let name = item.trimmingCharacters(in: .whitespaces).lowercased()
       guard let policy = StudyPolicy(rawValue: name) else {
-        throw ConfigurationError(option: "--policies", expected: "names among \(StudyPolicy.acceptedNames)", found: "'\(name)'")
+        throw ConfigurationError(
+          option: "--policies", expected: "names among \(StudyPolicy.acceptedNames)",
+          found: "'\(name)'")
       }
       if !policies.contains(policy) { policies.append(policy) }
     }

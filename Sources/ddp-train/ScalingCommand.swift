@@ -10,7 +10,8 @@ import Training
 struct ScalingCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "scaling",
-    abstract: "Compare K workers on speed, and global batches × lr policies on accuracy; write a report.",
+    abstract:
+      "Compare K workers on speed, and global batches × lr policies on accuracy; write a report.",
     discussion: """
       Speed: the same training for each K in --workers (batch --speed-batch per worker): samples/s, steps/s, the
       time per step split into data, compute, communication and other; speed-up and efficiency against K=1.
@@ -20,9 +21,13 @@ struct ScalingCommand: ParsableCommand {
       --quick: a small synthetic problem, a few minutes on 2 cores.
       """)
 
-  @Option(help: "Report folder (created; runs' files in it are replaced) (default runs/scaling, or runs/scaling-quick with --quick).")
+  @Option(
+    help:
+      "Report folder (created; runs' files in it are replaced) (default runs/scaling, or runs/scaling-quick with --quick)."
+  )
   var out: String?
-  @Flag(help: "A short study on synthetic data (8192 samples): K 1,2; batches 64,256,1024; 4 epochs.")
+  @Flag(
+    help: "A short study on synthetic data (8192 samples): K 1,2; batches 64,256,1024; 4 epochs.")
   var quick = false
   @Flag(help: "Reuse runs whose record in the folder shows the same training finished or diverged.")
   var reuse = false
@@ -40,15 +45,21 @@ struct ScalingCommand: ParsableCommand {
 
   @Option(help: "Accuracy part: global batches (default 64,128,256,512,1024,2048,4096).")
   var globalBatches: String?
-  @Option(help: "Accuracy part: policies among linear-warmup, linear, none, sqrt, lars (default all).")
+  @Option(
+    help: "Accuracy part: policies among linear-warmup, linear, none, sqrt, lars (default all).")
   var policies: String?
-  @Option(parsing: .unconditional, help: "Accuracy part: workers per run (default 1; the rest by --accumulate).")
+  @Option(
+    parsing: .unconditional,
+    help: "Accuracy part: workers per run (default 1; the rest by --accumulate).")
   var accuracyWorkers: Int?
-  @Option(parsing: .unconditional, help: "Accuracy part: largest per-process micro-batch (default 256).")
+  @Option(
+    parsing: .unconditional, help: "Accuracy part: largest per-process micro-batch (default 256).")
   var microBatch: Int?
   @Option(parsing: .unconditional, help: "Epochs of every accuracy run (default 10).")
   var epochs: Int?
-  @Option(parsing: .unconditional, help: "A batch within this much test accuracy of the baseline holds it (default 0.01).")
+  @Option(
+    parsing: .unconditional,
+    help: "A batch within this much test accuracy of the baseline holds it (default 0.01).")
   var tolerance: Double?
 
   @Option(help: "fashion-mnist | mnist | synthetic (default fashion-mnist).")
@@ -61,7 +72,8 @@ struct ScalingCommand: ParsableCommand {
   var syntheticTest: Int?
   @Option(help: "Model spec (as for train; default mlp).")
   var model: String?
-  @Option(name: .customLong("lr"), parsing: .unconditional, help: "η at --base-batch (default 0.05).")
+  @Option(
+    name: .customLong("lr"), parsing: .unconditional, help: "η at --base-batch (default 0.05).")
   var learningRate: Double?
   @Option(parsing: .unconditional, help: "n (default 64).")
   var baseBatch: Int?
@@ -77,7 +89,9 @@ struct ScalingCommand: ParsableCommand {
   var seed: UInt64?
   @Option(parsing: .unconditional, help: "Trust coefficient of the lars policy (default 0.001).")
   var trustCoefficient: Double?
-  @Option(parsing: .unconditional, help: "Seconds one training may take before it is ended as failed (default 1800).")
+  @Option(
+    parsing: .unconditional,
+    help: "Seconds one training may take before it is ended as failed (default 1800).")
   var runTimeout: Double?
   @Option(help: "The mpirun to use.")
   var mpirun: String = "mpirun"
@@ -86,7 +100,10 @@ struct ScalingCommand: ParsableCommand {
   func resolveSettings() throws -> StudySettings {
     var settings = quick ? StudySettings.quickDefaults : StudySettings()
     if let workers { settings.workers = try StudySettings.parseList(workers, option: "--workers") }
-    if let globalBatches { settings.globalBatches = try StudySettings.parseList(globalBatches, option: "--global-batches") }
+    if let globalBatches {
+      settings.globalBatches = try StudySettings.parseList(
+        globalBatches, option: "--global-batches")
+    }
     if let policies { settings.policies = try StudySettings.parsePolicies(policies) }
     if let speedBatch { settings.speedBatch = speedBatch }
     if let epochs {
@@ -116,7 +133,9 @@ struct ScalingCommand: ParsableCommand {
     if let warmupEpochs { settings.warmupEpochs = warmupEpochs }
     if let schedule {
       do { settings.schedule = try LRDecay(parsing: schedule).description } catch {
-        throw ConfigurationError(option: "--schedule", expected: "constant, cosine or step:E1,E2,...", found: "'\(schedule)'")
+        throw ConfigurationError(
+          option: "--schedule", expected: "constant, cosine or step:E1,E2,...",
+          found: "'\(schedule)'")
       }
     }
     if let seed { settings.seed = seed }
@@ -130,18 +149,24 @@ struct ScalingCommand: ParsableCommand {
     let settings = try resolveSettings()
     let directory = out ?? (quick ? "runs/scaling-quick" : "runs/scaling")
     let cores = ProcessInfo.processInfo.activeProcessorCount
-    let launcher = MPIRunLauncher(binary: Self.executablePath(), mpirun: mpirun, cores: cores, isRoot: getuid() == 0)
+    let launcher = MPIRunLauncher(
+      binary: Self.executablePath(), mpirun: mpirun, cores: cores, isRoot: getuid() == 0)
     let plan = StudyPlan(settings: settings)
     let folder = URL(fileURLWithPath: directory).standardizedFileURL.path
     print("ddp-train scaling: \(plan.runs.count) trainings into \(folder)")
     let over = settings.workers.filter { $0 > cores }
     if !over.isEmpty {
-      print("  K = \(over.map(String.init).joined(separator: ", ")) exceeds the \(cores) cores: run with --oversubscribe (the report says so)")
+      print(
+        "  K = \(over.map(String.init).joined(separator: ", ")) exceeds the \(cores) cores: run with --oversubscribe (the report says so)"
+      )
     }
     if dryRun {
       for run in plan.runs {
         let metrics = folder + "/metrics/\(run.id).jsonl"
-        print("  \(run.id): " + launcher.command(for: run, metricsPath: metrics).map(LaunchCommand.shellQuoted).joined(separator: " "))
+        print(
+          "  \(run.id): "
+            + launcher.command(for: run, metricsPath: metrics).map(LaunchCommand.shellQuoted)
+            .joined(separator: " "))
       }
       return
     }
