@@ -10,6 +10,9 @@ public struct RunOutcome: Codable, Equatable, Sendable {
   public var timedOut: Bool
   /// The last lines of the run's output when it failed (not for success or divergence).
   public var errorTail: String?
+  /// The host's 1-minute load average when the run started: how busy the cores already were (speeds are
+  /// only comparable between runs that saw similar load).
+  public var loadAverage: Double?
 
   public init(
     id: String, command: [String], exitStatus: Int32, seconds: Double, timedOut: Bool,
@@ -79,6 +82,8 @@ public struct MPIRunLauncher: RunLauncher {
     process.standardOutput = log
     process.standardError = log
     process.standardInput = FileHandle.nullDevice
+    var loads = [0.0, 0.0, 0.0]
+    let loadAverage = getloadavg(&loads, 3) >= 1 ? loads[0] : nil
     let start = Date()
     do { try process.run() } catch {
       throw StudyError.launch("could not start \(mpirun): \(error). Is openmpi-bin installed?")
@@ -109,9 +114,11 @@ public struct MPIRunLauncher: RunLauncher {
       let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
       tail = text.split(separator: "\n").suffix(8).joined(separator: "\n")
     }
-    return RunOutcome(
+    var outcome = RunOutcome(
       id: run.id, command: command, exitStatus: status, seconds: seconds, timedOut: timedOut,
       errorTail: tail)
+    outcome.loadAverage = loadAverage
+    return outcome
   }
 
   /// Ours, without MPI state inherited from a parent job, with one BLAS thread and short crash reports.

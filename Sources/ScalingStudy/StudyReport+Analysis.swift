@@ -32,7 +32,7 @@ extension StudyReport {
         timedOut: outcome?.timedOut ?? false,
         status: statuses[run.id]?.status ?? .notRun, metricsFile: "metrics/\(run.id).jsonl",
         logFile: "logs/\(run.id).log",
-        errorTail: outcome?.errorTail)
+        errorTail: outcome?.errorTail, loadAverage: outcome?.loadAverage)
     }
 
     // Speed.
@@ -59,6 +59,7 @@ extension StudyReport {
         row.otherMilliseconds = Self.median(measured.map(\.otherMilliseconds))
         row.finalTestAccuracy = Self.median(measured.map(\.finalTestAccuracy))
       }
+      row.loadAverage = Self.median(ids.compactMap { outcomes[$0]?.loadAverage })
       speed.append(row)
     }
     if let reference = speed.first(where: { $0.workers == 1 })?.samplesPerSecond {

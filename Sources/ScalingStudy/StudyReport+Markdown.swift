@@ -40,24 +40,27 @@ extension StudyReport {
         + "numbers are over epochs \(Self.describeEpochs(speed.first?.measuredEpochs ?? [])) (the first includes start-up when there are several)"
         + (s.repeats > 1 ? ", median of \(s.repeats) interleaved repeats" : "") + ". "
         + "Time per step is rank 0's: data (batch gathering), compute (forward + backward), communication (the gradient "
-        + "all-reduce, including waiting for the slowest rank), other (optimizer, checks, the rest of the step)."
+        + "all-reduce, including waiting for the slowest rank), other (optimizer, checks, the rest of the step). "
+        + "Load = the host's 1-minute load average as the runs started: above \(machine.cores), other work was sharing "
+        + "the cores, and the timings are slower and noisier than on an idle machine."
     )
     out.append("")
     out.append(
-      "| K | global batch | samples/s | steps/s | step (ms) | data | compute | communication | other | speed-up | efficiency | test acc |"
+      "| K | global batch | samples/s | steps/s | step (ms) | data | compute | communication | other | speed-up | efficiency | test acc | load |"
     )
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in speed {
       let k = "\(row.workers)" + (row.oversubscribed ? " (oversubscribed)" : "")
       guard row.status == .ok else {
-        out.append("| \(k) | \(row.globalBatch) | \(row.status.rawValue) | | | | | | | | | |")
+        out.append("| \(k) | \(row.globalBatch) | \(row.status.rawValue) | | | | | | | | | | |")
         continue
       }
       out.append(
         "| \(k) | \(row.globalBatch) | \(Self.fixed(row.samplesPerSecond, 0)) | \(Self.fixed(row.stepsPerSecond, 1)) | "
           + "\(Self.fixed(row.stepMilliseconds, 2)) | \(Self.fixed(row.dataMilliseconds, 2)) | \(Self.fixed(row.computeMilliseconds, 2)) | "
           + "\(Self.fixed(row.communicationMilliseconds, 2)) | \(Self.fixed(row.otherMilliseconds, 2)) | "
-          + "\(Self.fixed(row.speedup, 2))× | \(Self.percent(row.efficiency)) | \(Self.fixed(row.finalTestAccuracy, 4)) |"
+          + "\(Self.fixed(row.speedup, 2))× | \(Self.percent(row.efficiency)) | \(Self.fixed(row.finalTestAccuracy, 4)) | "
+          + "\(Self.fixed(row.loadAverage, 1)) |"
       )
     }
 
@@ -182,12 +185,13 @@ extension StudyReport {
     out.append("")
     out.append("Metrics in `metrics/<id>.jsonl`, output in `logs/<id>.log`.")
     out.append("")
-    out.append("| run | K×B×M | status | exit | seconds |")
-    out.append("|---|---|---|---:|---:|")
+    out.append("| run | K×B×M | status | exit | seconds | load |")
+    out.append("|---|---|---|---:|---:|---:|")
     for run in runs {
       out.append(
         "| \(run.id) | \(run.workers)×\(run.batchSize)×\(run.accumulate) | \(run.status.rawValue)\(run.timedOut ? " (timed out)" : "") | "
-          + "\(run.exitStatus.map(String.init) ?? "") | \(Self.fixed(run.seconds, 1)) |")
+          + "\(run.exitStatus.map(String.init) ?? "") | \(Self.fixed(run.seconds, 1)) | \(Self.fixed(run.loadAverage, 1)) |"
+      )
     }
     out.append("")
     return out.joined(separator: "\n")

@@ -39,6 +39,8 @@ public struct StudyReport: Codable, Sendable {
     public var metricsFile: String
     public var logFile: String
     public var errorTail: String?
+    /// The host's 1-minute load average when the run started.
+    public var loadAverage: Double?
   }
 
   /// The speed of one K (median over its repeats).
@@ -62,6 +64,8 @@ public struct StudyReport: Codable, Sendable {
     public var speedup: Double?
     public var efficiency: Double?
     public var finalTestAccuracy: Double?
+    /// The host's load average as its runs started (median): above the core count, other work shared the cores.
+    public var loadAverage: Double?
   }
 
   public struct AccuracySection: Codable, Sendable {
