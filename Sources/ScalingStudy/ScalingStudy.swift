@@ -132,7 +132,9 @@ public final class ScalingStudy {
       metrics.epochs.last?.number("test_accuracy").map { String(format: "test acc %.4f", $0) }
       ?? "no epoch"
     switch outcome.exitStatus {
-    case 0: return "ok, \(accuracy) \(seconds)"
+    case 0:
+      let atChance = StudyReport.classify(outcome: outcome, metrics: metrics).status == .diverged
+      return (atChance ? "diverged (at chance), " : "ok, ") + "\(accuracy) \(seconds)"
     case 3:
       let step = metrics.diverged?.integer("step").map(String.init) ?? "?"
       let lr = metrics.diverged?.number("lr").map { StudyReport.number($0) } ?? "?"
