@@ -71,9 +71,9 @@ extension StudyReport {
     if let baseline = accuracy.baseline {
       out.append(
         "Baseline: global batch \(baseline.globalBatch), \(String(format: "%.4f", baseline.testAccuracy)) (run `\(baseline.runId)`). "
-          + "✓ = within \(Self.number(accuracy.tolerance * 100)) point of it. Each global batch G is one process (or "
-          + "\(s.accuracyWorkers)) with micro-batches of at most \(s.microBatch) accumulated (K×B×M); mathematically the "
-          + "same step as G/B workers.")
+          + "✓ = within \(Self.number(accuracy.tolerance * 100)) point of it. Each global batch G runs as K = "
+          + "\(s.accuracyWorkers) process\(s.accuracyWorkers == 1 ? "" : "es") accumulating M micro-batches of B ≤ \(s.microBatch) "
+          + "(K×B×M); mathematically the same step as G/B workers.")
     } else {
       out.append("No baseline: the run at global batch \(s.baselineBatch) did not finish.")
     }
