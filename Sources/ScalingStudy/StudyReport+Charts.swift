@@ -72,13 +72,15 @@ extension StudyReport {
     versusBatch.xScale = .log2
     versusBatch.xTicks = settings.globalBatches.sorted().map(Double.init)
     versusBatch.note = "× = diverged (NaN/Inf, or loss at chance), drawn at chance"
-    for result in accuracy.policies {
+    for (index, result) in accuracy.policies.enumerated() {
+      // Crosses of different policies at the same batch side by side rather than on top of each other.
+      let offset = pow(2, (Double(index) - Double(accuracy.policies.count - 1) / 2) * 0.07)
       versusBatch.series.append(
         .init(
           name: result.label,
           points: result.cells.map { cell in
             if cell.status == .diverged {
-              return .init(x: Double(cell.globalBatch), y: chance, marker: .cross)
+              return .init(x: Double(cell.globalBatch) * offset, y: chance, marker: .cross)
             }
             return .init(x: Double(cell.globalBatch), y: cell.finalTestAccuracy)
           }))
