@@ -43,11 +43,14 @@ let package = Package(
     .target(name: "MPICommunication", dependencies: ["CMPI", "Communication"]),
     // Measuring code of `ddp-train bench`: medians, cblas_sgemm reference figures, peak RSS, metrics parsing.
     .target(name: "Benchmarks", dependencies: ["Tensors", "Layers"]),
-    // The command-line tool: train (default), eval, launch, bench.
+    // `ddp-train scaling`: plans trainings, runs them through mpirun as subprocesses, reads their metrics and
+    // writes the report (Markdown, JSON, SVG charts). Never calls MPI itself.
+    .target(name: "ScalingStudy", dependencies: ["Training", "Optimizers"]),
+    // The command-line tool: train (default), eval, launch, bench, scaling.
     .executableTarget(
       name: "ddp-train",
       dependencies: [
-        "Training", "MPICommunication", "Benchmarks",
+        "Training", "MPICommunication", "Benchmarks", "ScalingStudy",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Yams", package: "Yams"),
       ]),
@@ -60,7 +63,9 @@ let package = Package(
     .testTarget(name: "TrainingTests", dependencies: ["Training", "Communication"]),
     .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks"]),
     // Launches the built `ddp-train` through real `mpirun`; never calls MPI in-process.
-    .testTarget(name: "EndToEndTests", dependencies: ["ddp-train", "Checkpoints"]),
+    .testTarget(name: "EndToEndTests", dependencies: ["ddp-train", "Checkpoints", "Training"]),
+    // The study's planning, metrics reading and report logic; its --quick run through the built binary.
+    .testTarget(name: "ScalingStudyTests", dependencies: ["ScalingStudy", "ddp-train"]),
   ],
   swiftLanguageModes: [.v5]
 )

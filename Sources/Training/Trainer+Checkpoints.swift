@@ -65,7 +65,7 @@ extension Trainer {
     let optimizerBytes = SafeTensors.encode(
       tensors(from: optimizer.momentumBuffer),
       metadata: [
-        "ddp_train.optimizer": "torch.optim.SGD momentum_buffer",
+        "ddp_train.optimizer": configuration.effectiveOptimizer == .lars ? "LARS momentum_buffer trust_coefficient=\(configuration.effectiveTrustCoefficient)" : "torch.optim.SGD momentum_buffer",
         "ddp_train.momentum": String(configuration.momentum),
         "ddp_train.weight_decay": String(configuration.weightDecay),
         "ddp_train.nesterov": String(configuration.nesterov),

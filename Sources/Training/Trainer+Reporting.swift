@@ -7,9 +7,13 @@ extension Trainer {
     let source = data.kind == .synthetic ? data.source : "\(data.kind.rawValue) (\(data.source))"
     console.line("ddp-train: \(plan.model) (\(model.parameterCount) parameters) on \(source)")
     for line in plan.summaryLines { console.line("  " + line) }
-    var sgd = "sgd:   momentum \(configuration.momentum), weight decay \(configuration.weightDecay)"
-    if configuration.nesterov { sgd += ", nesterov" }
-    console.line("  " + sgd + ", seed \(configuration.seed)")
+    var optimizer = "sgd:   momentum \(configuration.momentum), weight decay \(configuration.weightDecay)"
+    if configuration.optimizer == .lars {
+      optimizer = "lars:  trust coefficient \(configuration.effectiveTrustCoefficient), momentum \(configuration.momentum), "
+        + "weight decay \(configuration.weightDecay) (biases: plain SGD)"
+    }
+    if configuration.nesterov { optimizer += ", nesterov" }
+    console.line("  " + optimizer + ", seed \(configuration.seed)")
     let threads = configuration.blasThreads == 1 ? "1 thread" : "\(configuration.blasThreads) threads"
     let forced = BLAS.forcedCoreType.map { " (forced by OPENBLAS_CORETYPE=\($0))" } ?? ""
     console.line("  blas:  OpenBLAS \(BLAS.coreName) kernels\(forced), \(threads) per rank")

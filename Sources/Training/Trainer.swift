@@ -104,9 +104,18 @@ public final class Trainer {
     }
     model = MLP(
       spec: plan.model, maxBatch: max(plan.batchSize, Self.evaluationBatch), gradientTailSlots: GradientTail.count)
-    optimizer = SGD(
-      parameterCount: model.parameterCount,
-      options: SGDOptions(momentum: configuration.momentum, weightDecay: configuration.weightDecay, nesterov: configuration.nesterov))
+    switch configuration.effectiveOptimizer {
+    case .sgd:
+      optimizer = SGD(
+        parameterCount: model.parameterCount,
+        options: SGDOptions(momentum: configuration.momentum, weightDecay: configuration.weightDecay, nesterov: configuration.nesterov))
+    case .lars:
+      optimizer = LARS(
+        parameterCount: model.parameterCount, layers: model.views,
+        options: LARSOptions(
+          momentum: configuration.momentum, weightDecay: configuration.weightDecay,
+          trustCoefficient: configuration.effectiveTrustCoefficient, nesterov: configuration.nesterov))
+    }
     checkpoints = configuration.checkpointDirectory.map(CheckpointDirectory.init(path:))
     reducer = Self.makeReducer(configuration: configuration, communicator: communicator, model: model)
     let localBatch = plan.batchSize * plan.accumulate

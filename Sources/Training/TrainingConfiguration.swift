@@ -26,6 +26,13 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   public var momentum: Double = 0.9
   public var weightDecay: Double = 5e-4
   public var nesterov: Bool = false
+  /// The update rule (`--optimizer`); nil means SGD. Optional, like `trustCoefficient`, so that state.json files
+  /// written before the option existed still decode on --resume.
+  public var optimizer: OptimizerKind? = nil
+  /// LARS's trust coefficient tr (`--trust-coefficient`); nil means 0.001. Only used by LARS.
+  public var trustCoefficient: Double? = nil
+  public var effectiveOptimizer: OptimizerKind { optimizer ?? .sgd }
+  public var effectiveTrustCoefficient: Double { trustCoefficient ?? 0.001 }
   public var seed: UInt64 = 0
   public var checkpointDirectory: String? = nil
   /// Write a checkpoint every N optimizer steps (0: only the final one).
@@ -95,6 +102,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     if let simulateWorkers, simulateWorkers < 1 {
       throw ConfigurationError(option: "--simulate-workers", expected: "a number of workers >= 1", found: "\(simulateWorkers)")
     }
+    if let trustCoefficient, !(trustCoefficient.isFinite && trustCoefficient > 0) {
+      throw ConfigurationError(option: "--trust-coefficient", expected: "a positive finite number", found: "\(trustCoefficient)")
+    }
     if let keep, keep < 1 {
       throw ConfigurationError(option: "--keep", expected: "a number of checkpoints >= 1", found: "\(keep)")
     }
@@ -126,6 +136,12 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
       throw ConfigurationError(option: "--\(name)", expected: "a positive integer", found: "\(value)")
     }
   }
+}
+
+/// Which update rule `--optimizer` selects.
+public enum OptimizerKind: String, Codable, CaseIterable, Sendable {
+  case sgd
+  case lars
 }
 
 /// A setting that is out of range or inconsistent. One line for the user, exit status 2.

@@ -5,6 +5,7 @@ import Training
 
 extension DatasetKind: ExpressibleByArgument {}
 extension LRScaling: ExpressibleByArgument {}
+extension OptimizerKind: ExpressibleByArgument {}
 
 /// The `train` options (CONTRACT.md). Every one is optional here: unset means "the config file's value,
 /// else the default of `TrainingConfiguration`". The names are also the keys of a config file's `train:`
@@ -47,6 +48,10 @@ struct TrainOptions: ParsableArguments {
   var weightDecay: Double?
   @Flag(inversion: .prefixedNo, help: "Nesterov momentum (default off).")
   var nesterov: Bool?
+  @Option(help: "sgd | lars: torch.optim.SGD, or LARS (per-layer trust ratio, SGD for biases) (default sgd).")
+  var optimizer: OptimizerKind?
+  @Option(parsing: .unconditional, help: "LARS trust coefficient tr: η_l = tr·‖w‖/(‖g‖ + wd·‖w‖) (default 0.001).")
+  var trustCoefficient: Double?
   @Option(parsing: .unconditional, help: "Seed of the initial weights and of every epoch's shuffle (default 0).")
   var seed: UInt64?
 
@@ -95,7 +100,8 @@ struct TrainOptions: ParsableArguments {
     "batch-size": "an integer", "accumulate": "an integer", "epochs": "an integer", "max-steps": "an integer",
     "lr": "a number", "base-batch": "an integer", "lr-scaling": "one of linear, sqrt, none",
     "warmup-epochs": "a number", "schedule": "constant, cosine or step:E1,E2,...", "momentum": "a number",
-    "weight-decay": "a number", "nesterov": "true or false", "seed": "a non-negative integer",
+    "weight-decay": "a number", "nesterov": "true or false", "optimizer": "one of sgd, lars",
+    "trust-coefficient": "a number", "seed": "a non-negative integer",
     "checkpoint-dir": "a directory path", "checkpoint-every": "an integer", "resume": "true or false",
     "start-fresh": "true or false", "keep": "an integer", "step-timeout": "a number of seconds",
     "metrics": "a file path", "log-every": "an integer", "blas-threads": "an integer", "overlap": "true or false",
@@ -127,6 +133,8 @@ struct TrainOptions: ParsableArguments {
     if let momentum { configuration.momentum = momentum }
     if let weightDecay { configuration.weightDecay = weightDecay }
     if let nesterov { configuration.nesterov = nesterov }
+    if let optimizer { configuration.optimizer = optimizer }
+    if let trustCoefficient { configuration.trustCoefficient = trustCoefficient }
     if let seed { configuration.seed = seed }
     if let checkpointDir { configuration.checkpointDirectory = checkpointDir }
     if let checkpointEvery { configuration.checkpointEvery = checkpointEvery }
