@@ -17,7 +17,9 @@ public final class SingleProcessCommunicator: Communicator {
   }
   public func allGather(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws {
     precondition(receive.count == send.count, "all-gather buffers differ in size")
-    if let source = send.baseAddress, let target = receive.baseAddress { target.copyMemory(from: source, byteCount: send.count) }
+    if let source = send.baseAddress, let target = receive.baseAddress {
+      target.copyMemory(from: source, byteCount: send.count)
+    }
   }
   public func barrier() throws {}
   public func abort(code: Int32) -> Never { exit(code) }

@@ -149,8 +149,7 @@ public final class ScalingStudy {
   func path(_ relative: String) -> String { directory.appendingPathComponent(relative).path }
 
   func create(_ url: URL) throws {
-    do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch
-    {
+    do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
       throw StudyError.io(
         path: url.path, message: "cannot create the folder (\(error.localizedDescription))")
     }

@@ -25,7 +25,9 @@ public struct FaultInjection: Codable, Equatable, Sendable, CustomStringConverti
     let parts = text.split(separator: "@", omittingEmptySubsequences: false)
     guard parts.count == 2, let kind = Kind(rawValue: String(parts[0])) else { throw error }
     let place = parts[1].split(separator: ":", omittingEmptySubsequences: false)
-    guard place.count == 2, let rank = Int(place[0]), let step = Int(place[1]), rank >= 0, step >= 0 else { throw error }
+    guard place.count == 2, let rank = Int(place[0]), let step = Int(place[1]), rank >= 0, step >= 0 else {
+      throw error
+    }
     self.init(kind: kind, rank: rank, step: step)
   }
 

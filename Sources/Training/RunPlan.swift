@@ -1,5 +1,5 @@
-import Foundation
 import Datasets
+import Foundation
 import Layers
 import Optimizers
 
@@ -24,18 +24,25 @@ public struct RunPlan: Equatable, Sendable {
   /// Epochs touched by the run, the last possibly partial when --max-steps cuts it.
   public var epochCount: Int { (totalSteps + stepsPerEpoch - 1) / stepsPerEpoch }
 
-  public init(configuration: TrainingConfiguration, worldSize: Int, rank: Int, data: DatasetPair) throws(ConfigurationError) {
+  public init(configuration: TrainingConfiguration, worldSize: Int, rank: Int, data: DatasetPair)
+    throws(ConfigurationError)
+  {
     let trainCount = data.train.count
     let model: ModelSpec
     do {
-      model = try ModelSpec(parsing: configuration.model, inputSize: data.train.featureCount, classCount: data.train.classCount)
+      model = try ModelSpec(
+        parsing: configuration.model, inputSize: data.train.featureCount, classCount: data.train.classCount)
     } catch {
-      throw ConfigurationError(option: "--model", expected: "mlp or mlp:H1,H2,... (hidden sizes)", found: "'\(configuration.model)'", hint: "\(error)")
+      throw ConfigurationError(
+        option: "--model", expected: "mlp or mlp:H1,H2,... (hidden sizes)", found: "'\(configuration.model)'",
+        hint: "\(error)")
     }
     let shard = trainCount / worldSize
     let perWorker = configuration.batchSize * configuration.accumulate
     guard perWorker <= shard else {
-      let what = configuration.accumulate == 1 ? "\(configuration.batchSize)" : "\(configuration.batchSize) × --accumulate \(configuration.accumulate)"
+      let what =
+        configuration.accumulate == 1
+        ? "\(configuration.batchSize)" : "\(configuration.batchSize) × --accumulate \(configuration.accumulate)"
       throw ConfigurationError(
         option: "--batch-size", expected: "at most the shard size N/K = \(trainCount)/\(worldSize) = \(shard)",
         found: what, hint: "Use a smaller batch or fewer workers.")
@@ -53,7 +60,8 @@ public struct RunPlan: Equatable, Sendable {
     self.sampler = sampler
     self.totalSteps = totalSteps
     self.learningRate = LearningRatePolicy(
-      baseLearningRate: configuration.learningRate, baseBatch: configuration.baseBatch, globalBatch: sampler.globalBatch,
+      baseLearningRate: configuration.learningRate, baseBatch: configuration.baseBatch,
+      globalBatch: sampler.globalBatch,
       scaling: configuration.lrScaling, warmupEpochs: configuration.warmupEpochs, decay: configuration.schedule,
       stepsPerEpoch: sampler.stepsPerEpoch, totalSteps: totalSteps)
   }

@@ -34,7 +34,8 @@ extension Trainer {
     }
     throw ConfigurationError(
       option: differences.keys.sorted().joined(separator: ", "),
-      expected: "the same settings and data on every rank", found: "differences from rank 0: " + list.joined(separator: "; "),
+      expected: "the same settings and data on every rank",
+      found: "differences from rank 0: " + list.joined(separator: "; "),
       hint: "Give every rank the same options and config file, and the same data files on every host.")
   }
 
@@ -56,7 +57,8 @@ extension Trainer {
   /// `batchSize` → `--batch-size`, with the few properties whose option is named otherwise.
   static func optionName(forProperty property: String) -> String {
     let renamed = [
-      "learningRate": "lr", "dataDirectory": "data-dir", "checkpointDirectory": "checkpoint-dir", "metricsPath": "metrics",
+      "learningRate": "lr", "dataDirectory": "data-dir", "checkpointDirectory": "checkpoint-dir",
+      "metricsPath": "metrics",
       "synthetic": "synthetic-*",
     ]
     if let name = renamed[property] { return "--" + name }

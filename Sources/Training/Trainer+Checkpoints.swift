@@ -65,7 +65,9 @@ extension Trainer {
     let optimizerBytes = SafeTensors.encode(
       tensors(from: optimizer.momentumBuffer),
       metadata: [
-        "ddp_train.optimizer": configuration.effectiveOptimizer == .lars ? "LARS momentum_buffer trust_coefficient=\(configuration.effectiveTrustCoefficient)" : "torch.optim.SGD momentum_buffer",
+        "ddp_train.optimizer": configuration.effectiveOptimizer == .lars
+          ? "LARS momentum_buffer trust_coefficient=\(configuration.effectiveTrustCoefficient)"
+          : "torch.optim.SGD momentum_buffer",
         "ddp_train.momentum": String(configuration.momentum),
         "ddp_train.weight_decay": String(configuration.weightDecay),
         "ddp_train.nesterov": String(configuration.nesterov),
@@ -110,7 +112,8 @@ extension Trainer {
     let locations = try directory.list()
     guard !locations.isEmpty else {
       throw CheckpointError(
-        path: directory.path, problem: "--resume found no complete checkpoint (no step-<8 digits> folder with all three files)",
+        path: directory.path,
+        problem: "--resume found no complete checkpoint (no step-<8 digits> folder with all three files)",
         hint: "Run without --resume to start fresh, or point --checkpoint-dir at the run to continue.")
     }
     var rejected: [CheckpointError] = []
@@ -140,7 +143,8 @@ extension Trainer {
       throw error
     } catch {
       throw CheckpointError(
-        path: statePath, problem: "state.json is not a ddp-train checkpoint state (\(Self.describe(decodingError: error)))",
+        path: statePath,
+        problem: "state.json is not a ddp-train checkpoint state (\(Self.describe(decodingError: error)))",
         hint: "The checkpoint is damaged; an older one will be tried.")
     }
     guard state.model == plan.model else {
@@ -207,11 +211,13 @@ extension Trainer {
           Double(state.step), Double(state.globalBatch), Double(state.samplesConsumed), state.epochLossSum,
           state.epochCorrect, Double(state.epochSteps),
         ]
-        if state.worldSize != plan.worldSize || state.batchSize != plan.batchSize || state.accumulate != plan.accumulate {
+        if state.worldSize != plan.worldSize || state.batchSize != plan.batchSize || state.accumulate != plan.accumulate
+        {
           console.line(
             "note: the checkpoint was written by \(state.worldSize) workers × \(state.batchSize)"
               + (state.accumulate > 1 ? " × \(state.accumulate)" : "") + " (global batch \(state.globalBatch)); "
-              + "this run has \(plan.worldSize) workers × \(plan.batchSize)" + (plan.accumulate > 1 ? " × \(plan.accumulate)" : "")
+              + "this run has \(plan.worldSize) workers × \(plan.batchSize)"
+              + (plan.accumulate > 1 ? " × \(plan.accumulate)" : "")
               + " (global batch \(plan.globalBatch))")
         }
       }

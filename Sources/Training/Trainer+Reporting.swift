@@ -9,7 +9,8 @@ extension Trainer {
     for line in plan.summaryLines { console.line("  " + line) }
     var optimizer = "sgd:   momentum \(configuration.momentum), weight decay \(configuration.weightDecay)"
     if configuration.optimizer == .lars {
-      optimizer = "lars:  trust coefficient \(configuration.effectiveTrustCoefficient), momentum \(configuration.momentum), "
+      optimizer =
+        "lars:  trust coefficient \(configuration.effectiveTrustCoefficient), momentum \(configuration.momentum), "
         + "weight decay \(configuration.weightDecay) (biases: plain SGD)"
     }
     if configuration.nesterov { optimizer += ", nesterov" }
@@ -38,7 +39,8 @@ extension Trainer {
         "dataset_size": .int(plan.trainCount), "test_size": .int(plan.testCount),
         "steps_per_epoch": .int(plan.stepsPerEpoch), "unused_per_epoch": .int(plan.unusedPerEpoch),
         "total_steps": .int(plan.totalSteps), "start_step": .int(step), "epochs": .int(plan.epochCount),
-        "base_lr": .double(lr.baseLearningRate), "base_batch": .int(lr.baseBatch), "lr_scaling": .string(lr.scaling.rawValue),
+        "base_lr": .double(lr.baseLearningRate), "base_batch": .int(lr.baseBatch),
+        "lr_scaling": .string(lr.scaling.rawValue),
         "peak_lr": .double(lr.peakLR), "warmup_steps": .int(lr.warmupSteps), "schedule": .string(lr.decay.description),
         "momentum": .double(configuration.momentum), "weight_decay": .double(configuration.weightDecay),
         "seed": .int(Int(truncatingIfNeeded: configuration.seed)), "model": .string(plan.model.name),

@@ -83,7 +83,9 @@ public final class Trainer {
   var noiseScale: GradientNoiseScale?
 
   /// Builds the model and optimizer; throws ConfigurationError for settings the data makes impossible.
-  public init(configuration: TrainingConfiguration, communicator: Communicator, data: DatasetPair, console: Console) throws {
+  public init(configuration: TrainingConfiguration, communicator: Communicator, data: DatasetPair, console: Console)
+    throws
+  {
     self.configuration = configuration
     self.communicator = communicator
     self.data = data
@@ -108,7 +110,8 @@ public final class Trainer {
     case .sgd:
       optimizer = SGD(
         parameterCount: model.parameterCount,
-        options: SGDOptions(momentum: configuration.momentum, weightDecay: configuration.weightDecay, nesterov: configuration.nesterov))
+        options: SGDOptions(
+          momentum: configuration.momentum, weightDecay: configuration.weightDecay, nesterov: configuration.nesterov))
     case .lars:
       optimizer = LARS(
         parameterCount: model.parameterCount, layers: model.views,
@@ -136,7 +139,9 @@ public final class Trainer {
       throw CheckpointError(
         path: checkpoints.path,
         problem: "already holds checkpoints of a run (newest \((newest.path as NSString).lastPathComponent))",
-        hint: "Pass --resume to continue it, --start-fresh to train anew (replacing same-step folders), or another --checkpoint-dir.")
+        hint:
+          "Pass --resume to continue it, --start-fresh to train anew (replacing same-step folders), or another --checkpoint-dir."
+      )
     }
     return nil
   }
@@ -211,7 +216,8 @@ public final class Trainer {
         for (worker, sampler) in workerSamplers.enumerated() {
           model.zeroGradients()
           let local = permutation.withUnsafeBufferPointer { order in
-            computeLocalGradients(sampler: sampler, stepInEpoch: stepInEpoch, permutation: order, indices: indices, batch: batch)
+            computeLocalGradients(
+              sampler: sampler, stepInEpoch: stepInEpoch, permutation: order, indices: indices, batch: batch)
           }
           writeGradientTail(local, measureNoise: measureNoise)
           if worker == 0 {
@@ -237,7 +243,8 @@ public final class Trainer {
       if measureNoise { noiseFields = measureNoiseScale() }
 
       // 4. The update, identical on every rank.
-      optimizer.step(parameters: model.parameters.pointer, gradients: gradients.pointer, learningRate: Float(learningRate))
+      optimizer.step(
+        parameters: model.parameters.pointer, gradients: gradients.pointer, learningRate: Float(learningRate))
       times.other += clock.lap()
 
       epochLossSum += loss
@@ -367,7 +374,8 @@ public final class Trainer {
     if measureNoise {
       // The buffer holds Σ_local ∇ℓ / G; this rank's mean gradient is that times G / (B·M).
       let toMean = Double(plan.globalBatch) / Double(plan.batchSize * plan.accumulate)
-      smallSquared = Float(Self.squaredNorm(gradients.pointer, count: parameterCount) * toMean * toMean / Double(plan.worldSize))
+      smallSquared = Float(
+        Self.squaredNorm(gradients.pointer, count: parameterCount) * toMean * toMean / Double(plan.worldSize))
     }
     gradients[parameterCount + GradientTail.smallGradientSquaredNorm] = smallSquared
   }
@@ -410,13 +418,12 @@ public final class Trainer {
     }
   }
 
-
-
   static func validateMetricsPath(_ path: String) throws {
     var isDirectory: ObjCBool = false
     if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
       if isDirectory.boolValue {
-        throw ConfigurationError(option: "--metrics", expected: "a file path for JSON Lines", found: "the directory \(path)")
+        throw ConfigurationError(
+          option: "--metrics", expected: "a file path for JSON Lines", found: "the directory \(path)")
       }
       if !FileManager.default.isWritableFile(atPath: path) {
         throw ConfigurationError(option: "--metrics", expected: "a writable file", found: "\(path) is not writable")
@@ -432,7 +439,8 @@ public final class Trainer {
     }
     if !isDirectory.boolValue || !FileManager.default.isWritableFile(atPath: parent) {
       throw ConfigurationError(
-        option: "--metrics", expected: "a path inside a writable directory", found: "\(path) (\(parent) is not a writable directory)")
+        option: "--metrics", expected: "a path inside a writable directory",
+        found: "\(path) (\(parent) is not a writable directory)")
     }
   }
 }

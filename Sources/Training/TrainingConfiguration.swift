@@ -97,28 +97,36 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
       throw ConfigurationError(option: "--weight-decay", expected: "a number >= 0", found: "\(weightDecay)")
     }
     if nesterov && momentum == 0 {
-      throw ConfigurationError(option: "--nesterov", expected: "a momentum > 0 (as torch.optim.SGD requires)", found: "momentum 0")
+      throw ConfigurationError(
+        option: "--nesterov", expected: "a momentum > 0 (as torch.optim.SGD requires)", found: "momentum 0")
     }
     if let simulateWorkers, simulateWorkers < 1 {
-      throw ConfigurationError(option: "--simulate-workers", expected: "a number of workers >= 1", found: "\(simulateWorkers)")
+      throw ConfigurationError(
+        option: "--simulate-workers", expected: "a number of workers >= 1", found: "\(simulateWorkers)")
     }
     if let trustCoefficient, !(trustCoefficient.isFinite && trustCoefficient > 0) {
-      throw ConfigurationError(option: "--trust-coefficient", expected: "a positive finite number", found: "\(trustCoefficient)")
+      throw ConfigurationError(
+        option: "--trust-coefficient", expected: "a positive finite number", found: "\(trustCoefficient)")
     }
     if let keep, keep < 1 {
       throw ConfigurationError(option: "--keep", expected: "a number of checkpoints >= 1", found: "\(keep)")
     }
     if let stepTimeout, !(stepTimeout.isFinite && stepTimeout > 0) {
-      throw ConfigurationError(option: "--step-timeout", expected: "a positive number of seconds", found: "\(stepTimeout)")
+      throw ConfigurationError(
+        option: "--step-timeout", expected: "a positive number of seconds", found: "\(stepTimeout)")
     }
     if checkConsistency < 0 {
-      throw ConfigurationError(option: "--check-consistency", expected: "a number of steps >= 0", found: "\(checkConsistency)")
+      throw ConfigurationError(
+        option: "--check-consistency", expected: "a number of steps >= 0", found: "\(checkConsistency)")
     }
     if checkpointEvery < 0 {
-      throw ConfigurationError(option: "--checkpoint-every", expected: "a number of steps >= 0 (0: only at the end)", found: "\(checkpointEvery)")
+      throw ConfigurationError(
+        option: "--checkpoint-every", expected: "a number of steps >= 0 (0: only at the end)",
+        found: "\(checkpointEvery)")
     }
     if resume && checkpointDirectory == nil {
-      throw ConfigurationError(option: "--resume", expected: "a --checkpoint-dir to resume from", found: "no --checkpoint-dir")
+      throw ConfigurationError(
+        option: "--resume", expected: "a --checkpoint-dir to resume from", found: "no --checkpoint-dir")
     }
     if dataset == .mnist && dataDirectory == nil {
       throw ConfigurationError(

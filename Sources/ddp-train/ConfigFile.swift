@@ -22,7 +22,9 @@ struct ClusterSpec: Equatable {
   /// Extra arguments for mpirun, placed before the program.
   var mpirunArguments: [String]
   var worldSize: Int { hosts.reduce(0) { $0 + $1.slots } }
-  var isLocalOnly: Bool { hosts.allSatisfy { ["localhost", "127.0.0.1", ProcessInfo.processInfo.hostName].contains($0.name) } }
+  var isLocalOnly: Bool {
+    hosts.allSatisfy { ["localhost", "127.0.0.1", ProcessInfo.processInfo.hostName].contains($0.name) }
+  }
 }
 
 /// `cluster.yaml`: a `cluster:` section (hosts and slots for mpirun) and a `train:` section whose keys are the
@@ -45,7 +47,8 @@ struct ConfigFile {
       throw ConfigFileError(path: path, key: nil, problem: "is not valid YAML: \(Self.oneLine(error))")
     }
     guard let root, case .mapping(let top) = root else {
-      throw ConfigFileError(path: path, key: nil, problem: "expected a mapping with `cluster:` and/or `train:` sections")
+      throw ConfigFileError(
+        path: path, key: nil, problem: "expected a mapping with `cluster:` and/or `train:` sections")
     }
     var file = ConfigFile(path: path, cluster: nil, train: [])
     for (keyNode, value) in top {
@@ -75,9 +78,9 @@ struct ConfigFile {
         }
         hosts = []
         for (index, entry) in sequence.enumerated() {
-          let where_ = "cluster.hosts[\(index)]"
+          let location = "cluster.hosts[\(index)]"
           guard case .mapping(let fields) = entry else {
-            throw ConfigFileError(path: path, key: where_, problem: "expected a mapping {name: HOST, slots: N}")
+            throw ConfigFileError(path: path, key: location, problem: "expected a mapping {name: HOST, slots: N}")
           }
           var name: String?
           var slots: Int?
@@ -86,23 +89,26 @@ struct ConfigFile {
             switch field {
             case "name":
               guard case .scalar(let scalar) = fieldValue, !scalar.string.isEmpty else {
-                throw ConfigFileError(path: path, key: where_ + ".name", problem: "expected a host name")
+                throw ConfigFileError(path: path, key: location + ".name", problem: "expected a host name")
               }
               name = scalar.string
             case "slots":
               guard case .scalar(let scalar) = fieldValue, let count = Int(scalar.string) else {
-                throw ConfigFileError(path: path, key: where_ + ".slots", problem: "expected an integer, found \(describe(fieldValue))")
+                throw ConfigFileError(
+                  path: path, key: location + ".slots", problem: "expected an integer, found \(describe(fieldValue))")
               }
               guard count > 0 else {
-                throw ConfigFileError(path: path, key: where_ + ".slots", problem: "expected a positive number of slots, found \(count)")
+                throw ConfigFileError(
+                  path: path, key: location + ".slots", problem: "expected a positive number of slots, found \(count)")
               }
               slots = count
             default:
-              throw ConfigFileError(path: path, key: where_ + "." + field, problem: "unknown key; expected `name` or `slots`")
+              throw ConfigFileError(
+                path: path, key: location + "." + field, problem: "unknown key; expected `name` or `slots`")
             }
           }
           guard let name, let slots else {
-            throw ConfigFileError(path: path, key: where_, problem: "needs both `name` and `slots`")
+            throw ConfigFileError(path: path, key: location, problem: "needs both `name` and `slots`")
           }
           hosts?.append(.init(name: name, slots: slots))
         }
@@ -117,7 +123,8 @@ struct ConfigFile {
           return scalar.string
         }
       default:
-        throw ConfigFileError(path: path, key: "cluster." + key, problem: "unknown key; expected `hosts` or `mpirun-args`")
+        throw ConfigFileError(
+          path: path, key: "cluster." + key, problem: "unknown key; expected `hosts` or `mpirun-args`")
       }
     }
     guard let hosts else {
@@ -126,9 +133,12 @@ struct ConfigFile {
     return ClusterSpec(hosts: hosts, mpirunArguments: extra)
   }
 
-  private static func parseTrain(_ node: Node, path: String) throws(ConfigFileError) -> [(key: String, value: Node.Scalar)] {
+  private static func parseTrain(_ node: Node, path: String) throws(ConfigFileError) -> [(
+    key: String, value: Node.Scalar
+  )] {
     guard case .mapping(let mapping) = node else {
-      throw ConfigFileError(path: path, key: "train", problem: "expected a mapping of train options (batch-size: 64, ...)")
+      throw ConfigFileError(
+        path: path, key: "train", problem: "expected a mapping of train options (batch-size: 64, ...)")
     }
     var pairs: [(key: String, value: Node.Scalar)] = []
     for (keyNode, value) in mapping {
@@ -138,7 +148,8 @@ struct ConfigFile {
         throw ConfigFileError(path: path, key: "train." + key, problem: "unknown key; expected one of: \(known)")
       }
       guard case .scalar(let scalar) = value else {
-        throw ConfigFileError(path: path, key: "train." + key, problem: "expected \(expected), found \(describe(value))")
+        throw ConfigFileError(
+          path: path, key: "train." + key, problem: "expected \(expected), found \(describe(value))")
       }
       pairs.append((key, scalar))
     }
@@ -156,7 +167,8 @@ struct ConfigFile {
         case "true", "yes", "on": single = ["--\(key)"]
         case "false", "no", "off": single = ["--no-\(key)"]
         default:
-          throw ConfigFileError(path: path, key: "train." + key, problem: "expected \(expected), found '\(scalar.string)'")
+          throw ConfigFileError(
+            path: path, key: "train." + key, problem: "expected \(expected), found '\(scalar.string)'")
         }
       } else {
         let plain = scalar.style == .plain
@@ -164,12 +176,14 @@ struct ConfigFile {
           throw ConfigFileError(path: path, key: "train." + key, problem: "expected \(expected), found nothing")
         }
         if plain && ["true", "false", "yes", "no", "on", "off"].contains(scalar.string.lowercased()) {
-          throw ConfigFileError(path: path, key: "train." + key, problem: "expected \(expected), found '\(scalar.string)'")
+          throw ConfigFileError(
+            path: path, key: "train." + key, problem: "expected \(expected), found '\(scalar.string)'")
         }
         single = ["--\(key)", scalar.string]
       }
       do { _ = try TrainOptions.parse(single) } catch {
-        throw ConfigFileError(path: path, key: "train." + key, problem: "expected \(expected), found '\(scalar.string)'")
+        throw ConfigFileError(
+          path: path, key: "train." + key, problem: "expected \(expected), found '\(scalar.string)'")
       }
       arguments += single
     }

@@ -49,7 +49,8 @@ struct EvalCommand: ParsableCommand {
     guard data.test.featureCount == state.model.layerSizes.first, data.test.classCount == state.model.layerSizes.last
     else {
       throw ConfigurationError(
-        option: "--dataset", expected: "data with \(state.model.layerSizes.first!) features and \(state.model.layerSizes.last!) classes",
+        option: "--dataset",
+        expected: "data with \(state.model.layerSizes.first!) features and \(state.model.layerSizes.last!) classes",
         found: "\(data.test.featureCount) features, \(data.test.classCount) classes")
     }
     let result = try Trainer.evaluate(model: model, dataset: data.test, communicator: SingleProcessCommunicator())

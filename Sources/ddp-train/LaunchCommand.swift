@@ -24,7 +24,8 @@ struct LaunchCommand: ParsableCommand {
     let file = try ConfigFile.load(path: config)
     _ = try file.trainOptions()  // report a bad train: section now, not on every rank
     guard let cluster = file.cluster else {
-      throw ConfigFileError(path: config, key: "cluster", problem: "missing; launch needs `cluster: {hosts: [{name, slots}]}`")
+      throw ConfigFileError(
+        path: config, key: "cluster", problem: "missing; launch needs `cluster: {hosts: [{name, slots}]}`")
     }
     var command = [mpirun, "-np", String(cluster.worldSize)]
     var hostfile: String?
@@ -53,7 +54,8 @@ struct LaunchCommand: ParsableCommand {
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = command
     do { try process.run() } catch {
-      throw ConfigFileError(path: config, key: nil, problem: "could not start \(mpirun): \(error). Is openmpi-bin installed?")
+      throw ConfigFileError(
+        path: config, key: nil, problem: "could not start \(mpirun): \(error). Is openmpi-bin installed?")
     }
     // Pass Ctrl-C and termination on to mpirun, which tears the ranks down.
     signal(SIGINT, SIG_IGN)

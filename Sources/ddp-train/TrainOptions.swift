@@ -32,13 +32,17 @@ struct TrainOptions: ParsableArguments {
   @Option(parsing: .unconditional, help: "Stop after this many optimizer steps instead of --epochs.")
   var maxSteps: Int?
 
-  @Option(name: .customLong("lr"), parsing: .unconditional, help: "η: the learning rate for a global batch of --base-batch (default 0.05).")
+  @Option(
+    name: .customLong("lr"), parsing: .unconditional,
+    help: "η: the learning rate for a global batch of --base-batch (default 0.05).")
   var learningRate: Double?
   @Option(parsing: .unconditional, help: "n: the global batch η is meant for (default 64).")
   var baseBatch: Int?
   @Option(help: "linear | sqrt | none: peak lr = η·(KB/n), η·sqrt(KB/n) or η (default linear).")
   var lrScaling: LRScaling?
-  @Option(parsing: .unconditional, help: "Ramp the lr linearly from η to the peak over W epochs; fractions allowed, 0 = none (default 2).")
+  @Option(
+    parsing: .unconditional,
+    help: "Ramp the lr linearly from η to the peak over W epochs; fractions allowed, 0 = none (default 2).")
   var warmupEpochs: Double?
   @Option(help: "constant | cosine | step:E1,E2,... after warmup (default cosine, to 0 at the last step).")
   var schedule: String?
@@ -57,15 +61,20 @@ struct TrainOptions: ParsableArguments {
 
   @Option(help: "Write checkpoints into DIR/step-<8 digits>/ (rank 0).")
   var checkpointDir: String?
-  @Option(parsing: .unconditional, help: "Checkpoint every N steps, besides the final one (default 0: only the final one).")
+  @Option(
+    parsing: .unconditional, help: "Checkpoint every N steps, besides the final one (default 0: only the final one).")
   var checkpointEvery: Int?
   @Flag(inversion: .prefixedNo, help: "Continue from the newest complete checkpoint in --checkpoint-dir.")
   var resume: Bool?
-  @Flag(inversion: .prefixedNo, help: "Train anew although --checkpoint-dir holds checkpoints (same-step folders are replaced).")
+  @Flag(
+    inversion: .prefixedNo,
+    help: "Train anew although --checkpoint-dir holds checkpoints (same-step folders are replaced).")
   var startFresh: Bool?
   @Option(parsing: .unconditional, help: "Keep only the newest N checkpoints (default: all).")
   var keep: Int?
-  @Option(parsing: .unconditional, help: "End the job when a rank makes no progress for S seconds (default: 60, or 25 step times if longer).")
+  @Option(
+    parsing: .unconditional,
+    help: "End the job when a rank makes no progress for S seconds (default: 60, or 25 step times if longer).")
   var stepTimeout: Double?
   @Option(help: "Append JSON Lines metrics to this file (rank 0).")
   var metrics: String?
@@ -74,16 +83,24 @@ struct TrainOptions: ParsableArguments {
   @Option(parsing: .unconditional, help: "OpenBLAS threads per rank (default 1).")
   var blasThreads: Int?
 
-  @Flag(inversion: .prefixedNo, help: "Overlap the gradient all-reduce with the backward pass (default off; K > 1 only).")
+  @Flag(
+    inversion: .prefixedNo, help: "Overlap the gradient all-reduce with the backward pass (default off; K > 1 only).")
   var overlap: Bool?
 
-  @Option(parsing: .unconditional, help: "Check every N steps that all ranks hold identical parameters (default 0: before checkpoints).")
+  @Option(
+    parsing: .unconditional,
+    help: "Check every N steps that all ranks hold identical parameters (default 0: before checkpoints).")
   var checkConsistency: Int?
   @Flag(inversion: .prefixedNo, help: "Reduce gradients in a fixed rank order: results independent of MPI's algorithm.")
   var deterministic: Bool?
-  @Option(parsing: .unconditional, help: "Run K workers in this one process (debugging): the weights of mpirun -np K --deterministic.")
+  @Option(
+    parsing: .unconditional,
+    help: "Run K workers in this one process (debugging): the weights of mpirun -np K --deterministic.")
   var simulateWorkers: Int?
-  @Option(help: ArgumentHelp("For tests: KIND@RANK:STEP, KIND one of crash, exit, kill, term, error, hang, perturb, nan.", visibility: .hidden))
+  @Option(
+    help: ArgumentHelp(
+      "For tests: KIND@RANK:STEP, KIND one of crash, exit, kill, term, error, hang, perturb, nan.", visibility: .hidden)
+  )
   var injectFault: String?
 
   @Option(parsing: .unconditional, help: "--dataset synthetic: training samples (default 8192).")
@@ -96,7 +113,8 @@ struct TrainOptions: ParsableArguments {
   /// The config-file keys and what each expects (for "wrong type" messages). Every key is an option above;
   /// a test checks that each one parses.
   static let configKeys: [String: String] = [
-    "dataset": "one of fashion-mnist, mnist, synthetic", "data-dir": "a directory path", "model": "a model spec like mlp",
+    "dataset": "one of fashion-mnist, mnist, synthetic", "data-dir": "a directory path",
+    "model": "a model spec like mlp",
     "batch-size": "an integer", "accumulate": "an integer", "epochs": "an integer", "max-steps": "an integer",
     "lr": "a number", "base-batch": "an integer", "lr-scaling": "one of linear, sqrt, none",
     "warmup-epochs": "a number", "schedule": "constant, cosine or step:E1,E2,...", "momentum": "a number",

@@ -4,7 +4,9 @@ import Testing
 /// The CLI as a user meets it: input errors end with status 2, one message naming the option, key or file, and
 /// nothing written; `launch` prints the mpirun command; `eval` reproduces the final test accuracy.
 @Suite(.serialized) struct CommandLineTests {
-  static let tiny = ["--dataset", "synthetic", "--synthetic-train", "512", "--synthetic-test", "128", "--model", "mlp:16"]
+  static let tiny = [
+    "--dataset", "synthetic", "--synthetic-train", "512", "--synthetic-test", "128", "--model", "mlp:16",
+  ]
 
   /// Runs `arguments` expecting an input error; checks status 2, one message with `words`, and no files written.
   func expectInputError(_ arguments: [String], mentions words: [String], ranks: Int? = nil) throws {
@@ -13,9 +15,13 @@ import Testing
     let metrics = scratch.appendingPathComponent("metrics.jsonl").path
     let checkpoints = scratch.appendingPathComponent("checkpoints").path
     let full = arguments + ["--metrics", metrics, "--checkpoint-dir", checkpoints]
-    let result = try ranks.map { try DDPTrainProcess.mpirun(ranks: $0, full, timeout: 60) } ?? DDPTrainProcess.run(full, timeout: 60)
+    let result =
+      try ranks.map { try DDPTrainProcess.mpirun(ranks: $0, full, timeout: 60) }
+      ?? DDPTrainProcess.run(full, timeout: 60)
     #expect(result.status == 2, "\(arguments): status \(result.status)\n\(result.output)")
-    for word in words { #expect(result.stderr.contains(word), "\(arguments) should mention \(word):\n\(result.stderr)") }
+    for word in words {
+      #expect(result.stderr.contains(word), "\(arguments) should mention \(word):\n\(result.stderr)")
+    }
     let reports = result.stderr.components(separatedBy: "ddp-train: ").count - 1
     #expect(reports == 1, "one message expected, got \(reports):\n\(result.stderr)")
     #expect(!FileManager.default.fileExists(atPath: metrics), "metrics file written despite the error")
@@ -125,14 +131,16 @@ import Testing
     let scratch = try makeScratchDirectory("eval")
     defer { try? FileManager.default.removeItem(at: scratch) }
     let checkpoints = scratch.appendingPathComponent("checkpoints").path
-    let train = try DDPTrainProcess.run(Self.tiny + ["--max-steps", "40", "--batch-size", "16", "--checkpoint-dir", checkpoints])
+    let train = try DDPTrainProcess.run(
+      Self.tiny + ["--max-steps", "40", "--batch-size", "16", "--checkpoint-dir", checkpoints])
     #expect(train.status == 0, "\(train.output)")
     let evaluation = try DDPTrainProcess.run(["eval", "--checkpoint", checkpoints])
     #expect(evaluation.status == 0, "\(evaluation.output)")
     // "done: 40 steps in 0.1 s; test accuracy 0.8125, test loss 0.5432" vs "test loss 0.5432  test accuracy 0.8125"
     func number(after label: String, in text: String) -> String? {
       guard let range = text.range(of: label) else { return nil }
-      return text[range.upperBound...].split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\n" }).first.map(String.init)
+      return text[range.upperBound...].split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\n" }).first.map(
+        String.init)
     }
     let done = train.stdout.split(separator: "\n").first { $0.hasPrefix("done:") }.map(String.init) ?? ""
     let trained = number(after: "test accuracy ", in: done)
@@ -153,7 +161,8 @@ import Testing
       directory: scratch)
     #expect(result.status == 0, "\(result.output)")
     #expect(FileManager.default.fileExists(atPath: scratch.appendingPathComponent("runs/a/metrics.jsonl").path))
-    #expect(FileManager.default.fileExists(atPath: scratch.appendingPathComponent("runs/a/checkpoints/step-00000002").path))
+    #expect(
+      FileManager.default.fileExists(atPath: scratch.appendingPathComponent("runs/a/checkpoints/step-00000002").path))
   }
 
   @Test func helpExitsZero() throws {

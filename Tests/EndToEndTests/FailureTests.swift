@@ -27,7 +27,8 @@ struct FailureTests {
 
   @Test func exitOnOneRank() throws {
     let result = try runFaulty("exit@2:5")
-    #expect(result.stderr.contains("error on rank 2: the process exited during training (at step 5)"), "\(result.output)")
+    #expect(
+      result.stderr.contains("error on rank 2: the process exited during training (at step 5)"), "\(result.output)")
   }
 
   @Test func sigkillOnOneRank() throws {
@@ -46,16 +47,21 @@ struct FailureTests {
   func thrownErrorOnOneRank() throws {
     let result = try runFaulty("error@1:5")
     #expect(result.status == 1, "\(result.output)")
-    #expect(result.stderr.contains("error on rank 1: (injected fault): simulated I/O error at step 5"), "\(result.output)")
+    #expect(
+      result.stderr.contains("error on rank 1: (injected fault): simulated I/O error at step 5"), "\(result.output)")
     #expect(result.stderr.components(separatedBy: "ddp-train: error").count - 1 == 1, "\(result.stderr)")
   }
 
   @Test("ranks started with different settings are refused, naming the setting and the ranks")
   func ranksMustAgree() throws {
     let common = Self.tiny.map { $0 == "400" ? "3" : $0 }
-    let command = [
-      "mpirun", "--oversubscribe", "--timeout", "60", "-np", "1", DDPTrainProcess.binary] + common + ["--seed", "1", ":",
-      "-np", "2", DDPTrainProcess.binary] + common + ["--seed", "2"]
+    let command =
+      [
+        "mpirun", "--oversubscribe", "--timeout", "60", "-np", "1", DDPTrainProcess.binary,
+      ] + common + [
+        "--seed", "1", ":",
+        "-np", "2", DDPTrainProcess.binary,
+      ] + common + ["--seed", "2"]
     let result = try DDPTrainProcess.execute(command, timeout: 70, directory: nil)
     #expect(result.status == 2, "\(result.output)")
     #expect(result.stderr.contains("--seed on ranks 1, 2"), "\(result.output)")

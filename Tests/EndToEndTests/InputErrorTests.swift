@@ -44,15 +44,19 @@ final class InputErrorTests {
     let existedBefore = FileManager.default.fileExists(atPath: checkpointDirectory.path)
     let full = arguments + ["--metrics", metrics.path, "--checkpoint-dir", checkpointDirectory.path]
     let result = try DDPTrainProcess.mpirun(ranks: 2, full, timeout: 60)
-    #expect(result.status == 2, "\(arguments): status \(result.status)\n\(result.output)", sourceLocation: sourceLocation)
+    #expect(
+      result.status == 2, "\(arguments): status \(result.status)\n\(result.output)", sourceLocation: sourceLocation)
     for word in words {
-      #expect(result.stderr.contains(word), "\(arguments): should mention '\(word)':\n\(result.stderr)", sourceLocation: sourceLocation)
+      #expect(
+        result.stderr.contains(word), "\(arguments): should mention '\(word)':\n\(result.stderr)",
+        sourceLocation: sourceLocation)
     }
     let reports = result.stderr.components(separatedBy: "ddp-train: ").count - 1
     #expect(reports == 1, "\(arguments): one message expected:\n\(result.stderr)", sourceLocation: sourceLocation)
     #expect(result.seconds < 20, "\(arguments): took \(result.seconds) s", sourceLocation: sourceLocation)
     #expect(!FileManager.default.fileExists(atPath: metrics.path), "metrics written", sourceLocation: sourceLocation)
-    #expect(FileManager.default.fileExists(atPath: checkpointDirectory.path) == existedBefore, sourceLocation: sourceLocation)
+    #expect(
+      FileManager.default.fileExists(atPath: checkpointDirectory.path) == existedBefore, sourceLocation: sourceLocation)
     #expect(snapshot(checkpointDirectory) == before, "checkpoint directory changed", sourceLocation: sourceLocation)
   }
 
@@ -67,11 +71,14 @@ final class InputErrorTests {
   // MARK: data files
 
   @Test func missingDataDirectory() throws {
-    try expectInputError(Self.small + ["--data-dir", scratch.appendingPathComponent("nope").path], mentions: ["nope", "does not exist"])
+    try expectInputError(
+      Self.small + ["--data-dir", scratch.appendingPathComponent("nope").path], mentions: ["nope", "does not exist"])
   }
 
   @Test func missingFile() throws {
-    let broken = try brokenData { try FileManager.default.removeItem(at: $0.appendingPathComponent("train-labels-idx1-ubyte")) }
+    let broken = try brokenData {
+      try FileManager.default.removeItem(at: $0.appendingPathComponent("train-labels-idx1-ubyte"))
+    }
     try expectInputError(Self.small + ["--data-dir", broken.path], mentions: ["train-labels-idx1-ubyte"])
   }
 
@@ -96,7 +103,8 @@ final class InputErrorTests {
       try IDXFixture.labels(Array(repeating: 1, count: IDXFixture.trainCount - 1))
         .write(to: url.appendingPathComponent("train-labels-idx1-ubyte"))
     }
-    try expectInputError(Self.small + ["--data-dir", broken.path], mentions: ["train-labels-idx1-ubyte", "\(IDXFixture.trainCount)"])
+    try expectInputError(
+      Self.small + ["--data-dir", broken.path], mentions: ["train-labels-idx1-ubyte", "\(IDXFixture.trainCount)"])
   }
 
   @Test func labelOutOfRange() throws {
@@ -127,7 +135,8 @@ final class InputErrorTests {
     (["--batch-size", "0"], "--batch-size"), (["--batch-size", "40"], "--batch-size"),  // shard is 64/2 = 32
     (["--epochs", "-1"], "--epochs"), (["--max-steps", "-5"], "--max-steps"), (["--lr", "0"], "--lr"),
     (["--lr", "-0.1"], "--lr"), (["--lr", "nan"], "--lr"), (["--warmup-epochs", "-1"], "--warmup-epochs"),
-    (["--dataset", "cifar"], "--dataset"), (["--model", "resnet"], "--model"), (["--lr-scaling", "cube"], "--lr-scaling"),
+    (["--dataset", "cifar"], "--dataset"), (["--model", "resnet"], "--model"),
+    (["--lr-scaling", "cube"], "--lr-scaling"),
     (["--schedule", "exponential"], "--schedule"), (["--momentum", "1.5"], "--momentum"), (["--keep", "0"], "--keep"),
     (["--step-timeout", "0"], "--step-timeout"), (["--no-such-option"], "--no-such-option"),
   ])
@@ -167,7 +176,8 @@ final class InputErrorTests {
   }
 
   @Test func resumeWithNothingToResume() throws {
-    try expectInputError(Self.small + ["--data-dir", data.path, "--resume"], mentions: ["--resume", "no complete checkpoint"])
+    try expectInputError(
+      Self.small + ["--data-dir", data.path, "--resume"], mentions: ["--resume", "no complete checkpoint"])
   }
 
   /// A directory holding one complete checkpoint of `mlp:16`, then `damage` applied to it.
@@ -181,7 +191,9 @@ final class InputErrorTests {
 
   @Test func existingCheckpointsWithoutResume() throws {
     let directory = try checkpoint { _ in }
-    try expectInputError(Self.small + ["--data-dir", data.path], mentions: ["already holds checkpoints", "--resume"], checkpoints: directory)
+    try expectInputError(
+      Self.small + ["--data-dir", data.path], mentions: ["already holds checkpoints", "--resume"],
+      checkpoints: directory)
   }
 
   @Test func checkpointOfAnotherModel() throws {
@@ -201,7 +213,8 @@ final class InputErrorTests {
     let directory = try checkpoint { step in
       try rewrite(step.appendingPathComponent("model.safetensors")) { $0.removeLast(1000) }
     }
-    try expectInputError(Self.small + ["--data-dir", data.path, "--resume"], mentions: ["model.safetensors"], checkpoints: directory)
+    try expectInputError(
+      Self.small + ["--data-dir", data.path, "--resume"], mentions: ["model.safetensors"], checkpoints: directory)
   }
 
   @Test func headerLengthPastEndOfFile() throws {
@@ -211,7 +224,8 @@ final class InputErrorTests {
       }
     }
     try expectInputError(
-      Self.small + ["--data-dir", data.path, "--resume"], mentions: ["model.safetensors", "header"], checkpoints: directory)
+      Self.small + ["--data-dir", data.path, "--resume"], mentions: ["model.safetensors", "header"],
+      checkpoints: directory)
   }
 
   @Test func headerNotJSON() throws {
@@ -219,7 +233,8 @@ final class InputErrorTests {
       try rewrite(step.appendingPathComponent("optimizer.safetensors")) { bytes in bytes[8] = UInt8(ascii: "#") }
     }
     try expectInputError(
-      Self.small + ["--data-dir", data.path, "--resume"], mentions: ["optimizer.safetensors", "JSON"], checkpoints: directory)
+      Self.small + ["--data-dir", data.path, "--resume"], mentions: ["optimizer.safetensors", "JSON"],
+      checkpoints: directory)
   }
 
   @Test func tensorWithWrongDtype() throws {
@@ -227,14 +242,17 @@ final class InputErrorTests {
       try rewrite(step.appendingPathComponent("model.safetensors")) { bytes in
         // The first "F32" in the JSON header becomes "F16" (same length, so offsets stay valid).
         let needle = Array("\"F32\"".utf8)
-        if let start = (8..<(bytes.count - needle.count)).first(where: { Array(bytes[$0..<($0 + needle.count)]) == needle }) {
+        if let start = (8..<(bytes.count - needle.count)).first(where: {
+          Array(bytes[$0..<($0 + needle.count)]) == needle
+        }) {
           bytes[start + 2] = UInt8(ascii: "1")
           bytes[start + 3] = UInt8(ascii: "6")
         }
       }
     }
     try expectInputError(
-      Self.small + ["--data-dir", data.path, "--resume"], mentions: ["model.safetensors", "F16"], checkpoints: directory)
+      Self.small + ["--data-dir", data.path, "--resume"], mentions: ["model.safetensors", "F16"], checkpoints: directory
+    )
   }
 
   @Test func tensorWithWrongShape() throws {
@@ -254,7 +272,9 @@ final class InputErrorTests {
   }
 
   @Test func stateJSONMissing() throws {
-    let directory = try checkpoint { step in try FileManager.default.removeItem(at: step.appendingPathComponent("state.json")) }
+    let directory = try checkpoint { step in
+      try FileManager.default.removeItem(at: step.appendingPathComponent("state.json"))
+    }
     try expectInputError(
       Self.small + ["--data-dir", data.path, "--resume"], mentions: ["no complete checkpoint"], checkpoints: directory)
   }
@@ -272,7 +292,8 @@ final class InputErrorTests {
       try rewrite(step.appendingPathComponent("model.safetensors")) { bytes in bytes[bytes.count - 1] ^= 0x40 }
     }
     try expectInputError(
-      Self.small + ["--data-dir", data.path, "--resume"], mentions: ["model.safetensors", "SHA-256"], checkpoints: directory)
+      Self.small + ["--data-dir", data.path, "--resume"], mentions: ["model.safetensors", "SHA-256"],
+      checkpoints: directory)
   }
 }
 
@@ -294,8 +315,10 @@ enum IDXFixture {
   static func writeValid(into directory: URL) throws {
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     try images(count: trainCount).write(to: directory.appendingPathComponent("train-images-idx3-ubyte"))
-    try labels((0..<trainCount).map { UInt8($0 % 10) }).write(to: directory.appendingPathComponent("train-labels-idx1-ubyte"))
+    try labels((0..<trainCount).map { UInt8($0 % 10) }).write(
+      to: directory.appendingPathComponent("train-labels-idx1-ubyte"))
     try images(count: testCount).write(to: directory.appendingPathComponent("t10k-images-idx3-ubyte"))
-    try labels((0..<testCount).map { UInt8($0 % 10) }).write(to: directory.appendingPathComponent("t10k-labels-idx1-ubyte"))
+    try labels((0..<testCount).map { UInt8($0 % 10) }).write(
+      to: directory.appendingPathComponent("t10k-labels-idx1-ubyte"))
   }
 }

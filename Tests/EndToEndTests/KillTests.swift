@@ -21,7 +21,8 @@ struct KillTests {
 
   /// Verifies one checkpoint the way --resume does: both tensor files decode and match state.json's SHA-256.
   static func verify(_ location: CheckpointLocation, in directory: CheckpointDirectory) throws {
-    let state = try JSONSerialization.jsonObject(with: Data(directory.read("state.json", of: location))) as? [String: Any]
+    let state =
+      try JSONSerialization.jsonObject(with: Data(directory.read("state.json", of: location))) as? [String: Any]
     let files = state?["files"] as? [String: String] ?? [:]
     for file in [CheckpointDirectory.modelFile, CheckpointDirectory.optimizerFile] {
       let bytes = try directory.read(file, of: location)
@@ -51,7 +52,9 @@ struct KillTests {
       try process.run()
       // Wait until at least one checkpoint exists, then a random extra moment.
       let start = Date()
-      while (try? CheckpointDirectory(path: directory.path).list().isEmpty) ?? true, Date().timeIntervalSince(start) < 20 {
+      while (try? CheckpointDirectory(path: directory.path).list().isEmpty) ?? true,
+        Date().timeIntervalSince(start) < 20
+      {
         usleep(20_000)
       }
       usleep(UInt32.random(in: 0..<400_000, using: &generator))
@@ -62,7 +65,9 @@ struct KillTests {
       }
       // The whole job must be gone promptly.
       let killed = Date()
-      while !Self.processes(mentioning: directory.path).isEmpty, Date().timeIntervalSince(killed) < 10 { usleep(50_000) }
+      while !Self.processes(mentioning: directory.path).isEmpty, Date().timeIntervalSince(killed) < 10 {
+        usleep(50_000)
+      }
       #expect(Self.processes(mentioning: directory.path).isEmpty, "round \(round): ranks still running after 10 s")
       process.waitUntilExit()
 

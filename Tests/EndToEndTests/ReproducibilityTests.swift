@@ -39,7 +39,8 @@ struct ReproducibilityTests {
   func simulateNeedsOneProcess() throws {
     let scratch = try makeScratchDirectory("simulate-refused")
     defer { try? FileManager.default.removeItem(at: scratch) }
-    let result = try DDPTrainProcess.mpirun(ranks: 2, Self.arguments(scratch.appendingPathComponent("c")) + ["--simulate-workers", "2"])
+    let result = try DDPTrainProcess.mpirun(
+      ranks: 2, Self.arguments(scratch.appendingPathComponent("c")) + ["--simulate-workers", "2"])
     #expect(result.status == 2, "\(result.output)")
     #expect(result.stderr.contains("--simulate-workers"), "\(result.output)")
   }

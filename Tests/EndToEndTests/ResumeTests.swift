@@ -25,7 +25,8 @@ struct ResumeTests {
     let crashed = try DDPTrainProcess.mpirun(
       ranks: 2, Self.arguments(batch: 16, checkpoints: interrupted) + ["--inject-fault", "exit@1:90"])
     #expect(crashed.status != 0)
-    let resumed = try DDPTrainProcess.mpirun(ranks: 2, Self.arguments(batch: 16, checkpoints: interrupted) + ["--resume"])
+    let resumed = try DDPTrainProcess.mpirun(
+      ranks: 2, Self.arguments(batch: 16, checkpoints: interrupted) + ["--resume"])
     #expect(resumed.status == 0, "\(resumed.output)")
     #expect(resumed.stdout.contains("at step 80"), "\(resumed.stdout)")
     let a = try finalParameters(in: full)

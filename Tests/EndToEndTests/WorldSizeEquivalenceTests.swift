@@ -48,8 +48,10 @@ struct WorldSizeEquivalenceTests {
     defer { try? FileManager.default.removeItem(at: scratch) }
     let good = try DDPTrainProcess.mpirun(
       ranks: 3,
-      Self.arguments(batch: 8, checkpoints: scratch.appendingPathComponent("good"), extra: ["--check-consistency", "1"])
-        .map { $0 == "200" ? "40" : $0 })
+      Self.arguments(
+        batch: 8, checkpoints: scratch.appendingPathComponent("good"), extra: ["--check-consistency", "1"]
+      )
+      .map { $0 == "200" ? "40" : $0 })
     #expect(good.status == 0, "\(good.output)")
     // The check must be able to fail: perturb one parameter on rank 2 at step 10.
     let bad = try DDPTrainProcess.mpirun(

@@ -7,7 +7,8 @@ import Testing
 @Suite struct RunPlanTests {
   func data(count: Int) -> DatasetPair {
     var configuration = TrainingConfiguration()
-    configuration.synthetic = SyntheticSpec(trainCount: count, testCount: 10, featureCount: 784, classCount: 10, seed: 1)
+    configuration.synthetic = SyntheticSpec(
+      trainCount: count, testCount: 10, featureCount: 784, classCount: 10, seed: 1)
     return try! DatasetLoader.load(.synthetic, directory: nil, synthetic: configuration.synthetic)
   }
 
@@ -39,7 +40,8 @@ import Testing
       #expect(error.description.contains("333"))
     }
     configuration.batchSize = 333
-    #expect(try RunPlan(configuration: configuration, worldSize: 3, rank: 0, data: data(count: 1000)).stepsPerEpoch == 1)
+    #expect(
+      try RunPlan(configuration: configuration, worldSize: 3, rank: 0, data: data(count: 1000)).stepsPerEpoch == 1)
   }
 
   @Test("validation names the option for each bad setting")
@@ -67,7 +69,8 @@ import Testing
 @Suite struct MetricsLogTests {
   @Test("one JSON object per line, appended, non-finite numbers as strings")
   func jsonLines() throws {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("metrics-\(UUID().uuidString)/m.jsonl").path
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("metrics-\(UUID().uuidString)/m.jsonl")
+      .path
     defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
     do {
       let log = try MetricsLog(path: path)
