@@ -23,6 +23,9 @@ public struct CheckpointLocation: Equatable, Sendable {
 /// by hand or by a partial `prune` is never resumed from.
 public struct CheckpointDirectory: Sendable {
   public let path: String
+  /// Called by `write` after each file is synced into the temporary folder (with the step and the file's name):
+  /// lets fault-injection tests kill the process at an exact point inside a write.
+  public var fileWrittenHook: (@Sendable (_ step: Int, _ file: String) -> Void)?
 
   public init(path: String) {
     self.path = path
@@ -96,6 +99,7 @@ public struct CheckpointDirectory: Sendable {
       guard mkdir(temporary, 0o755) == 0 else { throw FileSystem.osError(temporary, "mkdir") }
       for file in files {
         try FileSystem.writeSynced(FileSystem.join(temporary, file.name), file.bytes)
+        fileWrittenHook?(step, file.name)
       }
       try FileSystem.syncDirectory(temporary)
       if FileSystem.kind(final) == .missing {

@@ -4,9 +4,12 @@ import Foundation
 ///
 /// crash: a Swift runtime trap; exit: `exit(1)` without telling anyone; kill: SIGKILL to itself; term: SIGTERM
 /// to itself; error: throws an I/O error (as a failing disk would); hang: stops making progress forever;
-/// perturb: changes one parameter (ranks drift apart); nan: poisons the gradient (divergence).
+/// perturb: changes one parameter (ranks drift apart); nan: poisons the gradient (divergence); killwrite: SIGKILL
+/// to rank 0 in the middle of writing the checkpoint of step STEP, after its first file is on disk.
 public struct FaultInjection: Codable, Equatable, Sendable, CustomStringConvertible {
-  public enum Kind: String, Codable, CaseIterable, Sendable { case crash, exit, kill, term, error, hang, perturb, nan }
+  public enum Kind: String, Codable, CaseIterable, Sendable {
+    case crash, exit, kill, term, error, hang, perturb, nan, killwrite
+  }
   public var kind: Kind
   public var rank: Int
   public var step: Int
@@ -33,6 +36,14 @@ public struct FaultInjection: Codable, Equatable, Sendable, CustomStringConverti
 
   public var description: String { "\(kind.rawValue)@\(rank):\(step)" }
 
+  /// For `killwrite`: a `CheckpointDirectory.fileWrittenHook` that kills this process after the first file of the
+  /// checkpoint of `step` (only rank 0 writes checkpoints).
+  var checkpointHook: (@Sendable (Int, String) -> Void)? {
+    guard kind == .killwrite else { return nil }
+    let target = step
+    return { step, _ in if step == target { raise(SIGKILL) } }
+  }
+
   /// Called by every rank at the start of every step; acts only on the chosen rank and step.
   /// `parameters` and `gradients` are this rank's flat buffers (for perturb and nan).
   func trigger(
@@ -57,6 +68,8 @@ public struct FaultInjection: Codable, Equatable, Sendable, CustomStringConverti
       parameters[0] += 1e-3
     case .nan:
       gradients[0] = .nan
+    case .killwrite:
+      break  // acts inside the checkpoint write, see `checkpointHook`
     }
   }
 }

@@ -119,7 +119,11 @@ public final class Trainer {
           momentum: configuration.momentum, weightDecay: configuration.weightDecay,
           trustCoefficient: configuration.effectiveTrustCoefficient, nesterov: configuration.nesterov))
     }
-    checkpoints = configuration.checkpointDirectory.map(CheckpointDirectory.init(path:))
+    checkpoints = configuration.checkpointDirectory.map { path in
+      var directory = CheckpointDirectory(path: path)
+      directory.fileWrittenHook = configuration.injectFault?.checkpointHook
+      return directory
+    }
     reducer = Self.makeReducer(configuration: configuration, communicator: communicator, model: model)
     let localBatch = plan.batchSize * plan.accumulate
     if plan.globalBatch > localBatch {

@@ -99,7 +99,8 @@ struct TrainOptions: ParsableArguments {
   var simulateWorkers: Int?
   @Option(
     help: ArgumentHelp(
-      "For tests: KIND@RANK:STEP, KIND one of crash, exit, kill, term, error, hang, perturb, nan.", visibility: .hidden)
+      "For tests: KIND@RANK:STEP, KIND one of crash, exit, kill, term, error, hang, perturb, nan, killwrite.",
+      visibility: .hidden)
   )
   var injectFault: String?
 

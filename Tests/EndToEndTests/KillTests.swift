@@ -31,6 +31,34 @@ struct KillTests {
     }
   }
 
+  @Test("SIGKILL in the middle of a checkpoint write: the half-written one is never used, the previous one resumes")
+  func killInsideAWrite() throws {
+    let scratch = try makeScratchDirectory("killwrite")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let directory = scratch.appendingPathComponent("checkpoints")
+    let arguments = [
+      "--dataset", "synthetic", "--synthetic-train", "2048", "--batch-size", "16", "--max-steps", "30",
+      "--checkpoint-every", "10", "--checkpoint-dir", directory.path,
+    ]
+    let killed = try DDPTrainProcess.mpirun(ranks: 2, arguments + ["--inject-fault", "killwrite@0:20"], timeout: 60)
+    #expect(killed.status != 0)
+    #expect(killed.output.contains("signal 9"), "\(killed.output)")
+    // The write of step 20 stopped after model.safetensors: only its temporary folder exists, with that one file.
+    let entries = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+    let temporary = entries.filter { $0.hasPrefix(".tmp-step-00000020") }
+    #expect(temporary.count == 1, "\(entries)")
+    if let folder = temporary.first {
+      let files = try FileManager.default.contentsOfDirectory(atPath: directory.appendingPathComponent(folder).path)
+      #expect(files == ["model.safetensors"], "\(files)")
+    }
+    let checkpoints = CheckpointDirectory(path: directory.path)
+    #expect(try checkpoints.list().map(\.step) == [10])
+    let resumed = try DDPTrainProcess.mpirun(ranks: 2, arguments + ["--resume"], timeout: 60)
+    #expect(resumed.status == 0, "\(resumed.output)")
+    #expect(resumed.stdout.contains("at step 10"), "\(resumed.stdout)")
+    #expect(try checkpoints.list().map(\.step) == [30, 20, 10])
+  }
+
   @Test("SIGKILL at 8 random moments: no corrupt checkpoint is ever listed, the newest loads, resume works")
   func killAtRandomMoments() throws {
     let scratch = try makeScratchDirectory("kill")
