@@ -45,7 +45,9 @@ extension Trainer {
     if let data = try? JSONEncoder().encode(configuration),
       let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
     {
-      for key in object.keys.sorted() {
+      // Output locations are used by rank 0 alone (other ranks never open them), so they may differ.
+      let rankZeroOnly: Set<String> = ["metricsPath", "checkpointDirectory"]
+      for key in object.keys.sorted() where !rankZeroOnly.contains(key) {
         let value = (try? JSONSerialization.data(withJSONObject: [key: object[key]!], options: [.sortedKeys])) ?? Data()
         fields.append((Self.optionName(forProperty: key), Self.fnv1a(Array(value))))
       }
