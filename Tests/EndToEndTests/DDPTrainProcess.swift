@@ -129,3 +129,12 @@ func relativeDistance(_ a: [Float], _ b: [Float]) -> Double {
   }
   return difference / max(scale, 1e-30)
 }
+
+/// nil when `a` and `b` are bitwise identical; otherwise how many elements differ and the first of them (a short
+/// message, where comparing the arrays themselves would print hundreds of thousands of numbers).
+func bitwiseDifference(_ a: [Float], _ b: [Float]) -> String? {
+  guard a.count == b.count else { return "sizes differ: \(a.count) vs \(b.count)" }
+  let differing = a.indices.filter { a[$0].bitPattern != b[$0].bitPattern }
+  guard let first = differing.first else { return nil }
+  return "\(differing.count) of \(a.count) elements differ; first at \(first): \(a[first]) vs \(b[first])"
+}
