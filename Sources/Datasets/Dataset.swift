@@ -1,3 +1,5 @@
+import Tensors
+
 /// One split of a classification dataset: pixels kept as bytes, labels as class numbers.
 ///
 /// `pixels` is `[count, featureCount]` row-major (row i is sample i); `labels` is `[count]` with every value in
@@ -36,19 +38,6 @@ public struct Dataset: Sendable {
     pixels.withUnsafeBytes { hash.combine($0) }
     labels.withUnsafeBytes { hash.combine($0) }
     return hash.value
-  }
-}
-
-/// The 64-bit Fowler–Noll–Vo hash, variant 1a (xor, then multiply).
-struct FNV1a64 {
-  static let offsetBasis: UInt64 = 0xcbf2_9ce4_8422_2325
-  static let prime: UInt64 = 0x0000_0100_0000_01b3
-  private(set) var value = offsetBasis
-
-  mutating func combine(_ bytes: UnsafeRawBufferPointer) {
-    var h = value
-    for byte in bytes { h = (h ^ UInt64(byte)) &* Self.prime }
-    value = h
   }
 }
 

@@ -127,8 +127,6 @@ public final class LARS: Optimizer {
   }
 
   static func norm(_ values: UnsafePointer<Float>, count: Int) -> Double {
-    var sum = 0.0
-    for index in 0..<count { sum += Double(values[index]) * Double(values[index]) }
-    return sum.squareRoot()
+    Elementwise.sumOfSquares(values, count: count).squareRoot()
   }
 }

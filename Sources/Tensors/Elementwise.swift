@@ -63,6 +63,17 @@ public enum Elementwise {
     }
   }
 
+  /// Σ values[i]², accumulated in Double in index order (LARS's layer norms, the gradient noise scale).
+  public static func sumOfSquares(_ values: UnsafePointer<Float>, count: Int) -> Double {
+    var sum = 0.0
+    var i = 0
+    while i < count {
+      sum += Double(values[i]) * Double(values[i])
+      i = i &+ 1
+    }
+    return sum
+  }
+
   /// True when no element of values[0..<count] is NaN or ±Inf. Tests the exponent bits with an integer OR-reduction,
   /// which the optimiser vectorises (a Float sum cannot be reordered, so a `+= x·0` probe runs one element per
   /// add latency: ~0.2 ms for 235k gradients against ~0.02 ms here).

@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 
 extension Trainer {
   /// Checks, with one all-gather, that every rank runs with the same settings and loaded the same data; the
@@ -49,7 +50,7 @@ extension Trainer {
       let rankZeroOnly: Set<String> = ["metricsPath", "checkpointDirectory"]
       for key in object.keys.sorted() where !rankZeroOnly.contains(key) {
         let value = (try? JSONSerialization.data(withJSONObject: [key: object[key]!], options: [.sortedKeys])) ?? Data()
-        fields.append((Self.optionName(forProperty: key), Self.fnv1a(Array(value))))
+        fields.append((Self.optionName(forProperty: key), FNV1a64.hash(Array(value))))
       }
     }
     fields.append(("the training data (\(data.source))", trainFingerprint))
@@ -69,11 +70,5 @@ extension Trainer {
       if character.isUppercase { kebab += "-" + character.lowercased() } else { kebab.append(character) }
     }
     return "--" + kebab
-  }
-
-  static func fnv1a(_ bytes: [UInt8]) -> UInt64 {
-    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-    return hash
   }
 }

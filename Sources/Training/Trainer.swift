@@ -379,7 +379,7 @@ public final class Trainer {
       // The buffer holds Σ_local ∇ℓ / G; this rank's mean gradient is that times G / (B·M).
       let toMean = Double(plan.globalBatch) / Double(plan.batchSize * plan.accumulate)
       smallSquared = Float(
-        Self.squaredNorm(gradients.pointer, count: parameterCount) * toMean * toMean / Double(plan.worldSize))
+        Elementwise.sumOfSquares(gradients.pointer, count: parameterCount) * toMean * toMean / Double(plan.worldSize))
     }
     gradients[parameterCount + GradientTail.smallGradientSquaredNorm] = smallSquared
   }
@@ -388,7 +388,7 @@ public final class Trainer {
   func measureNoiseScale() -> [String: MetricValue] {
     guard var estimator = noiseScale else { return [:] }
     let small = Double(model.gradients[model.parameterCount + GradientTail.smallGradientSquaredNorm])
-    let big = Self.squaredNorm(model.gradients.pointer, count: model.parameterCount)
+    let big = Elementwise.sumOfSquares(model.gradients.pointer, count: model.parameterCount)
     estimator.add(smallSquaredNorm: small, bigSquaredNorm: big)
     noiseScale = estimator
     var fields: [String: MetricValue] = ["grad_sq_small": .double(small), "grad_sq_big": .double(big)]
@@ -396,22 +396,15 @@ public final class Trainer {
     return fields
   }
 
-  static func squaredNorm(_ values: UnsafePointer<Float>, count: Int) -> Double {
-    var sum: Float = 0
-    for index in 0..<count { sum += values[index] * values[index] }
-    return Double(sum)
-  }
-
   /// Compares a hash of every rank's parameters (one 8-byte all-gather). Rank 0 reports a mismatch; the
   /// other ranks, which see the same hashes, end silently with it.
   func verifyRanksAgree() throws {
     guard communicator.size > 1 else { return }
-    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    let words = UnsafeRawPointer(model.parameters.pointer).assumingMemoryBound(to: UInt32.self)
-    for index in 0..<model.parameterCount {
-      hash = (hash ^ UInt64(words[index])) &* 0x100_0000_01b3
+    var hash = FNV1a64()
+    model.parameters.pointer.withMemoryRebound(to: UInt32.self, capacity: model.parameterCount) {
+      hash.combine(words: UnsafeBufferPointer(start: $0, count: model.parameterCount))
     }
-    let mine = withUnsafeBytes(of: hash.littleEndian) { Array($0) }
+    let mine = withUnsafeBytes(of: hash.value.littleEndian) { Array($0) }
     watchdog?.beat(step: step, phase: .collective("parameter consistency check"))
     let all = try communicator.allGather(mine)
     let hashes = stride(from: 0, to: all.count, by: 8).map { Array(all[$0..<($0 + 8)]) }
