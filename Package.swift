@@ -63,9 +63,11 @@ let package = Package(
     .testTarget(name: "TrainingTests", dependencies: ["Training", "Communication"]),
     .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks"]),
     // Launches the built `ddp-train` through real `mpirun`; never calls MPI in-process.
-    .testTarget(name: "EndToEndTests", dependencies: ["ddp-train", "Checkpoints", "Training"]),
+    // Runs the built binary as a subprocess (alone or under mpirun) for the tests that launch it.
+    .target(name: "TestSupport", path: "Tests/TestSupport"),
+    .testTarget(name: "EndToEndTests", dependencies: ["ddp-train", "Checkpoints", "Training", "TestSupport"]),
     // The study's planning, metrics reading and report logic; its --quick run through the built binary.
-    .testTarget(name: "ScalingStudyTests", dependencies: ["ScalingStudy", "ddp-train"]),
+    .testTarget(name: "ScalingStudyTests", dependencies: ["ScalingStudy", "ddp-train", "TestSupport"]),
   ],
   swiftLanguageModes: [.v5]
 )

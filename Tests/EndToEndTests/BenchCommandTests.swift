@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// `ddp-train bench` runs alone and under mpirun and prints its figures (their values are not asserted: timing

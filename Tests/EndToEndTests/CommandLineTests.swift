@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The CLI as a user meets it: input errors end with status 2, one message naming the option, key or file, and

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// Any failure on any rank ends the whole job promptly, with a non-zero status and a message naming the rank.

@@ -1,5 +1,6 @@
 import Checkpoints
 import Foundation
+import TestSupport
 import Testing
 
 /// Bad input, through real `mpirun -np 2`: status 2, one message that names the file, option or key and what was

@@ -1,5 +1,6 @@
 import Checkpoints
 import Foundation
+import TestSupport
 import Testing
 
 /// Kill the job (SIGKILL to mpirun, or to one rank) at many moments, many of them during a checkpoint write:

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// `--deterministic` and `--simulate-workers K`: the multi-rank bug reproduced in one process, bit for bit.

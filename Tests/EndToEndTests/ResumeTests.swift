@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// A resumed run continues the same run: same K bit for bit, another K with the same global batch to 1e-5.

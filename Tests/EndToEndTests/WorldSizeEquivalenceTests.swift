@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// CONTRACT.md: K ranks with batch B compute the same step as one process with batch K·B, up to summation order;

@@ -1,5 +1,6 @@
 import Foundation
 import Optimizers
+import TestSupport
 import Testing
 
 @testable import ScalingStudy
@@ -8,13 +9,14 @@ import Testing
 /// metrics files it was computed from. Serialized: it launches MPI jobs and wants the cores.
 @Suite(.serialized) struct QuickStudyTests {
   @Test(.timeLimit(.minutes(5))) func quickStudyWritesAReportThatAgreesWithItsMetrics() throws {
-    guard StudyProcess.mpirunAvailable else {
+    guard DDPTrainProcess.mpirunAvailable else {
       Issue.record("mpirun not found: install openmpi-bin (launch/setup does)")
       return
     }
     let folder = try makeScratchDirectory("scaling-quick")
     defer { try? FileManager.default.removeItem(at: folder) }
-    let result = try StudyProcess.run(["scaling", "--quick", "--out", folder.path], timeout: 240)
+    let result = try DDPTrainProcess.run(
+      ["scaling", "--quick", "--out", folder.path], timeout: 240, stopSignal: SIGINT, grace: 3)
     try #require(!result.timedOut, "scaling --quick took over 240 s")
     try #require(result.status == 0, "exit \(result.status): \(result.output.suffix(2000))")
 
@@ -142,8 +144,9 @@ import Testing
     ] {
       let folder = try makeScratchDirectory("scaling-bad")
       defer { try? FileManager.default.removeItem(at: folder) }
-      let result = try StudyProcess.run(
-        arguments + (arguments[0] == "scaling" ? ["--out", folder.path + "/r"] : []), timeout: 30)
+      let result = try DDPTrainProcess.run(
+        arguments + (arguments[0] == "scaling" ? ["--out", folder.path + "/r"] : []), timeout: 30, stopSignal: SIGINT,
+        grace: 3)
       #expect(result.status == 2, "\(arguments): exit \(result.status)")
       #expect(result.stderr.contains(option), "\(arguments): \(result.stderr)")
       #expect(
@@ -154,13 +157,13 @@ import Testing
   @Test(.timeLimit(.minutes(2))) func larsTrainsAndItsCheckpointSaysSo() throws {
     let folder = try makeScratchDirectory("lars")
     defer { try? FileManager.default.removeItem(at: folder) }
-    let result = try StudyProcess.run(
+    let result = try DDPTrainProcess.run(
       [
         "train", "--dataset", "synthetic", "--synthetic-train", "2048", "--optimizer", "lars",
         "--trust-coefficient",
         "0.02", "--max-steps", "60", "--batch-size", "32", "--checkpoint-dir",
         folder.path + "/ckpt",
-      ], timeout: 60)
+      ], timeout: 60, stopSignal: SIGINT, grace: 3)
     try #require(result.status == 0, "\(result.output.suffix(2000))")
     let accuracy = result.stdout.split(separator: "\n").last { $0.hasPrefix("done:") }
     #expect(accuracy != nil)
