@@ -33,10 +33,9 @@ func reportError(_ error: Error, rank: Int, worldSize: Int) {
 /// alone, the process exits.
 func endJob(after error: Error, communicator: Communicator) -> Never {
   let code = exitStatus(for: error)
-  if let failure = error as? PeerFailure {
+  if error is PeerFailure {
     // The failing rank is printing its message and aborting the job; wait to be ended by it, but never hang:
     // if the abort does not come, go on our own.
-    _ = failure
     sleep(5)
     communicator.abort(code: code)
   }

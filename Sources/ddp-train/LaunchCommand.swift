@@ -44,7 +44,7 @@ struct LaunchCommand: ParsableCommand {
     command += cluster.mpirunArguments
     let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
     let configPath = URL(fileURLWithPath: config).standardizedFileURL.path
-    command += [Self.resolve(executable), "train", "--config", configPath] + trainArguments
+    command += [executable, "train", "--config", configPath] + trainArguments
 
     print("ddp-train launch: " + command.map(Self.shellQuoted).joined(separator: " "))
     fflush(nil)
@@ -69,11 +69,6 @@ struct LaunchCommand: ParsableCommand {
     process.waitUntilExit()
     _ = forward
     if process.terminationStatus != 0 { throw ExitCode(process.terminationStatus) }
-  }
-
-  static func resolve(_ path: String) -> String {
-    if path.contains("/") { return path }
-    return path  // found through PATH by mpirun, as it was for us
   }
 
   static func shellQuoted(_ word: String) -> String {
