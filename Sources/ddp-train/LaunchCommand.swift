@@ -42,7 +42,10 @@ struct LaunchCommand: ParsableCommand {
     // One BLAS thread per rank; a failed rank takes the others down at once.
     command += ["-x", "OPENBLAS_NUM_THREADS=1", "--mca", "odls_base_sigkill_timeout", "0"]
     command += cluster.mpirunArguments
-    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+    // This very binary, also when it was found through PATH (argv[0] is then a bare name).
+    let executable =
+      (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+      ?? URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
     let configPath = URL(fileURLWithPath: config).standardizedFileURL.path
     command += [executable, "train", "--config", configPath] + trainArguments
 

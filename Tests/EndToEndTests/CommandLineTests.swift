@@ -103,6 +103,23 @@ import Testing
     #expect(multi.stdout.contains("--hostfile"), "\(multi.stdout)")
   }
 
+  @Test("launch names this binary to mpirun also when it was found through PATH")
+  func launchFromPath() throws {
+    let scratch = try makeScratchDirectory("launch-path")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let path = scratch.appendingPathComponent("cluster.yaml").path
+    try "cluster:\n  hosts:\n    - name: localhost\n      slots: 2\n".write(
+      toFile: path, atomically: true, encoding: .utf8)
+    let binary = URL(fileURLWithPath: DDPTrainProcess.binary).resolvingSymlinksInPath()
+    let command = [
+      "env", "PATH=\(binary.deletingLastPathComponent().path):/usr/bin:/bin", "ddp-train", "launch", "--config", path,
+      "--dry-run",
+    ]
+    let result = try DDPTrainProcess.execute(command, timeout: 30, directory: scratch)
+    #expect(result.status == 0, "\(result.output)")
+    #expect(result.stdout.contains(" \(binary.path) train --config"), "\(result.stdout)")
+  }
+
   @Test("launch really runs the job through mpirun")
   func launchRuns() throws {
     guard DDPTrainProcess.mpirunAvailable else { return }
