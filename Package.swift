@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // The targets are layered from C upward, without cycles (see README, "Architecture"):
-//   C shims (CMPI, COpenBLAS, CZlib)
+//   C shims (CMPI, COpenBLAS, CZlib) and C kernels (CKernels)
 //   → Tensors → Layers → Optimizers
 //   → Datasets → Communication → Checkpoints → Training
 //   → MPICommunication (the only target that links MPI) → ddp-train (the executable).
@@ -23,12 +23,16 @@ let package = Package(
     .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
+    // The hot elementwise loops (SGD update, finite check, rank-order add), compiled per instruction set
+    // (baseline, AVX2, AVX-512) and picked at load time; bit-identical results whichever runs.
+    // Always optimised (debug builds too), so that the tests exercise the vectorised clones CI would ship.
+    .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"])]),
     // Float32 buffers, GEMM through cblas_sgemm, elementwise kernels, the naive oracle, RNG.
-    .target(name: "Tensors", dependencies: ["COpenBLAS"]),
+    .target(name: "Tensors", dependencies: ["COpenBLAS", "CKernels"]),
     // Flat parameter buffer with named views; Linear, ReLU, softmax cross-entropy; the MLP.
     .target(name: "Layers", dependencies: ["Tensors"]),
     // torch.optim.SGD semantics and the learning-rate policy (pure functions of the step).
-    .target(name: "Optimizers", dependencies: ["Tensors", "Layers"]),
+    .target(name: "Optimizers", dependencies: ["Tensors", "Layers", "CKernels"]),
     // IDX files (plain or gzip), Fashion-MNIST/MNIST/synthetic datasets, the distributed sampler.
     .target(name: "Datasets", dependencies: ["CZlib", "Tensors"]),
     // The Communicator protocol, the world of one, and an in-process group of threads for tests.

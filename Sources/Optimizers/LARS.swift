@@ -73,9 +73,12 @@ public final class LARS: Optimizer {
     return trustCoefficient * weightNorm / (gradientNorm + weightDecay * weightNorm)
   }
 
+  /// One update; returns false (and leaves the parameters unusable) when some gradient is NaN or ±Inf.
+  @discardableResult
   public func step(
     parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate: Float
-  ) {
+  ) -> Bool {
+    let finite = Elementwise.allFinite(gradients, count: momentumBuffer.count)
     for (index, view) in layers.enumerated() {
       let w = parameters + view.offset
       let g = gradients + view.offset
@@ -91,6 +94,7 @@ public final class LARS: Optimizer {
         w, g, momentumBuffer.pointer + view.offset, count: view.count, scale: Float(ratio),
         lr: learningRate)
     }
+    return finite
   }
 
   /// v = μ·v + s·d, w −= lr·v (or the Nesterov form) over one tensor; s = 1 is SGD's update.

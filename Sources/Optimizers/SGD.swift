@@ -1,3 +1,4 @@
+import CKernels
 import Tensors
 
 /// The hyperparameters of `SGD` (torch.optim.SGD with dampening 0, maximize false).
@@ -37,49 +38,18 @@ public final class SGD {
     momentumBuffer = FloatBuffer(count: parameterCount)
   }
 
-  /// One update of parameters[0..<parameterCount] from gradients[0..<parameterCount].
+  /// One update of parameters[0..<parameterCount] from gradients[0..<parameterCount], in the C kernel built
+  /// for the CPU's widest vectors (bit-identical on every CPU). Returns false when some gradient was NaN or ±Inf:
+  /// the parameters then hold garbage and training has diverged (checked in the same pass, for free).
+  @discardableResult
   public func step(
     parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate: Float
-  ) {
+  ) -> Bool {
     let count = momentumBuffer.count
-    let w = parameters
-    let g = gradients
-    let v = momentumBuffer.pointer
-    let lr = learningRate
     let wd = Float(options.weightDecay)
     let mu = Float(options.momentum)
-    // One branch-free loop per variant so each vectorises.
-    var i = 0
-    switch (mu != 0, options.nesterov) {
-    case (false, _):
-      if wd == 0 {
-        while i < count {
-          w[i] = w[i] - lr * g[i]
-          i = i &+ 1
-        }
-      } else {
-        while i < count {
-          let d = g[i] + wd * w[i]
-          w[i] = w[i] - lr * d
-          i = i &+ 1
-        }
-      }
-    case (true, false):
-      while i < count {
-        let d = g[i] + wd * w[i]
-        let velocity = mu * v[i] + d
-        v[i] = velocity
-        w[i] = w[i] - lr * velocity
-        i = i &+ 1
-      }
-    case (true, true):
-      while i < count {
-        let d = g[i] + wd * w[i]
-        let velocity = mu * v[i] + d
-        v[i] = velocity
-        w[i] = w[i] - lr * (d + mu * velocity)
-        i = i &+ 1
-      }
-    }
+    if mu == 0 { return ddp_sgd_plain_step(parameters, gradients, count, learningRate, wd) }
+    return ddp_sgd_momentum_step(
+      parameters, gradients, momentumBuffer.pointer, count, learningRate, wd, mu, options.nesterov)
   }
 }

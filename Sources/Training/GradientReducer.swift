@@ -52,6 +52,6 @@ enum RankOrderSum {
 
   /// out[i] += part[i], element by element (the same rounding as the sum above).
   static func add(_ part: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int) {
-    for index in 0..<count { out[index] += part[index] }
+    Elementwise.add(part, into: out, count: count)
   }
 }

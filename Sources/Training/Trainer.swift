@@ -237,19 +237,22 @@ public final class Trainer {
       let gradients = model.gradients
       let loss = Double(gradients[parameterCount + GradientTail.lossSum])
       let learningRate = plan.learningRate.learningRate(atStep: step)
-      guard loss.isFinite, Elementwise.allFinite(gradients.pointer, count: parameterCount) else {
-        // Every rank sees the same all-reduced values: rank 0 reports, the others end silently with it.
+      var noiseFields: [String: MetricValue] = [:]
+      if measureNoise && loss.isFinite { noiseFields = measureNoiseScale() }
+
+      // 4. The update, identical on every rank; it also tells whether every gradient was finite.
+      let finite =
+        loss.isFinite
+        && optimizer.step(
+          parameters: model.parameters.pointer, gradients: gradients.pointer, learningRate: Float(learningRate))
+      times.other += clock.lap()
+      guard finite else {
+        // Every rank sees the same all-reduced values: rank 0 reports, the others end silently with it. The
+        // parameters are garbage from here on; nothing is saved.
         guard communicator.isCoordinator else { throw PeerFailure(rank: 0, exitCode: 3) }
         try? metrics?.append("diverged", ["step": .int(step), "lr": .double(learningRate), "loss": .double(loss)])
         throw TrainingError.diverged(step: step, learningRate: learningRate, loss: loss, checkpoint: lastCheckpoint)
       }
-      var noiseFields: [String: MetricValue] = [:]
-      if measureNoise { noiseFields = measureNoiseScale() }
-
-      // 4. The update, identical on every rank.
-      optimizer.step(
-        parameters: model.parameters.pointer, gradients: gradients.pointer, learningRate: Float(learningRate))
-      times.other += clock.lap()
 
       epochLossSum += loss
       epochCorrect += Double(gradients[parameterCount + GradientTail.correct])

@@ -111,3 +111,53 @@ import Testing
       try JSONDecoder().decode(SGDOptions.self, from: JSONEncoder().encode(options)) == options)
   }
 }
+
+/// The update runs in a C kernel picked per CPU (AVX-512, AVX2 or baseline): it must round exactly like the
+/// scalar Float arithmetic of torch.optim.SGD, one rounding per operation, over a vector body and a scalar tail.
+@Suite struct SGDKernelTests {
+  let count = 1037  // 64·16 + 13
+
+  @Test(arguments: [
+    SGDOptions(), SGDOptions(weightDecay: 0.01), SGDOptions(momentum: 0.9, weightDecay: 5e-4),
+    SGDOptions(momentum: 0.5, weightDecay: 0.02, nesterov: true),
+  ])
+  func matchesScalarFloatArithmeticBitForBit(options: SGDOptions) {
+    var generator = Xoshiro256(seed: 91)
+    var w = (0..<count).map { _ in generator.nextFloat(in: -1, 1) }
+    var wRef = w
+    var vRef = [Float](repeating: 0, count: count)
+    let (wd, mu) = (Float(options.weightDecay), Float(options.momentum))
+    let sgd = SGD(parameterCount: count, options: options)
+    for step in 0..<4 {
+      let g = (0..<count).map { _ in generator.nextFloat(in: -1, 1) }
+      let lr = Float(0.3) / Float(step + 1)
+      #expect(sgd.step(parameters: &w, gradients: g, learningRate: lr))
+      for i in 0..<count {
+        let d = g[i] + wd * wRef[i]
+        guard mu != 0 else {
+          wRef[i] = wRef[i] - lr * d
+          continue
+        }
+        let product = mu * vRef[i]  // one rounding each: no fused multiply-add
+        vRef[i] = product + d
+        let direction = options.nesterov ? d + mu * vRef[i] : vRef[i]
+        wRef[i] = wRef[i] - lr * direction
+      }
+    }
+    func differing(_ a: [Float], _ b: [Float]) -> Int { zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count }
+    #expect(differing(w, wRef) == 0, "parameters differing from the scalar reference")
+    if mu != 0 { #expect(differing(sgd.momentumBuffer.array, vRef) == 0, "momentum differing") }
+  }
+
+  @Test(arguments: [SGDOptions(), SGDOptions(momentum: 0.9), SGDOptions(momentum: 0.9, nesterov: true)])
+  func reportsANonFiniteGradient(options: SGDOptions) {
+    for position in [7, 600, 1036] {
+      let sgd = SGD(parameterCount: count, options: options)
+      var w = [Float](repeating: 0.5, count: count)
+      var g = [Float](repeating: 0.25, count: count)
+      #expect(sgd.step(parameters: &w, gradients: g, learningRate: 0.1))
+      g[position] = position == 600 ? .infinity : .nan
+      #expect(!sgd.step(parameters: &w, gradients: g, learningRate: 0.1), "bad gradient at \(position)")
+    }
+  }
+}
