@@ -10,7 +10,9 @@ let package = Package(
   name: "ddp-train",
   platforms: [.macOS(.v13)],
   products: [
-    .executable(name: "ddp-train", targets: ["ddp-train"])
+    .executable(name: "ddp-train", targets: ["ddp-train"]),
+    // For the tests only: an LD_PRELOAD allocation counter (the steady-state step must not allocate).
+    .library(name: "ddp-malloc-counter", type: .dynamic, targets: ["MallocCounter"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -69,6 +71,7 @@ let package = Package(
     // Launches the built `ddp-train` through real `mpirun`; never calls MPI in-process.
     // Runs the built binary as a subprocess (alone or under mpirun) for the tests that launch it.
     .target(name: "TestSupport", path: "Tests/TestSupport"),
+    .target(name: "MallocCounter", path: "Tests/MallocCounter"),
     .testTarget(name: "EndToEndTests", dependencies: ["ddp-train", "Checkpoints", "Training", "TestSupport"]),
     // The study's planning, metrics reading and report logic; its --quick run through the built binary.
     .testTarget(name: "ScalingStudyTests", dependencies: ["ScalingStudy", "ddp-train", "TestSupport"]),

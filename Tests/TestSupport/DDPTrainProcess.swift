@@ -45,11 +45,14 @@ public struct DDPTrainProcess {
   /// `ddp-train arguments...` alone.
   /// `stopSignal` and `grace`: how a child that outlives `timeout` is stopped before SIGKILL (SIGINT with a few
   /// seconds lets `ddp-train scaling` end its own mpirun first).
+  /// `extraEnvironment` is added to `environment` (LD_PRELOAD, say).
   public static func run(
     _ arguments: [String], timeout: Double = 120, directory: URL? = nil, stopSignal: Int32 = SIGTERM,
-    grace: Double = 0.5
+    grace: Double = 0.5, extraEnvironment: [String: String] = [:]
   ) throws -> Result {
-    try execute([binary] + arguments, timeout: timeout, directory: directory, stopSignal: stopSignal, grace: grace)
+    try execute(
+      [binary] + arguments, timeout: timeout, directory: directory, stopSignal: stopSignal, grace: grace,
+      extraEnvironment: extraEnvironment)
   }
 
   /// `mpirun -np ranks ddp-train arguments...`; mpirun's own --timeout backs up ours.
@@ -64,7 +67,8 @@ public struct DDPTrainProcess {
   }
 
   public static func execute(
-    _ command: [String], timeout: Double, directory: URL?, stopSignal: Int32 = SIGTERM, grace: Double = 0.5
+    _ command: [String], timeout: Double, directory: URL?, stopSignal: Int32 = SIGTERM, grace: Double = 0.5,
+    extraEnvironment: [String: String] = [:]
   ) throws -> Result {
     let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("ddp-train-out-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
@@ -78,7 +82,7 @@ public struct DDPTrainProcess {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = command
-    process.environment = environment
+    process.environment = environment.merging(extraEnvironment) { _, extra in extra }
     process.standardOutput = out
     process.standardError = err
     process.standardInput = FileHandle.nullDevice

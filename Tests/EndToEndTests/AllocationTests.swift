@@ -1,0 +1,38 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// The steady-state training step allocates nothing: buffers are sized once, batches are gathered into a reused
+/// Float buffer, the optimizer works in place.
+///
+/// Measured with the preloaded counter (Tests/MallocCounter), which counts allocations on the main thread. Two
+/// runs differing only in their number of steps must allocate the same number of times, up to a few allocations
+/// of start-up jitter (MPI's singleton start varies by one or two); one allocation per step would add 500.
+@Suite(.serialized) struct AllocationTests {
+  static var counterLibrary: String {
+    URL(fileURLWithPath: DDPTrainProcess.binary).deletingLastPathComponent()
+      .appendingPathComponent("libddp-malloc-counter.so").path
+  }
+
+  func allocations(steps: Int) throws -> Int {
+    // An epoch is 8192 / 8 = 1024 steps, so neither run reaches an epoch's end (the evaluation and the epoch's
+    // report allocate, once per epoch, by design).
+    let result = try DDPTrainProcess.run(
+      [
+        "--dataset", "synthetic", "--synthetic-train", "8192", "--synthetic-test", "256", "--batch-size", "8",
+        "--max-steps", String(steps), "--step-timeout", "60",
+      ], timeout: 120, extraEnvironment: ["LD_PRELOAD": Self.counterLibrary])
+    #expect(result.status == 0, "\(result.output)")
+    let line = result.stderr.split(separator: "\n").last { $0.hasPrefix("ddp-malloc-counter: ") }
+    let count = line.flatMap { Int($0.dropFirst("ddp-malloc-counter: ".count)) }
+    try #require(count != nil, "no count from the preloaded counter: \(result.stderr)")
+    return count!
+  }
+
+  @Test(.enabled(if: FileManager.default.fileExists(atPath: counterLibrary), "the counter library is not built"))
+  func steadyStateStepAllocatesNothing() throws {
+    let short = try allocations(steps: 50)
+    let long = try allocations(steps: 550)
+    #expect(abs(long - short) <= 5, "\(long - short) more allocations in 500 more steps (\(short) vs \(long))")
+  }
+}
