@@ -71,3 +71,8 @@ DDP_CLONES
 void ddp_add(float *restrict out, const float *restrict part, ptrdiff_t n) {
   for (ptrdiff_t i = 0; i < n; i++) out[i] = out[i] + part[i];
 }
+
+bool ddp_cpu_has_avx512(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+}

@@ -1,3 +1,4 @@
+import CKernels
 import COpenBLAS
 
 #if canImport(Glibc)
@@ -15,5 +16,18 @@ extension BLAS {
   /// `OPENBLAS_CORETYPE` when the environment forces the kernel family, else nil.
   public static var forcedCoreType: String? {
     getenv("OPENBLAS_CORETYPE").map { String(cString: $0) }
+  }
+
+  /// OpenBLAS kernel families with AVX-512 GEMM kernels.
+  static let avx512Cores: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
+
+  /// One line for the user when `OPENBLAS_CORETYPE` holds OpenBLAS to narrower kernels than this CPU runs
+  /// (Haswell's AVX2 on an AVX-512 CPU: the GEMMs run ~1.5× slower on this model), else nil.
+  public static var narrowKernelsNote: String? {
+    guard let forced = forcedCoreType, ddp_cpu_has_avx512(), !avx512Cores.contains(coreName.lowercased()) else {
+      return nil
+    }
+    return "OPENBLAS_CORETYPE=\(forced) holds OpenBLAS to \(coreName) kernels on this AVX-512 CPU;"
+      + " unset it for faster GEMMs (see BENCHMARKS.md)"
   }
 }

@@ -18,6 +18,7 @@ extension Trainer {
     let threads = configuration.blasThreads == 1 ? "1 thread" : "\(configuration.blasThreads) threads"
     let forced = BLAS.forcedCoreType.map { " (forced by OPENBLAS_CORETYPE=\($0))" } ?? ""
     console.line("  blas:  OpenBLAS \(BLAS.coreName) kernels\(forced), \(threads) per rank")
+    if let note = BLAS.narrowKernelsNote { console.line("  note:  " + note) }
     if let checkpoint {
       console.line("  resume: from \(checkpoint.location.path) at step \(step)")
     }

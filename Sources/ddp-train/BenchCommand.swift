@@ -184,6 +184,7 @@ struct BenchReport {
       "bench: \(plan.model) on \(configuration.dataset.rawValue), K=\(plan.worldSize) × B=\(plan.batchSize)"
         + " (global \(plan.globalBatch)), OpenBLAS \(BLAS.coreName) kernels\(forced), \(configuration.blasThreads)"
         + " BLAS thread(s) per rank, overlap \(overlap ? "on" : "off")")
+    if let note = BLAS.narrowKernelsNote { out.append("  note: " + note) }
     let rates = windows.dropFirst(warmup).map(\.samplesPerSecond)
     out.append(
       String(

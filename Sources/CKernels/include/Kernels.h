@@ -26,4 +26,7 @@ bool ddp_all_finite(const float *_Nonnull x, ptrdiff_t n);
 /// out[i] += part[i] for i in 0..<n (one step of a rank-order sum).
 void ddp_add(float *_Nonnull out, const float *_Nonnull part, ptrdiff_t n);
 
+/// True when the CPU (and the OS) support AVX-512F, the widest vectors the kernels here use.
+bool ddp_cpu_has_avx512(void);
+
 #endif
