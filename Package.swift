@@ -36,7 +36,7 @@ let package = Package(
     // torch.optim.SGD semantics and the learning-rate policy (pure functions of the step).
     .target(name: "Optimizers", dependencies: ["Tensors", "Layers", "CKernels"]),
     // IDX files (plain or gzip), Fashion-MNIST/MNIST/synthetic datasets, the distributed sampler.
-    .target(name: "Datasets", dependencies: ["CZlib", "Tensors"]),
+    .target(name: "Datasets", dependencies: ["CZlib", "CKernels", "Tensors"]),
     // The Communicator protocol, the world of one, and an in-process group of threads for tests.
     .target(name: "Communication"),
     // safetensors, state.json and the checkpoint directory (atomic, rank 0 only).

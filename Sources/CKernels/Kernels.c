@@ -72,6 +72,11 @@ void ddp_add(float *restrict out, const float *restrict part, ptrdiff_t n) {
   for (ptrdiff_t i = 0; i < n; i++) out[i] = out[i] + part[i];
 }
 
+DDP_CLONES
+void ddp_unit_floats_from_bytes(float *restrict dst, const unsigned char *restrict src, ptrdiff_t n) {
+  for (ptrdiff_t i = 0; i < n; i++) dst[i] = (float)src[i] / 255.0f;
+}
+
 bool ddp_cpu_has_avx512(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f");

@@ -37,6 +37,27 @@ struct BatchAssemblerTests {
     #expect(Self.reference(255) == 1 && Self.reference(0) == 0)
   }
 
+  @Test("rows long enough for the vectorised kernel: every byte value, bit for bit")
+  func longRows() {
+    // 2 rows of 1037 = 64·16 + 13 pixels: a vector body and a scalar tail, all 256 byte values in both.
+    let featureCount = 1037
+    let pixels = (0..<(2 * featureCount)).map { UInt8(($0 * 37 + $0 / featureCount) % 256) }
+    let dataset = Dataset(count: 2, featureCount: featureCount, classCount: 10, pixels: pixels, labels: [3, 4])
+    let assembler = BatchAssembler(featureCount: featureCount, maxBatch: 2)
+    let indices: [Int32] = [1, 0]
+    indices.withUnsafeBufferPointer { assembler.assemble(from: dataset, indices: $0) }
+    var differing = 0
+    for slot in 0..<2 {
+      let row = Int(indices[slot])
+      for k in 0..<featureCount {
+        let got = assembler.inputs[slot * featureCount + k]
+        if got.bitPattern != Self.reference(pixels[row * featureCount + k]).bitPattern { differing += 1 }
+      }
+    }
+    #expect(differing == 0)
+    #expect(Set(pixels[0..<featureCount]).count == 256)
+  }
+
   @Test("a contiguous range, for evaluation")
   func range() {
     let assembler = BatchAssembler(featureCount: 3, maxBatch: 8)
