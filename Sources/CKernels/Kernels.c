@@ -23,6 +23,7 @@ DDP_CLONES
 bool ddp_sgd_momentum_step(float *restrict w, const float *restrict g, float *restrict v, ptrdiff_t n, float lr,
                            float wd, float mu, bool nesterov) {
   uint32_t worst = 0;
+  // One loop per variant, not a branch inside one loop, so that each vectorises without relying on unswitching.
   if (nesterov) {
     for (ptrdiff_t i = 0; i < n; i++) {
       uint32_t e = exponentOf(g, i);
