@@ -22,7 +22,7 @@ extension BLAS {
   static let avx512Cores: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
 
   /// One line for the user when `OPENBLAS_CORETYPE` holds OpenBLAS to narrower kernels than this CPU runs
-  /// (Haswell's AVX2 on an AVX-512 CPU: the GEMMs run ~1.5× slower on this model), else nil.
+  /// (Haswell's AVX2 on an AVX-512 CPU: the GEMMs ran 1.6-1.8× slower on this model), else nil.
   public static var narrowKernelsNote: String? {
     guard let forced = forcedCoreType, ddp_cpu_has_avx512(), !avx512Cores.contains(coreName.lowercased()) else {
       return nil
