@@ -74,6 +74,11 @@ void ddp_add(float *restrict out, const float *restrict part, ptrdiff_t n) {
 }
 
 DDP_CLONES
+void ddp_sum(float *restrict out, const float *restrict a, const float *restrict b, ptrdiff_t n) {
+  for (ptrdiff_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+DDP_CLONES
 void ddp_unit_floats_from_bytes(float *restrict dst, const unsigned char *restrict src, ptrdiff_t n) {
   for (ptrdiff_t i = 0; i < n; i++) dst[i] = (float)src[i] / 255.0f;
 }

@@ -36,6 +36,21 @@ public protocol Communicator: AnyObject {
   func test(_ request: CollectiveRequest) throws -> Bool
   /// Returns once the request is complete.
   func wait(_ request: CollectiveRequest) throws
+
+  /// `byteCount` bytes of memory that every rank maps, or nil when the ranks do not all share one host's memory
+  /// (or the implementation has none: the default). Collective. The memory lives until the process ends.
+  func allocateSharedMemory(byteCount: Int) throws -> SharedMemoryWindow?
+}
+
+/// Memory mapped by every rank of a world on one host: collectives done with plain loads and stores, no copies
+/// through a transport. Which rank writes which bytes when is the caller's protocol; `synchronize` orders it.
+public protocol SharedMemoryWindow: AnyObject {
+  /// The first byte, 64-byte aligned; the same bytes on every rank (the address may differ between processes).
+  var base: UnsafeMutableRawPointer { get }
+  var byteCount: Int { get }
+  /// Returns once every rank has called it, and every rank's stores before its call are visible to every
+  /// rank's loads after its return (a barrier with the memory ordering shared memory needs). Collective.
+  func synchronize() throws
 }
 
 /// A handle on a non-blocking collective started by `Communicator.startAllReduceSum(_:)`: a plain value, so
@@ -88,6 +103,9 @@ extension Communicator {
   public func wait(_ request: CollectiveRequest) throws {
     precondition(request == .completed, "this communicator never returns outstanding requests")
   }
+
+  /// No shared memory: callers fall back to the collectives above.
+  public func allocateSharedMemory(byteCount: Int) throws -> SharedMemoryWindow? { nil }
 }
 
 /// An error from the communication layer, with the implementation's own explanation.

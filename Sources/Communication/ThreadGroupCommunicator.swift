@@ -121,7 +121,36 @@ public final class ThreadGroupCommunicator: Communicator {
 
   public func barrier() throws { group.barrier() }
 
+  /// Threads share the process's memory: rank 0 allocates, every rank gets its address. The group's barrier
+  /// (a lock) orders the threads' stores and loads.
+  public func allocateSharedMemory(byteCount: Int) throws -> SharedMemoryWindow? {
+    let mine = rank == 0 ? ThreadGroupWindow(group: group, byteCount: byteCount) : nil
+    var shared: ThreadGroupWindow?
+    group.exchange(rank: rank, mine.map { Unmanaged.passUnretained($0).toOpaque() }) { all in
+      shared = Unmanaged<ThreadGroupWindow>.fromOpaque(all[0]!).takeUnretainedValue()
+    }
+    return shared
+  }
+
   public func abort(code: Int32) -> Never {
     fatalError("ThreadGroupCommunicator.abort(code: \(code)) on rank \(rank)")
   }
+}
+
+/// `ThreadGroupCommunicator`'s shared memory: one allocation, freed when the last rank drops it.
+final class ThreadGroupWindow: SharedMemoryWindow {
+  let base: UnsafeMutableRawPointer
+  let byteCount: Int
+  private let group: ThreadGroup
+
+  init(group: ThreadGroup, byteCount: Int) {
+    self.group = group
+    self.byteCount = byteCount
+    base = .allocate(byteCount: max(byteCount, 1), alignment: 64)
+    base.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
+  }
+
+  deinit { base.deallocate() }
+
+  func synchronize() throws { group.barrier() }
 }

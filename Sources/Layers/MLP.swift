@@ -28,7 +28,9 @@ public final class MLP {
   /// deltas[l]: ∂L/∂(hidden activation l), [maxBatch, layerSizes[l + 1]], for the hidden layers only.
   private let deltas: [FloatBuffer]
 
-  public init(spec: ModelSpec, maxBatch: Int, gradientTailSlots: Int = 0) {
+  /// `gradientStorage`, when given, becomes `gradients` (zeroed here): a buffer of parameterCount +
+  /// gradientTailSlots floats that something else placed, e.g. in memory shared with other ranks.
+  public init(spec: ModelSpec, maxBatch: Int, gradientTailSlots: Int = 0, gradientStorage: FloatBuffer? = nil) {
     precondition(maxBatch >= 1, "maxBatch must be at least 1, got \(maxBatch)")
     precondition(gradientTailSlots >= 0, "gradientTailSlots must be non-negative")
     self.spec = spec
@@ -58,7 +60,13 @@ public final class MLP {
     self.biasOffsets = biasOffsets
     parameterCount = offset
     parameters = FloatBuffer(count: offset)
-    gradients = FloatBuffer(count: offset + gradientTailSlots)
+    if let gradientStorage {
+      precondition(gradientStorage.count == offset + gradientTailSlots, "gradient storage of the wrong size")
+      gradientStorage.zero()
+      gradients = gradientStorage
+    } else {
+      gradients = FloatBuffer(count: offset + gradientTailSlots)
+    }
     activations = sizes.dropFirst().map { FloatBuffer(count: maxBatch * $0) }
     deltas = sizes.dropFirst().dropLast().map { FloatBuffer(count: maxBatch * $0) }
   }

@@ -143,6 +143,23 @@ public final class MPICommunicator: Communicator {
     try check(CMPI_Wait(requests + request.slot), "MPI_Wait")
   }
 
+  /// An MPI-3 shared-memory window (`CMPI_Shared_window`) when every rank is on this host, else nil. The bytes
+  /// start 64-byte aligned: the window's address is padded by the same amount on every rank (checked, since the
+  /// ranks map the segment at different addresses).
+  public func allocateSharedMemory(byteCount: Int) throws -> SharedMemoryWindow? {
+    var base: UnsafeMutableRawPointer?
+    var window: MPI_Win?
+    try check(
+      CMPI_Shared_window(world, MPI_Aint(byteCount + FloatAlignment.bytes), &base, &window),
+      "MPI_Win_allocate_shared")
+    let pad = base.map { (FloatAlignment.bytes - Int(bitPattern: $0) % FloatAlignment.bytes) % FloatAlignment.bytes }
+    // -1: no window here. Everyone must agree on the padding (and on having a window) to share the bytes.
+    var extremes: [Int64] = [Int64(pad ?? -1), -Int64(pad ?? -1)]
+    try extremes.withUnsafeMutableBufferPointer { try allReduceMax($0) }
+    guard let base, let window, let pad, extremes[0] == -extremes[1] else { return nil }
+    return MPISharedWindow(base: base + pad, byteCount: byteCount, window: window, world: world)
+  }
+
   public func abort(code: Int32) -> Never {
     fflush(nil)
     MPI_Abort(world, code)
@@ -171,5 +188,32 @@ public final class MPICommunicator: Communicator {
     var length: Int32 = 0
     MPI_Error_string(code, &buffer, &length)
     return String(cString: buffer)
+  }
+}
+
+/// The alignment `SharedMemoryWindow.base` promises (one cache line).
+enum FloatAlignment {
+  static let bytes = 64
+}
+
+/// An MPI-3 shared window (see `MPICommunicator.allocateSharedMemory`).
+final class MPISharedWindow: SharedMemoryWindow {
+  let base: UnsafeMutableRawPointer
+  let byteCount: Int
+  private let window: MPI_Win
+  private let world: MPI_Comm
+
+  init(base: UnsafeMutableRawPointer, byteCount: Int, window: MPI_Win, world: MPI_Comm) {
+    self.base = base
+    self.byteCount = byteCount
+    self.window = window
+    self.world = world
+  }
+
+  func synchronize() throws {
+    let code = CMPI_Shared_synchronize(window, world)
+    guard code == CMPI_SUCCESS() else {
+      throw CommunicationError(operation: "MPI_Barrier (shared window)", message: MPICommunicator.errorString(code))
+    }
   }
 }

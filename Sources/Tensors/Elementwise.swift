@@ -87,4 +87,11 @@ public enum Elementwise {
   public static func add(_ part: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int) {
     ddp_add(out, part, count)
   }
+
+  /// out[i] = a[i] + b[i] for i in 0..<count, one pass (same rounding on every CPU); out aliases neither input.
+  public static func sum(
+    _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int
+  ) {
+    ddp_sum(out, a, b, count)
+  }
 }

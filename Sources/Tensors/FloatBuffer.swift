@@ -1,4 +1,5 @@
-/// Owning, 64-byte-aligned, zero-initialised Float32 storage.
+/// Owning, 64-byte-aligned, zero-initialised Float32 storage — or a view of `count` floats inside memory that
+/// something else owns (`init(viewing:count:owner:)`, e.g. a shared-memory window).
 ///
 /// The one allocation behind the flat parameter and gradient buffers and every preallocated activation.
 /// The pointer is stable for the buffer's lifetime, so hot loops take it once and never touch the class again.
@@ -12,6 +13,8 @@ public final class FloatBuffer: @unchecked Sendable {
 
   /// The alignment of `pointer`, in bytes.
   public static let alignment = 64
+  /// What keeps a viewed pointer's memory alive; nil when this buffer owns its storage.
+  private let owner: AnyObject?
 
   /// `count` zeros. `count` may be 0 (the pointer is then valid but addresses nothing).
   public init(count: Int) {
@@ -21,6 +24,17 @@ public final class FloatBuffer: @unchecked Sendable {
       byteCount: max(count, 1) &* MemoryLayout<Float>.stride, alignment: Self.alignment)
     pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     pointer.initialize(repeating: 0, count: max(count, 1))
+    owner = nil
+  }
+
+  /// `count` floats at `pointer` (64-byte aligned), which `owner` keeps alive; the contents are left as they
+  /// are, and the memory is not freed by this buffer.
+  public init(viewing pointer: UnsafeMutablePointer<Float>, count: Int, owner: AnyObject) {
+    precondition(count >= 0, "FloatBuffer count must be non-negative, got \(count)")
+    precondition(Int(bitPattern: pointer) % Self.alignment == 0, "a FloatBuffer view must be 64-byte aligned")
+    self.count = count
+    self.pointer = pointer
+    self.owner = owner
   }
 
   /// `values`, copied.
@@ -30,7 +44,7 @@ public final class FloatBuffer: @unchecked Sendable {
   }
 
   deinit {
-    UnsafeMutableRawPointer(pointer).deallocate()
+    if owner == nil { UnsafeMutableRawPointer(pointer).deallocate() }
   }
 
   /// The whole storage as a buffer pointer (valid while `self` is alive).

@@ -8,16 +8,24 @@ import Tensors
 /// receive `gradientsReady(_:)` for each range the backward has finished (reverse layer order), and must still
 /// reduce everything in `finish`.
 protocol GradientReducer: AnyObject {
+  /// What the run header and `ddp-train bench` call this way of reducing.
+  var name: String { get }
   func gradientsReady(_ range: Range<Int>)
-  func finish(_ buffer: FloatBuffer) throws
+  /// Sums `buffer` over the ranks and returns where the sums are: `buffer` itself for the in-place reducers,
+  /// a buffer of the same length otherwise (valid until the next step's `finish`).
+  func finish(_ buffer: FloatBuffer) throws -> FloatBuffer
 }
 
 /// One blocking all-reduce of the whole buffer (MPI picks the algorithm).
 final class BlockingReducer: GradientReducer {
   let communicator: Communicator
   init(communicator: Communicator) { self.communicator = communicator }
+  var name: String { "MPI all-reduce" }
   func gradientsReady(_ range: Range<Int>) {}
-  func finish(_ buffer: FloatBuffer) throws { try communicator.allReduceSum(buffer.buffer) }
+  func finish(_ buffer: FloatBuffer) throws -> FloatBuffer {
+    try communicator.allReduceSum(buffer.buffer)
+    return buffer
+  }
 }
 
 /// `--deterministic`: every rank gathers all ranks' buffers and sums them in rank order, ((g₀ + g₁) + g₂) + ...,
@@ -29,9 +37,11 @@ final class DeterministicReducer: GradientReducer {
 
   init(communicator: Communicator) { self.communicator = communicator }
 
+  var name: String { "MPI all-gather, summed in rank order" }
+
   func gradientsReady(_ range: Range<Int>) {}
 
-  func finish(_ buffer: FloatBuffer) throws {
+  func finish(_ buffer: FloatBuffer) throws -> FloatBuffer {
     let count = buffer.count
     let ranks = communicator.size
     if gathered?.count != count * ranks { gathered = FloatBuffer(count: count * ranks) }
@@ -39,6 +49,7 @@ final class DeterministicReducer: GradientReducer {
     try communicator.allGather(
       UnsafeRawBufferPointer(buffer.buffer), into: UnsafeMutableRawBufferPointer(all.buffer))
     RankOrderSum.sum(all.pointer, ranks: ranks, count: count, into: buffer.pointer)
+    return buffer
   }
 }
 

@@ -62,7 +62,9 @@ final class OverlappingReducer: GradientReducer {
     progress()
   }
 
-  func finish(_ gradients: FloatBuffer) throws {
+  var name: String { "MPI all-reduce in buckets, overlapping the backward" }
+
+  func finish(_ gradients: FloatBuffer) throws -> FloatBuffer {
     defer {
       sawRanges = false
       outstanding.removeAll(keepingCapacity: true)
@@ -70,7 +72,7 @@ final class OverlappingReducer: GradientReducer {
     guard sawRanges else {
       // No ranges this step (e.g. a noise-scale step): everything at once, as BlockingReducer does.
       try communicator.allReduceSum(gradients.buffer)
-      return
+      return gradients
     }
     if let error = deferredError { throw error }
     precondition(
@@ -80,6 +82,7 @@ final class OverlappingReducer: GradientReducer {
     let tail = UnsafeMutableBufferPointer(
       start: gradients.pointer + parameterCount, count: gradients.count - parameterCount)
     try communicator.allReduceSum(tail)
+    return gradients
   }
 
   /// An error from a start or test inside the backward (which cannot throw); rethrown by `finish`.

@@ -19,6 +19,7 @@ extension Trainer {
     let forced = BLAS.forcedCoreType.map { " (forced by OPENBLAS_CORETYPE=\($0))" } ?? ""
     console.line("  blas:  OpenBLAS \(BLAS.coreName) kernels\(forced), \(threads) per rank")
     if let note = BLAS.narrowKernelsNote { console.line("  note:  " + note) }
+    if communicator.size > 1 { console.line("  gradients: " + reductionName) }
     if let checkpoint {
       console.line("  resume: from \(checkpoint.location.path) at step \(step)")
     }

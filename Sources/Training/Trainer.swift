@@ -79,6 +79,10 @@ public final class Trainer {
   }
   /// Where this epoch's step time went (seconds, this rank).
   var times = StepTimes()
+  /// How this run sums gradients across ranks, in words (the run header, `ddp-train bench`).
+  public var reductionName: String { reducer.name }
+  /// Set by `ddp-train bench` before `run`: when each step's gradient collective began and ended on this rank.
+  public var collectiveTimestamps: CollectiveTimestamps?
   /// The gradient noise scale, when there are two batch sizes to compare (K·B·M > B·M).
   var noiseScale: GradientNoiseScale?
 
@@ -104,8 +108,15 @@ public final class Trainer {
         datasetCount: plan.trainCount, worldSize: worldSize, rank: rank, batchSize: plan.batchSize,
         accumulationSteps: plan.accumulate, seed: configuration.seed)
     }
+    // The shared-memory reducer, when it applies, places the model's gradients in its window (collective).
+    let sharedReducer =
+      configuration.usesSharedMemoryReduction && configuration.simulateWorkers == nil
+      ? try SharedMemoryReducer.make(
+        communicator: communicator, count: plan.model.parameterCount + GradientTail.count)
+      : nil
     model = MLP(
-      spec: plan.model, maxBatch: max(plan.batchSize, Self.evaluationBatch), gradientTailSlots: GradientTail.count)
+      spec: plan.model, maxBatch: max(plan.batchSize, Self.evaluationBatch), gradientTailSlots: GradientTail.count,
+      gradientStorage: sharedReducer?.ownSlot)
     switch configuration.effectiveOptimizer {
     case .sgd:
       optimizer = SGD(
@@ -124,7 +135,8 @@ public final class Trainer {
       directory.fileWrittenHook = configuration.injectFault?.checkpointHook
       return directory
     }
-    reducer = Self.makeReducer(configuration: configuration, communicator: communicator, model: model)
+    reducer =
+      sharedReducer ?? Self.makeReducer(configuration: configuration, communicator: communicator, model: model)
     let localBatch = plan.batchSize * plan.accumulate
     if plan.globalBatch > localBatch {
       noiseScale = GradientNoiseScale(smallBatch: localBatch, bigBatch: plan.globalBatch)
@@ -200,6 +212,8 @@ public final class Trainer {
       // 1-2. This rank's micro-batches: forward + backward into the flat gradient buffer.
       let measureNoise = noiseScale != nil && step % Self.noiseScaleInterval == 0
       var clock = Clock()
+      // Where the step's summed gradients (and tail) end up: the model's buffer, or the reducer's.
+      var gradients = model.gradients
       if workerSamplers.count == 1 {
         model.zeroGradients()
         try configuration.injectFault?.trigger(
@@ -213,8 +227,10 @@ public final class Trainer {
         // 3. One all-reduce: mean gradient, global mean loss, global correct count (and noise-scale norms).
         watchdog.beat(step: step, phase: .collective("gradient all-reduce"))
         clock = Clock()
-        try reducer.finish(model.gradients)
+        let entry = collectiveTimestamps == nil ? 0 : CollectiveTimestamps.now()
+        gradients = try reducer.finish(model.gradients)
         times.allReduce += clock.lap()
+        collectiveTimestamps?.record(step: step, entry: entry, exit: CollectiveTimestamps.now())
       } else {
         // 1-3 for a simulated world: each virtual worker alone, summed in rank order (= DeterministicReducer).
         for (worker, sampler) in workerSamplers.enumerated() {
@@ -234,11 +250,10 @@ public final class Trainer {
         clock = Clock()
       }
       watchdog.beat(step: step, phase: .compute("updating its parameters"))
-      let gradients = model.gradients
       let loss = Double(gradients[parameterCount + GradientTail.lossSum])
       let learningRate = plan.learningRate.learningRate(atStep: step)
       var noiseFields: [String: MetricValue] = [:]
-      if measureNoise && loss.isFinite { noiseFields = measureNoiseScale() }
+      if measureNoise && loss.isFinite { noiseFields = measureNoiseScale(gradients) }
 
       // 4. The update, identical on every rank; it also tells whether every gradient was finite.
       let finite =
@@ -387,11 +402,11 @@ public final class Trainer {
     gradients[parameterCount + GradientTail.smallGradientSquaredNorm] = smallSquared
   }
 
-  /// After the all-reduce on a noise-scale step: feeds |g_small|² and |g_big|² to the estimator; metrics fields.
-  func measureNoiseScale() -> [String: MetricValue] {
+  /// After the all-reduce on a noise-scale step (`gradients`: the summed buffer): feeds |g_small|² and |g_big|² to the estimator; metrics fields.
+  func measureNoiseScale(_ gradients: FloatBuffer) -> [String: MetricValue] {
     guard var estimator = noiseScale else { return [:] }
-    let small = Double(model.gradients[model.parameterCount + GradientTail.smallGradientSquaredNorm])
-    let big = Elementwise.sumOfSquares(model.gradients.pointer, count: model.parameterCount)
+    let small = Double(gradients[model.parameterCount + GradientTail.smallGradientSquaredNorm])
+    let big = Elementwise.sumOfSquares(gradients.pointer, count: model.parameterCount)
     estimator.add(smallSquaredNorm: small, bigSquaredNorm: big)
     noiseScale = estimator
     var fields: [String: MetricValue] = ["grad_sq_small": .double(small), "grad_sq_big": .double(big)]

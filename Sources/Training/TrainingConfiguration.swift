@@ -63,6 +63,12 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   public var overlapCommunication: Bool? = nil
   /// What nil means: off, because overlap did not measure faster at K = 2 on the 2-core host (BENCHMARKS.md).
   public static let overlapsCommunicationByDefault = false
+  /// Sum gradients through memory shared by the ranks when they all run on one host (`SharedMemoryReducer`), unless
+  /// false or `overlapCommunication` is true (the overlap is MPI's). nil means true (optional so state.json written
+  /// before this option still decodes).
+  public var sharedMemoryReduction: Bool? = nil
+  /// Whether to try the shared-memory reducer (it still needs every rank on one host, K > 1).
+  public var usesSharedMemoryReduction: Bool { (sharedMemoryReduction ?? true) && overlapCommunication != true }
 
   public init() {}
 

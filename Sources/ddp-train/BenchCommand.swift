@@ -16,7 +16,9 @@ import Training
 /// clock); the mean time per step split into GEMM, elementwise, loss (`MLP.profile`), data, all-reduce exposed
 /// (the time `finish` waits) and other (optimizer, checks); the all-reduce of the whole gradient timed alone
 /// (its total cost when nothing overlaps it); the training GEMMs' GFLOP/s next to `cblas_sgemm` timed alone on
-/// the same shapes; and peak RSS per rank.
+/// the same shapes; and peak RSS per rank. For K > 1 on one host it also splits rank 0's exposed collective time
+/// into waiting for the last rank to arrive and the rest (`CollectiveSkew`), and on Linux it reports how much CPU
+/// time the hypervisor stole during the run: the two figures that say whether a slow K > 1 is the program's doing.
 struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench",
@@ -80,8 +82,13 @@ struct BenchCommand: ParsableCommand {
     }
     let profile = StepProfile()
     if communicator.isCoordinator { MLP.profile = profile }
+    let timestamps = communicator.size > 1 ? CollectiveTimestamps(steps: trainer.plan.totalSteps) : nil
+    trainer.collectiveTimestamps = timestamps
+    let cpuBefore = CPUTimes.current()
     _ = try trainer.run()
+    let steal = CPUTimes.current().flatMap { after in cpuBefore.flatMap { after.stealFraction(since: $0) } }
     MLP.profile = nil
+    let skew = try timestamps.flatMap { try Self.collectiveSkew($0, communicator: communicator) }
 
     // The gradient all-reduce alone (parameters + the trainer's 3 tail scalars), every rank.
     let plan = trainer.plan
@@ -118,12 +125,40 @@ struct BenchCommand: ParsableCommand {
       : profile.sites.map { GEMMReference.secondsPerCall($0, accumulate: $0.name.hasSuffix(".dW")) }
     try communicator.barrier()
     let report = BenchReport(
-      configuration: configuration, plan: plan, epochs: epochs, warmup: warmup, profile: profile,
-      gemmAlone: reference, allReduceAlone: allReduceAlone, peakRank0: Int(rank0Peak),
-      peakMax: Int(peak[0]))
+      configuration: configuration, plan: plan, reduction: communicator.size > 1 ? trainer.reductionName : nil,
+      epochs: epochs, warmup: warmup, profile: profile,
+      gemmAlone: reference, allReduceAlone: allReduceAlone, skew: skew, hostSteal: steal,
+      peakRank0: Int(rank0Peak), peakMax: Int(peak[0]))
     for line in report.lines { print(line) }
     if json { print(report.json) }
     fflush(nil)
+  }
+
+  /// Rank 0's split of its exposed collective time (`CollectiveSkew`), from every rank's timestamps; nil on the
+  /// other ranks, and when the ranks run on more than one host (their monotonic clocks do not compare). Collective.
+  static func collectiveSkew(_ timestamps: CollectiveTimestamps, communicator: Communicator) throws
+    -> CollectiveSkew?
+  {
+    var name = [UInt8](repeating: 0, count: 256)
+    gethostname(&name, name.count - 1)
+    let names = try communicator.allGather(name)
+    let oneHost = (0..<communicator.size).allSatisfy { names[$0 * 256..<($0 + 1) * 256].elementsEqual(name) }
+    var agreed: [Int64] = [oneHost ? 0 : 1]
+    try agreed.withUnsafeMutableBufferPointer { try communicator.allReduceMax($0) }
+    guard agreed[0] == 0 else { return nil }
+    func gather(_ values: [UInt64]) throws -> [[UInt64]] {
+      let bytes = try communicator.allGather(values.withUnsafeBytes { Array($0) })
+      return bytes.withUnsafeBytes { raw in
+        let all = Array(raw.bindMemory(to: UInt64.self))
+        return (0..<communicator.size).map { Array(all[$0 * values.count..<($0 + 1) * values.count]) }
+      }
+    }
+    let entries = try gather(timestamps.entries)
+    let exits = try gather(timestamps.exits)
+    guard communicator.isCoordinator else { return nil }
+    // Steps that ran on every rank (all of them, unless the run ended early).
+    let ran = entries.map { $0.firstIndex(of: 0) ?? $0.count }.min() ?? 0
+    return CollectiveSkew.of(rank: 0, entries: entries, exits: exits, steps: 0..<ran)
   }
 }
 
@@ -131,11 +166,17 @@ struct BenchCommand: ParsableCommand {
 struct BenchReport {
   let configuration: TrainingConfiguration
   let plan: RunPlan
+  /// How gradients were summed (K > 1).
+  let reduction: String?
   let epochs: [EpochRecord]
   let warmup: Int
   let profile: StepProfile
   let gemmAlone: [Double]
   let allReduceAlone: Double?
+  /// Rank 0's exposed collective time split into waiting for the last rank and the rest (K > 1, one host).
+  let skew: CollectiveSkew?
+  /// The share of the host's CPU time the hypervisor stole during the run (nil where /proc/stat is absent).
+  let hostSteal: Double?
   let peakRank0: Int
   let peakMax: Int
 
@@ -183,7 +224,7 @@ struct BenchReport {
     out.append(
       "bench: \(plan.model) on \(configuration.dataset.rawValue), K=\(plan.worldSize) × B=\(plan.batchSize)"
         + " (global \(plan.globalBatch)), OpenBLAS \(BLAS.coreName) kernels\(forced), \(configuration.blasThreads)"
-        + " BLAS thread(s) per rank, overlap \(overlap ? "on" : "off")")
+        + " BLAS thread(s) per rank" + (reduction.map { ", gradients: " + $0 } ?? ""))
     if let note = BLAS.narrowKernelsNote { out.append("  note: " + note) }
     let rates = windows.dropFirst(warmup).map(\.samplesPerSecond)
     out.append(
@@ -202,6 +243,22 @@ struct BenchReport {
     out.append(
       String(format: "  ms/step (rank 0, mean of %d steps): %.3f = ", steps, step)
         + parts.joined(separator: ", "))
+    if let skew {
+      let exposed = skew.waiting + skew.transfer
+      out.append(
+        String(
+          format:
+            "  allreduce exposed on rank 0: %.3f ms/step = waiting for the last rank to arrive %.3f (%.0f%%)"
+            + " + after it arrived %.3f",
+          exposed * 1e3, skew.waiting * 1e3, exposed > 0 ? 100 * skew.waiting / exposed : 0,
+          skew.transfer * 1e3))
+    }
+    if let hostSteal {
+      out.append(
+        String(
+          format: "  host: %.1f%% of CPU time stolen by the hypervisor during the run (/proc/stat steal)",
+          100 * hostSteal))
+    }
     if !profile.sites.isEmpty {
       let achieved = gigaflops(profile.gemmFlops, seconds: gemmSeconds)
       var line = String(format: "  GEMM: %.1f GFLOP/s in training", achieved)
@@ -240,7 +297,7 @@ struct BenchReport {
       "bench": "ddp-train", "world_size": plan.worldSize, "batch_size": plan.batchSize,
       "global_batch": plan.globalBatch, "blas_core": BLAS.coreName,
       "blas_core_forced": BLAS.forcedCoreType ?? "",
-      "overlap": overlap, "samples_per_sec": samplesPerSecond,
+      "overlap": overlap, "reduction": reduction ?? "none", "samples_per_sec": samplesPerSecond,
       "window_samples_per_sec": windows.dropFirst(warmup).map(\.samplesPerSecond), "steps": steps,
       "peak_rss_mb": Double(peakMax) / 1e6,
       "gemm_gflops": gigaflops(profile.gemmFlops, seconds: gemmSeconds),
@@ -249,6 +306,11 @@ struct BenchReport {
       object["gemm_alone_gflops"] = gigaflops(profile.gemmFlops, seconds: gemmAloneSeconds)
     }
     if let allReduceAlone { object["allreduce_alone_ms"] = allReduceAlone * 1e3 }
+    if let skew {
+      object["ms_allreduce_waiting"] = skew.waiting * 1e3
+      object["ms_allreduce_after_arrival"] = skew.transfer * 1e3
+    }
+    if let hostSteal { object["host_steal_pct"] = 100 * hostSteal }
     for (name, value) in split { object["ms_" + name] = value }
     let data =
       (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()

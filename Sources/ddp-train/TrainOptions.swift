@@ -86,6 +86,10 @@ struct TrainOptions: ParsableArguments {
   @Flag(
     inversion: .prefixedNo, help: "Overlap the gradient all-reduce with the backward pass (default off; K > 1 only).")
   var overlap: Bool?
+  @Flag(
+    inversion: .prefixedNo,
+    help: "Sum gradients through memory the ranks share when all run on one host (default on; --overlap uses MPI).")
+  var sharedMemory: Bool?
 
   @Option(
     parsing: .unconditional,
@@ -124,11 +128,14 @@ struct TrainOptions: ParsableArguments {
     "checkpoint-dir": "a directory path", "checkpoint-every": "an integer", "resume": "true or false",
     "start-fresh": "true or false", "keep": "an integer", "step-timeout": "a number of seconds",
     "metrics": "a file path", "log-every": "an integer", "blas-threads": "an integer", "overlap": "true or false",
+    "shared-memory": "true or false",
     "check-consistency": "an integer", "inject-fault": "KIND@RANK:STEP", "deterministic": "true or false",
     "simulate-workers": "an integer",
     "synthetic-train": "an integer", "synthetic-test": "an integer", "synthetic-seed": "a non-negative integer",
   ]
-  static let flagKeys: Set<String> = ["nesterov", "resume", "start-fresh", "deterministic", "overlap"]
+  static let flagKeys: Set<String> = [
+    "nesterov", "resume", "start-fresh", "deterministic", "overlap", "shared-memory",
+  ]
 
   /// Applies the options that were given onto `configuration`.
   func apply(to configuration: inout TrainingConfiguration) throws {
@@ -165,6 +172,7 @@ struct TrainOptions: ParsableArguments {
     if let logEvery { configuration.logEvery = logEvery }
     if let blasThreads { configuration.blasThreads = blasThreads }
     if let overlap { configuration.overlapCommunication = overlap }
+    if let sharedMemory { configuration.sharedMemoryReduction = sharedMemory }
     if let checkConsistency { configuration.checkConsistency = checkConsistency }
     if let deterministic { configuration.deterministic = deterministic }
     if let simulateWorkers { configuration.simulateWorkers = simulateWorkers }

@@ -23,5 +23,13 @@ struct BenchCommandTests {
     #expect(result.status == 0, "\(result.output)")
     #expect(result.stdout.contains("K=2"), "\(result.stdout)")
     #expect(result.stdout.contains("samples/s:"), "\(result.stdout)")
+    #expect(result.stdout.contains("gradients: MPI all-reduce in buckets"), "\(result.stdout)")
+  }
+
+  @Test func benchUnderMPISharesMemoryAndSplitsTheExposedTime() throws {
+    let result = try DDPTrainProcess.mpirun(ranks: 2, Self.arguments, timeout: 120)
+    #expect(result.status == 0, "\(result.output)")
+    #expect(result.stdout.contains("gradients: shared memory (2 ranks on one host)"), "\(result.stdout)")
+    #expect(result.stdout.contains("waiting for the last rank to arrive"), "\(result.stdout)")
   }
 }

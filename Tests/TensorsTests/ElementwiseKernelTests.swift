@@ -32,4 +32,13 @@ import Testing
     Elementwise.add(part, into: &out, count: count)
     #expect(out == expected)
   }
+
+  @Test func sumMatchesTheScalarSumBitForBit() {
+    var generator = Xoshiro256(seed: 5)
+    let a = (0..<count).map { _ in generator.nextFloat(in: -1, 1) }
+    let b = (0..<count).map { _ in generator.nextFloat(in: -1e-3, 1e-3) }
+    var out = [Float](repeating: .nan, count: count)
+    Elementwise.sum(a, b, into: &out, count: count)
+    #expect(out == zip(a, b).map { $0 + $1 })
+  }
 }

@@ -26,6 +26,9 @@ bool ddp_all_finite(const float *_Nonnull x, ptrdiff_t n);
 /// out[i] += part[i] for i in 0..<n (one step of a rank-order sum).
 void ddp_add(float *_Nonnull out, const float *_Nonnull part, ptrdiff_t n);
 
+/// out[i] = a[i] + b[i] for i in 0..<n: the first step of a rank-order sum in one pass (out aliases neither).
+void ddp_sum(float *_Nonnull out, const float *_Nonnull a, const float *_Nonnull b, ptrdiff_t n);
+
 /// dst[i] = (float)src[i] / 255 for i in 0..<n: pixels to [0, 1] as PyTorch's ToTensor does (a correctly rounded
 /// division, so every clone gives the same bits).
 void ddp_unit_floats_from_bytes(float *_Nonnull dst, const unsigned char *_Nonnull src, ptrdiff_t n);
