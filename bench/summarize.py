@@ -18,6 +18,12 @@ for label, runs in by_label.items():
     if "ms_allreduce_exposed" in runs[0] and runs[0]["world_size"] > 1:
         exposed = statistics.median(r["ms_allreduce_exposed"] / r["ms_step"] for r in runs)
         extra = f"  exposed all-reduce {100 * exposed:.1f}% of step"
+    if "ms_allreduce_waiting" in runs[0]:
+        waiting = statistics.median(r["ms_allreduce_waiting"] for r in runs)
+        after = statistics.median(r["ms_allreduce_after_arrival"] for r in runs)
+        extra += f" (waiting {waiting:.3f} + after arrival {after:.3f} ms)"
+    if "host_steal_pct" in runs[0]:
+        extra += f"  steal {statistics.median(r['host_steal_pct'] for r in runs):.1f}%"
     if "peak_rss_mb" in runs[0]:
         extra += f"  peak RSS {max(r['peak_rss_mb'] for r in runs):.0f} MB"
     print(f"{label:<14} {len(values):>4} {medians[label]:>17.0f}  {' '.join(f'{v:.0f}' for v in values)}{extra}")
@@ -32,3 +38,4 @@ def ratio(a, b, target):
 ratio("ours-k1", "torch-k1", 3)
 ratio("ours-k2", "ours-k1", 1.9)
 ratio("ours-k2", "torch-ddp-k2", 10)
+ratio("ours-k2", "ours-k2-mpi", 1)

@@ -137,7 +137,7 @@ struct BenchCommand: ParsableCommand {
   /// Rank 0's split of its exposed collective time (`CollectiveSkew`), from every rank's timestamps; nil on the
   /// other ranks, and when the ranks run on more than one host (their monotonic clocks do not compare). Collective.
   static func collectiveSkew(_ timestamps: CollectiveTimestamps, communicator: Communicator) throws
-    -> CollectiveSkew?
+    -> (rank0: CollectiveSkew, perRank: [CollectiveSkew])?
   {
     var name = [UInt8](repeating: 0, count: 256)
     gethostname(&name, name.count - 1)
@@ -158,7 +158,10 @@ struct BenchCommand: ParsableCommand {
     guard communicator.isCoordinator else { return nil }
     // Steps that ran on every rank (all of them, unless the run ended early).
     let ran = entries.map { $0.firstIndex(of: 0) ?? $0.count }.min() ?? 0
-    return CollectiveSkew.of(rank: 0, entries: entries, exits: exits, steps: 0..<ran)
+    let perRank = (0..<communicator.size).map {
+      CollectiveSkew.of(rank: $0, entries: entries, exits: exits, steps: 0..<ran)
+    }
+    return (perRank[0], perRank)
   }
 }
 
@@ -173,8 +176,8 @@ struct BenchReport {
   let profile: StepProfile
   let gemmAlone: [Double]
   let allReduceAlone: Double?
-  /// Rank 0's exposed collective time split into waiting for the last rank and the rest (K > 1, one host).
-  let skew: CollectiveSkew?
+  /// Each rank's exposed collective time split into waiting for the last rank and the rest (K > 1, one host).
+  let skew: (rank0: CollectiveSkew, perRank: [CollectiveSkew])?
   /// The share of the host's CPU time the hypervisor stole during the run (nil where /proc/stat is absent).
   let hostSteal: Double?
   let peakRank0: Int
@@ -244,14 +247,19 @@ struct BenchReport {
       String(format: "  ms/step (rank 0, mean of %d steps): %.3f = ", steps, step)
         + parts.joined(separator: ", "))
     if let skew {
-      let exposed = skew.waiting + skew.transfer
+      let exposed = skew.rank0.waiting + skew.rank0.transfer
       out.append(
         String(
           format:
             "  allreduce exposed on rank 0: %.3f ms/step = waiting for the last rank to arrive %.3f (%.0f%%)"
             + " + after it arrived %.3f",
-          exposed * 1e3, skew.waiting * 1e3, exposed > 0 ? 100 * skew.waiting / exposed : 0,
-          skew.transfer * 1e3))
+          exposed * 1e3, skew.rank0.waiting * 1e3, exposed > 0 ? 100 * skew.rank0.waiting / exposed : 0,
+          skew.rank0.transfer * 1e3))
+      out.append(
+        "  per rank (waiting + after arrival, ms/step): "
+          + skew.perRank.enumerated().map {
+            String(format: "%d: %.3f + %.3f", $0.offset, $0.element.waiting * 1e3, $0.element.transfer * 1e3)
+          }.joined(separator: ", "))
     }
     if let hostSteal {
       out.append(
@@ -307,8 +315,10 @@ struct BenchReport {
     }
     if let allReduceAlone { object["allreduce_alone_ms"] = allReduceAlone * 1e3 }
     if let skew {
-      object["ms_allreduce_waiting"] = skew.waiting * 1e3
-      object["ms_allreduce_after_arrival"] = skew.transfer * 1e3
+      object["ms_allreduce_waiting"] = skew.rank0.waiting * 1e3
+      object["ms_allreduce_after_arrival"] = skew.rank0.transfer * 1e3
+      object["ms_allreduce_waiting_per_rank"] = skew.perRank.map { $0.waiting * 1e3 }
+      object["ms_allreduce_after_arrival_per_rank"] = skew.perRank.map { $0.transfer * 1e3 }
     }
     if let hostSteal { object["host_steal_pct"] = 100 * hostSteal }
     for (name, value) in split { object["ms_" + name] = value }
