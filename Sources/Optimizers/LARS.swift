@@ -43,16 +43,11 @@ public final class LARS: Optimizer {
 
   /// `layers` must tile 0..<parameterCount without overlap (MLP.views does).
   public init(parameterCount: Int, layers: [ParameterView], options: LARSOptions) {
-    precondition(
-      options.momentum >= 0 && options.momentum.isFinite,
-      "momentum must be >= 0, got \(options.momentum)")
-    precondition(
-      options.weightDecay >= 0 && options.weightDecay.isFinite, "weight decay must be >= 0")
+    checkMomentumSettings(
+      momentum: options.momentum, weightDecay: options.weightDecay, nesterov: options.nesterov)
     precondition(
       options.trustCoefficient > 0 && options.trustCoefficient.isFinite,
       "trust coefficient must be > 0")
-    precondition(
-      !options.nesterov || options.momentum > 0, "Nesterov momentum requires momentum > 0")
     precondition(
       layers.reduce(0) { $0 + $1.count } == parameterCount, "layers must cover every parameter once"
     )

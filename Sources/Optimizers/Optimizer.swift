@@ -12,3 +12,11 @@ public protocol Optimizer: AnyObject {
 }
 
 extension SGD: Optimizer {}
+
+/// The settings SGD and LARS share, checked the same way: momentum and weight decay finite and ≥ 0, Nesterov only
+/// with momentum. (The CLI rejects bad values with a message first; this guards other callers.)
+func checkMomentumSettings(momentum: Double, weightDecay: Double, nesterov: Bool) {
+  precondition(momentum >= 0 && momentum.isFinite, "momentum must be >= 0, got \(momentum)")
+  precondition(weightDecay >= 0 && weightDecay.isFinite, "weight decay must be >= 0")
+  precondition(!nesterov || momentum > 0, "Nesterov momentum requires momentum > 0")
+}

@@ -27,13 +27,8 @@ public final class SGD {
   public let momentumBuffer: FloatBuffer
 
   public init(parameterCount: Int, options: SGDOptions) {
-    precondition(
-      options.momentum >= 0 && options.momentum.isFinite,
-      "momentum must be >= 0, got \(options.momentum)")
-    precondition(
-      options.weightDecay >= 0 && options.weightDecay.isFinite, "weight decay must be >= 0")
-    precondition(
-      !options.nesterov || options.momentum > 0, "Nesterov momentum requires momentum > 0")
+    checkMomentumSettings(
+      momentum: options.momentum, weightDecay: options.weightDecay, nesterov: options.nesterov)
     self.options = options
     momentumBuffer = FloatBuffer(count: parameterCount)
   }

@@ -42,14 +42,16 @@ final class SharedMemoryReducer: GradientReducer {
   /// several hosts, or a world of one). Collective.
   static func make(communicator: Communicator, count: Int) throws -> SharedMemoryReducer? {
     guard communicator.size > 1 else { return nil }
-    let stride = (count + 15) / 16 * 16
-    let bytes = (communicator.size + 1) * stride * MemoryLayout<Float>.stride
+    let bytes = (communicator.size + 1) * stride(for: count) * MemoryLayout<Float>.stride
     guard let window = try communicator.allocateSharedMemory(byteCount: bytes) else { return nil }
     return SharedMemoryReducer(window: window, rank: communicator.rank, size: communicator.size, count: count)
   }
 
+  /// `count` rounded up to a whole number of cache lines (16 floats).
+  static func stride(for count: Int) -> Int { (count + 15) / 16 * 16 }
+
   init(window: SharedMemoryWindow, rank: Int, size: Int, count: Int) {
-    stride = (count + 15) / 16 * 16
+    stride = Self.stride(for: count)
     precondition(window.byteCount >= (size + 1) * stride * MemoryLayout<Float>.stride, "window too small")
     self.window = window
     self.rank = rank

@@ -246,7 +246,7 @@ public final class Trainer {
             RankOrderSum.add(model.gradients.pointer, into: simulatedSum.pointer, count: model.gradients.count)
           }
         }
-        model.gradients.pointer.update(from: simulatedSum.pointer, count: model.gradients.count)
+        gradients = simulatedSum
         clock = Clock()
       }
       watchdog.beat(step: step, phase: .compute("updating its parameters"))
