@@ -83,6 +83,163 @@ void ddp_unit_floats_from_bytes(float *restrict dst, const unsigned char *restri
   for (ptrdiff_t i = 0; i < n; i++) dst[i] = (float)src[i] / 255.0f;
 }
 
+// The valid output columns [*lo, *hi) for kernel column kj: those whose input column ox·stride − pad + kj is
+// inside [0, w).
+static inline void validColumns(ptrdiff_t kj, ptrdiff_t stride, ptrdiff_t pad, ptrdiff_t w, ptrdiff_t ow,
+                                ptrdiff_t *lo, ptrdiff_t *hi) {
+  ptrdiff_t first = pad - kj;  // ox·stride >= first
+  ptrdiff_t l = first <= 0 ? 0 : (first + stride - 1) / stride;
+  ptrdiff_t last = w - 1 + pad - kj;  // ox·stride <= last
+  ptrdiff_t u = last < 0 ? 0 : last / stride + 1;
+  if (u > ow) u = ow;
+  if (l > u) l = u;
+  *lo = l;
+  *hi = u;
+}
+
+// Rows here are short (a 14- or 28-pixel image row): inline loops beat a call to memcpy or memset per row.
+__attribute__((no_builtin("memcpy", "memset")))
+void ddp_im2col(float *restrict cols, const float *restrict x, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t k,
+                ptrdiff_t stride, ptrdiff_t pad, ptrdiff_t oh, ptrdiff_t ow) {
+  for (ptrdiff_t ci = 0; ci < c; ci++) {
+    const float *plane = x + ci * h * w;
+    for (ptrdiff_t ki = 0; ki < k; ki++) {
+      for (ptrdiff_t kj = 0; kj < k; kj++) {
+        float *row = cols + ((ci * k + ki) * k + kj) * oh * ow;
+        ptrdiff_t lo, hi;
+        validColumns(kj, stride, pad, w, ow, &lo, &hi);
+        for (ptrdiff_t oy = 0; oy < oh; oy++) {
+          float *out = row + oy * ow;
+          ptrdiff_t iy = oy * stride - pad + ki;
+          if (iy < 0 || iy >= h) {
+            for (ptrdiff_t ox = 0; ox < ow; ox++) out[ox] = 0;
+            continue;
+          }
+          const float *in = plane + iy * w - pad + kj;
+          for (ptrdiff_t ox = 0; ox < lo; ox++) out[ox] = 0;
+          if (stride == 1) {
+            for (ptrdiff_t ox = lo; ox < hi; ox++) out[ox] = in[ox];
+          } else {
+            for (ptrdiff_t ox = lo; ox < hi; ox++) out[ox] = in[ox * stride];
+          }
+          for (ptrdiff_t ox = hi; ox < ow; ox++) out[ox] = 0;
+        }
+      }
+    }
+  }
+}
+
+void ddp_col2im(float *restrict dx, const float *restrict cols, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t k,
+                ptrdiff_t stride, ptrdiff_t pad, ptrdiff_t oh, ptrdiff_t ow) {
+  memset(dx, 0, (size_t)(c * h * w) * sizeof(float));
+  for (ptrdiff_t ci = 0; ci < c; ci++) {
+    float *plane = dx + ci * h * w;
+    for (ptrdiff_t ki = 0; ki < k; ki++) {
+      for (ptrdiff_t kj = 0; kj < k; kj++) {
+        const float *row = cols + ((ci * k + ki) * k + kj) * oh * ow;
+        ptrdiff_t lo, hi;
+        validColumns(kj, stride, pad, w, ow, &lo, &hi);
+        for (ptrdiff_t oy = 0; oy < oh; oy++) {
+          ptrdiff_t iy = oy * stride - pad + ki;
+          if (iy < 0 || iy >= h) continue;
+          const float *in = row + oy * ow;
+          float *out = plane + iy * w - pad + kj;
+          if (stride == 1) {
+            for (ptrdiff_t ox = lo; ox < hi; ox++) out[ox] += in[ox];
+          } else {
+            for (ptrdiff_t ox = lo; ox < hi; ox++) out[ox * stride] += in[ox];
+          }
+        }
+      }
+    }
+  }
+}
+
+DDP_CLONES
+void ddp_add_channel_bias(float *restrict y, const float *restrict bias, ptrdiff_t channels, ptrdiff_t pixels,
+                          bool relu) {
+  for (ptrdiff_t ch = 0; ch < channels; ch++) {
+    float *row = y + ch * pixels;
+    float b = bias[ch];
+    if (relu) {
+      for (ptrdiff_t p = 0; p < pixels; p++) {
+        float v = row[p] + b;
+        row[p] = v > 0 ? v : 0;
+      }
+    } else {
+      for (ptrdiff_t p = 0; p < pixels; p++) row[p] = row[p] + b;
+    }
+  }
+}
+
+void ddp_accumulate_channel_sums(float *restrict dbias, const float *restrict dy, ptrdiff_t channels,
+                                 ptrdiff_t pixels) {
+  // Eight running sums per row (element p goes to sum p mod 8), added pairwise at the end: a fixed order, so
+  // every run gives the same bits, and eight independent chains instead of one long one.
+  for (ptrdiff_t ch = 0; ch < channels; ch++) {
+    const float *row = dy + ch * pixels;
+    float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t p = 0;
+    for (; p + 8 <= pixels; p += 8)
+      for (int lane = 0; lane < 8; lane++) part[lane] += row[p + lane];
+    for (; p < pixels; p++) part[p % 8] += row[p];
+    float sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+    dbias[ch] += sum;
+  }
+}
+
+// PyTorch's rule for a window's maximum: a later element wins when it is larger, or when it is NaN.
+static inline void takeIfLarger(float v, ptrdiff_t index, float *maximum, ptrdiff_t *best) {
+  int larger = (v > *maximum) | (v != v);
+  *maximum = larger ? v : *maximum;
+  *best = larger ? index : *best;
+}
+
+void ddp_max_pool(float *restrict y, int32_t *restrict argmax, const float *restrict x, ptrdiff_t c, ptrdiff_t h,
+                  ptrdiff_t w, ptrdiff_t k, ptrdiff_t stride, ptrdiff_t oh, ptrdiff_t ow) {
+  for (ptrdiff_t ci = 0; ci < c; ci++) {
+    const float *plane = x + ci * h * w;
+    ptrdiff_t base = ci * h * w;
+    for (ptrdiff_t oy = 0; oy < oh; oy++) {
+      float *out = y + (ci * oh + oy) * ow;
+      int32_t *where = argmax + (ci * oh + oy) * ow;
+      ptrdiff_t top = oy * stride;
+      if (k == 2 && stride == 2) {
+        // The common 2×2 window, unrolled: the same comparisons in the same order as the general loop.
+        const float *r0 = plane + top * w, *r1 = r0 + w;
+        for (ptrdiff_t ox = 0; ox < ow; ox++) {
+          ptrdiff_t left = 2 * ox;
+          float maximum = r0[left];
+          ptrdiff_t best = top * w + left;
+          takeIfLarger(r0[left + 1], top * w + left + 1, &maximum, &best);
+          takeIfLarger(r1[left], (top + 1) * w + left, &maximum, &best);
+          takeIfLarger(r1[left + 1], (top + 1) * w + left + 1, &maximum, &best);
+          out[ox] = maximum;
+          where[ox] = (int32_t)(base + best);
+        }
+        continue;
+      }
+      for (ptrdiff_t ox = 0; ox < ow; ox++) {
+        ptrdiff_t left = ox * stride;
+        float maximum = plane[top * w + left];
+        ptrdiff_t best = top * w + left;
+        for (ptrdiff_t ki = 0; ki < k; ki++) {
+          const float *row = plane + (top + ki) * w + left;
+          for (ptrdiff_t kj = 0; kj < k; kj++) takeIfLarger(row[kj], (top + ki) * w + left + kj, &maximum, &best);
+        }
+        out[ox] = maximum;
+        where[ox] = (int32_t)(base + best);
+      }
+    }
+  }
+}
+
+void ddp_max_pool_backward(float *restrict dx, ptrdiff_t input_count, const float *restrict dy,
+                           const int32_t *restrict argmax, ptrdiff_t count) {
+  memset(dx, 0, (size_t)input_count * sizeof(float));
+  for (ptrdiff_t i = 0; i < count; i++) dx[argmax[i]] += dy[i];
+}
+
 bool ddp_cpu_has_avx512(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f");

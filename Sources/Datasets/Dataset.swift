@@ -9,25 +9,35 @@ public struct Dataset: Sendable {
   public let count: Int
   /// 784 for 28x28 images.
   public let featureCount: Int
+  /// One sample's shape, [channels, height, width] for images (Fashion-MNIST: [1, 28, 28]), [featureCount] for
+  /// data without one; its product is featureCount. A row of `pixels` is the sample in this shape, row-major.
+  public let sampleShape: [Int]
   public let classCount: Int
   public let pixels: [UInt8]
   public let labels: [UInt8]
 
   /// Sizes and label range are preconditions: the loaders have already checked them and said so in a `DatasetError`.
-  public init(count: Int, featureCount: Int, classCount: Int, pixels: [UInt8], labels: [UInt8]) {
+  public init(
+    count: Int, featureCount: Int, classCount: Int, pixels: [UInt8], labels: [UInt8], sampleShape: [Int]? = nil
+  ) {
     precondition(count >= 0 && featureCount > 0, "count must be >= 0 and featureCount > 0")
+    precondition(
+      sampleShape.map { $0.reduce(1, *) == featureCount && $0.allSatisfy { $0 > 0 } } ?? true,
+      "sampleShape must be positive with featureCount elements")
     precondition(classCount > 0 && classCount <= 256, "classCount must be in 1...256")
     precondition(pixels.count == count * featureCount, "pixels.count must be count * featureCount")
     precondition(labels.count == count, "labels.count must be count")
     precondition(labels.allSatisfy { Int($0) < classCount }, "every label must be below classCount")
     self.count = count
     self.featureCount = featureCount
+    self.sampleShape = sampleShape ?? [featureCount]
     self.classCount = classCount
     self.pixels = pixels
     self.labels = labels
   }
 
-  /// FNV-1a 64 over count, featureCount, classCount (each as 8 little-endian bytes), then the pixels, then the labels.
+  /// FNV-1a 64 over count, featureCount, classCount (each as 8 little-endian bytes), then the pixels, then the labels
+  /// (not the sample shape, which the IDX header fixes: fingerprints stay what they were before it was kept).
   ///
   /// Lets ranks check cheaply (one all-reduce of a number) that they loaded the same data.
   public var fingerprint: UInt64 {
@@ -95,7 +105,8 @@ public struct DatasetPair: Sendable {
 
   public init(kind: DatasetKind, source: String, train: Dataset, test: Dataset) {
     precondition(
-      train.featureCount == test.featureCount, "train and test must have the same featureCount")
+      train.featureCount == test.featureCount && train.sampleShape == test.sampleShape,
+      "train and test must have the same sample shape")
     precondition(
       train.classCount == test.classCount, "train and test must have the same classCount")
     self.kind = kind

@@ -93,7 +93,7 @@ public enum DatasetLoader {
     }
     let dataset = Dataset(
       count: image.count, featureCount: image.rows * image.columns, classCount: mnistClassCount,
-      pixels: image.pixels, labels: labelBytes)
+      pixels: image.pixels, labels: labelBytes, sampleShape: [1, image.rows, image.columns])
     return (dataset, imagesPath, image.rows, image.columns)
   }
 

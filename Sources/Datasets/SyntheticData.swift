@@ -3,7 +3,8 @@ import Tensors
 
 /// A deterministic, learnable image-classification problem, so the whole pipeline runs without data files.
 ///
-/// The features are laid out on a near-square grid (28x28 for 784). Each class has a smooth prototype: a shared
+/// The features are laid out on a near-square grid (28x28 for 784), which is the samples' image shape when it is
+/// full (`Grid.sampleShape`). Each class has a smooth prototype: a shared
 /// background of Gaussian blobs (weight 0.6, so classes overlap) plus four blobs of its own, scaled to a peak of 1.
 /// A sample is its class's prototype shifted by up to ±2 pixels, times a brightness in [0.6, 1.3], plus
 /// per-pixel noise of standard deviation 0.45, stored as bytes like an IDX image. Tuned so a nearest-class-mean
@@ -77,6 +78,9 @@ enum SyntheticData {
       height = (featureCount + width - 1) / width
       scale = Float(max(width, height)) / SyntheticData.referenceSide
     }
+
+    /// [1, height, width] when the grid is full (784 → 1x28x28), so a convolution can use the image; else flat.
+    var sampleShape: [Int] { width * height == featureCount ? [1, height, width] : [featureCount] }
   }
 
   /// `[classCount][featureCount]`, each in [0, 1] with a peak of 1.
@@ -147,6 +151,6 @@ enum SyntheticData {
     }
     return Dataset(
       count: count, featureCount: featureCount, classCount: spec.classCount, pixels: pixels,
-      labels: labels)
+      labels: labels, sampleShape: grid.sampleShape)
   }
 }

@@ -1,49 +1,119 @@
 import Tensors
 
-/// A fully connected layer y = x·Wᵀ + b with PyTorch's nn.Linear layout (W is [out, in], row-major).
-public enum Linear {
-  /// y = x·Wᵀ + b.
-  /// - x: [batch, inFeatures]; weight: [outFeatures, inFeatures]; bias: [outFeatures]; y: [batch, outFeatures].
-  public static func forward(
-    x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-    y: UnsafeMutablePointer<Float>, batch: Int, inFeatures: Int, outFeatures: Int
+/// nn.Linear: y = x·Wᵀ + b, W [out, in] row-major, b [out]. An input of any shape is used flattened (in = its
+/// element count), so an MLP takes images as they come.
+///
+/// Shapes for a batch: x [batch, in], y [batch, out]. When the next layer is a ReLU, `Sequential` sets
+/// `appliesReLU` and this layer applies it in the same pass as the bias (the ReLU's own forward then does
+/// nothing; the arithmetic is the same: max(x·Wᵀ + b, 0)).
+public final class Linear: Layer {
+  public let inputShape: [Int]
+  public let inFeatures: Int
+  public let outFeatures: Int
+  /// y = max(x·Wᵀ + b, 0) instead of x·Wᵀ + b (set by `Sequential` before the first forward).
+  var appliesReLU = false
+  private var weight: UnsafeMutablePointer<Float>!
+  private var weightGradient: UnsafeMutablePointer<Float>!
+  /// Offset of the weight in the model's flat buffers (the ranges `backward` reports are absolute).
+  private var weightOffset = 0
+  private var index = 0
+
+  public init(inputShape: [Int], outFeatures: Int) {
+    precondition(outFeatures > 0, "Linear needs a positive output size, got \(outFeatures)")
+    self.inputShape = inputShape
+    inFeatures = inputShape.reduce(1, *)
+    self.outFeatures = outFeatures
+  }
+
+  public var outputShape: [Int] { [outFeatures] }
+  public var storage: LayerStorage { .own }
+  public var parameterShapes: [(suffix: String, shape: [Int])] {
+    [("weight", [outFeatures, inFeatures]), ("bias", [outFeatures])]
+  }
+  public var torchExpression: String { "torch.nn.Linear(\(inFeatures), \(outFeatures))" }
+
+  public func bind(
+    parameters: UnsafeMutablePointer<Float>?, gradients: UnsafeMutablePointer<Float>?, offset: Int, index: Int
   ) {
+    weight = parameters
+    weightGradient = gradients
+    weightOffset = offset
+    self.index = index
+  }
+
+  public func initializeParameters(using generator: inout Xoshiro256) {
+    initializeUniformByFanIn(
+      weight, count: outFeatures * inFeatures + outFeatures, fanIn: inFeatures, using: &generator)
+  }
+
+  public func forward(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, batch: Int) {
+    let profile = StepProfile.current
     BLAS.sgemm(
       .none, .transpose, m: batch, n: outFeatures, k: inFeatures, alpha: 1,
       a: x, lda: inFeatures, b: weight, ldb: inFeatures, beta: 0, c: y, ldc: outFeatures)
-    Elementwise.addRowVector(bias, to: y, rows: batch, columns: outFeatures)
+    profile?.lapGEMM(
+      layer: index, .forward, transposeA: false, transposeB: true, m: batch, n: outFeatures, k: inFeatures)
+    let bias = UnsafePointer(weight + outFeatures * inFeatures)
+    if appliesReLU {
+      ReLU.addBiasForward(bias: bias, y: y, batch: batch, features: outFeatures)
+    } else {
+      Elementwise.addRowVector(bias, to: y, rows: batch, columns: outFeatures)
+    }
+    profile?.lap(.elementwise)
   }
 
-  /// y = max(x·Wᵀ + b, 0): the GEMM, then bias and ReLU fused in one pass over y.
-  /// Shapes as in `forward`.
-  public static func forwardReLU(
-    x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-    y: UnsafeMutablePointer<Float>, batch: Int, inFeatures: Int, outFeatures: Int
+  /// dBias += Σ_rows dy; dW += dyᵀ·x; dx = dy·W. A weight of more than `rangeElements` gradients is computed
+  /// in equal row blocks, from the last rows down, each reported as soon as it is done (the bias first), so an
+  /// overlapping reducer can send it while the next block computes. Each element is the same dot product over
+  /// the batch whatever the blocks.
+  public func backward(
+    x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafeMutablePointer<Float>,
+    dx: UnsafeMutablePointer<Float>?, batch: Int, rangeElements: Int, gradientsReady: (Range<Int>) -> Void
   ) {
-    BLAS.sgemm(
-      .none, .transpose, m: batch, n: outFeatures, k: inFeatures, alpha: 1,
-      a: x, lda: inFeatures, b: weight, ldb: inFeatures, beta: 0, c: y, ldc: outFeatures)
-    ReLU.addBiasForward(bias: bias, y: y, batch: batch, features: outFeatures)
-  }
-
-  /// Gradients of y = x·Wᵀ + b given dy = ∂L/∂y:
-  /// dWeight += dyᵀ·x, dBias += Σ_rows dy, and dx = dy·W (overwritten, not accumulated) when dx is non-nil
-  /// (the first layer needs no dx).
-  /// - x: [batch, inFeatures]; weight, dWeight: [outFeatures, inFeatures]; dBias: [outFeatures];
-  ///   dy: [batch, outFeatures]; dx: [batch, inFeatures], must not alias x or dy.
-  public static func backward(
-    x: UnsafePointer<Float>, weight: UnsafePointer<Float>, dy: UnsafePointer<Float>,
-    dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>,
-    dx: UnsafeMutablePointer<Float>?, batch: Int, inFeatures: Int, outFeatures: Int
-  ) {
-    BLAS.sgemm(
-      .transpose, .none, m: outFeatures, n: inFeatures, k: batch, alpha: 1,
-      a: dy, lda: outFeatures, b: x, ldb: inFeatures, beta: 1, c: dWeight, ldc: inFeatures)
-    Elementwise.accumulateColumnSums(of: dy, rows: batch, columns: outFeatures, into: dBias)
+    let profile = StepProfile.current
+    let weightCount = outFeatures * inFeatures
+    let (weightStart, biasStart) = (weightOffset, weightOffset + weightCount)
+    let dWeight = weightGradient!
+    Elementwise.accumulateColumnSums(of: dy, rows: batch, columns: outFeatures, into: dWeight + weightCount)
+    profile?.lap(.elementwise)
+    if weightCount <= rangeElements {
+      BLAS.sgemm(
+        .transpose, .none, m: outFeatures, n: inFeatures, k: batch, alpha: 1,
+        a: dy, lda: outFeatures, b: x, ldb: inFeatures, beta: 1, c: dWeight, ldc: inFeatures)
+      profile?.lapGEMM(
+        layer: index, .weightGradient, transposeA: true, transposeB: false, m: outFeatures, n: inFeatures,
+        k: batch)
+      gradientsReady(weightStart..<(biasStart + outFeatures))
+      profile?.lap(.communication)
+    } else {
+      gradientsReady(biasStart..<(biasStart + outFeatures))
+      profile?.lap(.communication)
+      // Equal blocks (no tiny last one, which would cost a GEMM call for little work).
+      let blocks = (weightCount + rangeElements - 1) / rangeElements
+      let rowsPerBlock = (outFeatures + blocks - 1) / blocks
+      var upper = outFeatures
+      while upper > 0 {
+        let lower = max(0, upper - rowsPerBlock)
+        // Rows lower..<upper of dW = columns lower..<upper of dy, transposed.
+        BLAS.sgemm(
+          .transpose, .none, m: upper - lower, n: inFeatures, k: batch, alpha: 1,
+          a: dy + lower, lda: outFeatures, b: x, ldb: inFeatures, beta: 1, c: dWeight + lower * inFeatures,
+          ldc: inFeatures)
+        profile?.lapGEMM(
+          layer: index, .weightGradient, transposeA: true, transposeB: false, m: upper - lower, n: inFeatures,
+          k: batch)
+        gradientsReady((weightStart + lower * inFeatures)..<(weightStart + upper * inFeatures))
+        profile?.lap(.communication)
+        upper = lower
+      }
+    }
     if let dx {
       BLAS.sgemm(
         .none, .none, m: batch, n: inFeatures, k: outFeatures, alpha: 1,
         a: dy, lda: outFeatures, b: weight, ldb: inFeatures, beta: 0, c: dx, ldc: inFeatures)
+      profile?.lapGEMM(
+        layer: index, .inputGradient, transposeA: false, transposeB: false, m: batch, n: inFeatures,
+        k: outFeatures)
     }
   }
 }

@@ -1,81 +1,356 @@
-/// The architecture of an MLP: layer widths from the input through the hidden layers to the classes.
-public struct ModelSpec: Codable, Equatable, Sendable, CustomStringConvertible {
-  /// [input, hidden..., classes], e.g. [784, 256, 128, 10]; every entry > 0, at least two entries.
-  public var layerSizes: [Int]
+/// One layer of a model, as `--model seq:...` writes it; sizes that follow from the input (in-features,
+/// in-channels) are left out and worked out by `ModelSpec`.
+public enum LayerSpec: Equatable, Sendable {
+  /// `linear<out>`: nn.Linear(in, out); an input of any shape is flattened.
+  case linear(outFeatures: Int)
+  /// `relu`.
+  case relu
+  /// `flatten`: [c, h, w] → [c·h·w].
+  case flatten
+  /// `conv<out>k<k>[s<stride>][p<padding>]`: nn.Conv2d(in, out, k, stride, padding); stride 1, padding 0 unless given.
+  case conv2d(outChannels: Int, kernel: Int, stride: Int, padding: Int)
+  /// `pool<k>[s<stride>]`: nn.MaxPool2d(k, stride); the stride is k unless given.
+  case maxPool2d(kernel: Int, stride: Int)
+
+  /// The token that parses back to this layer (the shortest form).
+  public var token: String {
+    switch self {
+    case .linear(let out): return "linear\(out)"
+    case .relu: return "relu"
+    case .flatten: return "flatten"
+    case .conv2d(let out, let kernel, let stride, let padding):
+      return "conv\(out)k\(kernel)" + (stride == 1 ? "" : "s\(stride)") + (padding == 0 ? "" : "p\(padding)")
+    case .maxPool2d(let kernel, let stride): return "pool\(kernel)" + (stride == kernel ? "" : "s\(stride)")
+    }
+  }
+
+  /// Parses one token of a `seq:` spec; nil when it is not one.
+  public init?(token: Substring) {
+    let text = token.lowercased()
+    if text == "relu" {
+      self = .relu
+    } else if text == "flatten" {
+      self = .flatten
+    } else if let out = Self.fields(text, prefix: "linear", letters: [])?[""] {
+      self = .linear(outFeatures: out)
+    } else if let fields = Self.fields(text, prefix: "conv", letters: ["k", "s", "p"]), let out = fields[""],
+      let kernel = fields["k"]
+    {
+      self = .conv2d(outChannels: out, kernel: kernel, stride: fields["s"] ?? 1, padding: fields["p"] ?? 0)
+    } else if let fields = Self.fields(text, prefix: "pool", letters: ["s"]), let kernel = fields[""] {
+      self = .maxPool2d(kernel: kernel, stride: fields["s"] ?? kernel)
+    } else {
+      return nil
+    }
+  }
+
+  /// "conv32k3p1" with prefix "conv" and letters k, s, p → ["": 32, "k": 3, "p": 1]: a number after the prefix,
+  /// then each letter at most once, in the given order, followed by a number. Nil if anything else is there.
+  private static func fields(_ text: String, prefix: String, letters: [Character]) -> [String: Int]? {
+    guard text.hasPrefix(prefix) else { return nil }
+    var rest = Substring(text.dropFirst(prefix.count))
+    var result: [String: Int] = [:]
+    var key = ""
+    var allowed = letters[...]
+    while true {
+      let digits = rest.prefix { $0.isASCII && $0.isNumber }
+      guard !digits.isEmpty, digits.count <= 6, let value = Int(digits), value > 0 || key == "p" else { return nil }
+      result[key] = value
+      rest = rest.dropFirst(digits.count)
+      guard let letter = rest.first else { return result }
+      guard let position = allowed.firstIndex(of: letter) else { return nil }
+      allowed = allowed[(position + 1)...]
+      key = String(letter)
+      rest = rest.dropFirst()
+    }
+  }
+}
+
+/// The architecture of a model: the shape of one input sample and the sequence of layers, as
+/// `torch.nn.Sequential` would hold them. Shapes are checked when the spec is made, so a spec always builds.
+///
+/// `--model` names one of three families:
+/// - `mlp` (784-256-128-10: Linear, ReLU, Linear, ReLU, Linear) or `mlp:H1,H2,...` (the hidden widths);
+/// - `cnn`: the default convolutional network, `Self.defaultCNNLayers`;
+/// - `seq:T1,T2,...`: any sequence of `LayerSpec` tokens, e.g. `seq:conv16k5p2,relu,pool2,flatten,linear10`.
+///
+/// A model whose first layer is Linear takes its samples flattened (inputShape [c·h·w]), as the MLP always has;
+/// one that starts with a convolution, pooling or Flatten takes them as images [c, h, w].
+public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
+  /// One sample's shape as the first layer sees it: [features] or [channels, height, width].
+  public let inputShape: [Int]
+  public let layers: [LayerSpec]
+  /// outputShapes[i]: layer i's output for one sample; the last is [classCount].
+  public let outputShapes: [[Int]]
 
   /// The hidden widths of the bare `--model mlp`.
   public static let defaultHiddenSizes = [256, 128]
 
-  public init(layerSizes: [Int]) {
-    precondition(
-      layerSizes.count >= 2, "ModelSpec needs an input and a class count, got \(layerSizes)")
-    precondition(
-      layerSizes.allSatisfy { $0 > 0 }, "ModelSpec layer sizes must be positive, got \(layerSizes)")
-    self.layerSizes = layerSizes
+  /// `--model cnn`: two 3×3 convolutions (32 and 64 channels, padding 1) each followed by ReLU and 2×2 max
+  /// pooling, then Linear 128, ReLU, and the classifier (421,642 parameters on 28×28 images with 10 classes).
+  public static func defaultCNNLayers(classCount: Int) -> [LayerSpec] {
+    [
+      .conv2d(outChannels: 32, kernel: 3, stride: 1, padding: 1), .relu, .maxPool2d(kernel: 2, stride: 2),
+      .conv2d(outChannels: 64, kernel: 3, stride: 1, padding: 1), .relu, .maxPool2d(kernel: 2, stride: 2),
+      .flatten, .linear(outFeatures: 128), .relu, .linear(outFeatures: classCount),
+    ]
   }
 
-  /// Parses the `--model` value: "mlp" (hidden 256,128) or "mlp:512,256,64" (hidden sizes;
-  /// "mlp:" alone = no hidden layer, a linear classifier). The input and class counts come from the dataset.
-  public init(parsing text: String, inputSize: Int, classCount: Int) throws(ModelSpecError) {
-    precondition(inputSize > 0 && classCount > 0, "dataset sizes must be positive")
-    let trimmed = text.filter { $0 != " " }
-    let family: Substring
-    let hiddenText: Substring?
-    if let colon = trimmed.firstIndex(of: ":") {
-      family = trimmed[..<colon]
-      hiddenText = trimmed[trimmed.index(after: colon)...]
-    } else {
-      family = trimmed[...]
-      hiddenText = nil
+  /// Checks the layers against the input, one by one. The error names the first layer that does not fit.
+  public init(inputShape: [Int], layers: [LayerSpec], given: String? = nil) throws(ModelSpecError) {
+    precondition(!inputShape.isEmpty && inputShape.allSatisfy { $0 > 0 }, "input shape must be positive")
+    let given = given ?? "seq:" + layers.map(\.token).joined(separator: ",")
+    func fail(_ index: Int, _ problem: String) -> ModelSpecError {
+      ModelSpecError(given: given, problem: "layer \(index) '\(layers[index].token)' \(problem)")
     }
-    guard family.lowercased() == "mlp" else {
+    guard !layers.isEmpty else { throw ModelSpecError(given: given, problem: "there are no layers") }
+    var shape = inputShape
+    var shapes: [[Int]] = []
+    for (index, layer) in layers.enumerated() {
+      switch layer {
+      case .linear(let out):
+        shape = [out]
+      case .relu:
+        break
+      case .flatten:
+        shape = [shape.reduce(1, *)]
+      case .conv2d(let out, let kernel, let stride, let padding):
+        guard shape.count == 3 else {
+          throw fail(index, "needs an image [channels, height, width] as input, found \(shape.shapeText)")
+        }
+        guard padding < kernel else { throw fail(index, "has padding \(padding), expected less than the kernel") }
+        guard let height = Conv2d.outputSide(input: shape[1], kernel: kernel, stride: stride, padding: padding),
+          let width = Conv2d.outputSide(input: shape[2], kernel: kernel, stride: stride, padding: padding)
+        else {
+          throw fail(index, "has a \(kernel)x\(kernel) kernel larger than its padded input \(shape.shapeText)")
+        }
+        shape = [out, height, width]
+      case .maxPool2d(let kernel, let stride):
+        guard shape.count == 3 else {
+          throw fail(index, "needs an image [channels, height, width] as input, found \(shape.shapeText)")
+        }
+        guard shape[1] >= kernel, shape[2] >= kernel else {
+          throw fail(index, "has a \(kernel)x\(kernel) window larger than its input \(shape.shapeText)")
+        }
+        shape = [shape[0], (shape[1] - kernel) / stride + 1, (shape[2] - kernel) / stride + 1]
+      }
+      shapes.append(shape)
+    }
+    guard case .linear = layers.last, shape.count == 1 else {
       throw ModelSpecError(
-        given: text, problem: "unknown model '\(family)'; the only model is 'mlp'")
+        given: given, problem: "the last layer must be a linear one giving one value per class (e.g. 'linear10')")
     }
-    var hidden: [Int] = []
-    if let hiddenText {
-      if !hiddenText.isEmpty {
-        for item in hiddenText.split(separator: ",", omittingEmptySubsequences: false) {
+    self.inputShape = inputShape
+    self.layers = layers
+    outputShapes = shapes
+  }
+
+  /// An MLP with these widths [input, hidden..., classes]: Linear and ReLU alternating, no ReLU at the end.
+  public init(layerSizes: [Int]) {
+    precondition(layerSizes.count >= 2, "ModelSpec needs an input and a class count, got \(layerSizes)")
+    precondition(layerSizes.allSatisfy { $0 > 0 }, "ModelSpec layer sizes must be positive, got \(layerSizes)")
+    var layers: [LayerSpec] = []
+    for (index, size) in layerSizes.dropFirst().enumerated() {
+      if index > 0 { layers.append(.relu) }
+      layers.append(.linear(outFeatures: size))
+    }
+    // Cannot fail: Linear layers fit any input.
+    self = try! ModelSpec(inputShape: [layerSizes[0]], layers: layers)
+  }
+
+  /// Parses a `--model` value for samples of `sampleShape` ([c, h, w], or [features] for data without an image
+  /// shape) and `classCount` classes.
+  public init(parsing text: String, sampleShape: [Int], classCount: Int) throws(ModelSpecError) {
+    precondition(!sampleShape.isEmpty && classCount > 0, "dataset sizes must be positive")
+    let features = sampleShape.reduce(1, *)
+    switch try Self.family(of: text) {
+    case .mlp(let hidden):
+      self.init(layerSizes: [features] + (hidden ?? Self.defaultHiddenSizes) + [classCount])
+    case .cnn:
+      guard sampleShape.count == 3 else {
+        throw ModelSpecError(
+          given: text,
+          problem: "the cnn needs image samples [channels, height, width], the data has \(features) "
+            + "features without an image shape")
+      }
+      try self.init(inputShape: sampleShape, layers: Self.defaultCNNLayers(classCount: classCount), given: text)
+    case .sequence(let layers):
+      let flat: Bool
+      if case .linear = layers.first { flat = true } else { flat = false }
+      try self.init(inputShape: flat ? [features] : sampleShape, layers: layers, given: text)
+      guard outputShapes.last == [classCount] else {
+        throw ModelSpecError(
+          given: text,
+          problem: "the last layer '\(layers.last!.token)' gives \(outputShapes.last![0]) values, but the data "
+            + "has \(classCount) classes")
+      }
+    }
+  }
+
+  /// Parses a `--model` value for a flat input of `inputSize` features.
+  public init(parsing text: String, inputSize: Int, classCount: Int) throws(ModelSpecError) {
+    try self.init(parsing: text, sampleShape: [inputSize], classCount: classCount)
+  }
+
+  /// What a `--model` value names, before any shape is known.
+  enum Family {
+    /// The hidden widths, nil for the default.
+    case mlp(hidden: [Int]?)
+    case cnn
+    case sequence([LayerSpec])
+  }
+
+  /// Checks the text of a `--model` value (the syntax only; shapes need the data). Throws ModelSpecError.
+  public static func checkSyntax(_ text: String) throws(ModelSpecError) { _ = try family(of: text) }
+
+  static func family(of text: String) throws(ModelSpecError) -> Family {
+    let trimmed = text.filter { $0 != " " }
+    let (family, argument): (Substring, Substring?)
+    if let colon = trimmed.firstIndex(of: ":") {
+      (family, argument) = (trimmed[..<colon], trimmed[trimmed.index(after: colon)...])
+    } else {
+      (family, argument) = (trimmed[...], nil)
+    }
+    switch family.lowercased() {
+    case "mlp":
+      guard let argument else { return .mlp(hidden: nil) }
+      var hidden: [Int] = []
+      if !argument.isEmpty {
+        for item in argument.split(separator: ",", omittingEmptySubsequences: false) {
           guard let size = Int(item) else {
             let shown = item.isEmpty ? "an empty entry" : "'\(item)'"
             throw ModelSpecError(given: text, problem: "\(shown) is not a whole number")
           }
-          guard size > 0 else {
-            throw ModelSpecError(given: text, problem: "hidden size \(size) must be positive")
-          }
+          guard size > 0 else { throw ModelSpecError(given: text, problem: "hidden size \(size) must be positive") }
           hidden.append(size)
         }
       }
-    } else {
-      hidden = Self.defaultHiddenSizes
+      return .mlp(hidden: hidden)
+    case "cnn":
+      guard argument == nil else { throw ModelSpecError(given: text, problem: "'cnn' takes no arguments") }
+      return .cnn
+    case "seq":
+      guard let argument, !argument.isEmpty else {
+        throw ModelSpecError(given: text, problem: "'seq:' needs a list of layers")
+      }
+      var layers: [LayerSpec] = []
+      for token in argument.split(separator: ",", omittingEmptySubsequences: false) {
+        guard let layer = LayerSpec(token: token) else {
+          let shown = token.isEmpty ? "an empty entry" : "'\(token)'"
+          throw ModelSpecError(given: text, problem: "\(shown) is not a layer")
+        }
+        layers.append(layer)
+      }
+      return .sequence(layers)
+    default:
+      throw ModelSpecError(given: text, problem: "unknown model '\(family)'")
     }
-    self.init(layerSizes: [inputSize] + hidden + [classCount])
   }
 
-  /// The `--model` value that parses back to this spec (given the same dataset), e.g. "mlp:256,128";
-  /// "mlp:" when there is no hidden layer.
+  /// The MLP widths [input, hidden..., classes] when this is an MLP (flat input, Linear and ReLU alternating,
+  /// starting and ending with Linear); nil for any other network.
+  public var layerSizes: [Int]? {
+    guard inputShape.count == 1 else { return nil }
+    var sizes = inputShape
+    for (index, layer) in layers.enumerated() {
+      switch (index % 2, layer) {
+      case (0, .linear(let out)): sizes.append(out)
+      case (1, .relu): continue
+      default: return nil
+      }
+    }
+    return layers.count % 2 == 1 ? sizes : nil
+  }
+
+  /// Whether this is `--model cnn` for its input and classes.
+  var isDefaultCNN: Bool {
+    inputShape.count == 3 && layers == Self.defaultCNNLayers(classCount: classCount)
+  }
+
+  /// The `--model` value that parses back to this spec (given the same data): "mlp:256,128" ("mlp:" without
+  /// hidden layers), "cnn", or "seq:...".
   public var name: String {
-    "mlp:" + hiddenSizes.map(String.init).joined(separator: ",")
+    if let sizes = layerSizes { return "mlp:" + sizes.dropFirst().dropLast().map(String.init).joined(separator: ",") }
+    if isDefaultCNN { return "cnn" }
+    return "seq:" + layers.map(\.token).joined(separator: ",")
   }
 
-  /// "mlp 784-256-128-10".
+  /// "mlp 784-256-128-10", "cnn conv32k3p1,relu,... on 1x28x28", "seq:... on 1x28x28".
   public var description: String {
-    "mlp " + layerSizes.map(String.init).joined(separator: "-")
+    if let sizes = layerSizes { return "mlp " + sizes.map(String.init).joined(separator: "-") }
+    let tokens = layers.map(\.token).joined(separator: ",")
+    return (isDefaultCNN ? "cnn " : "seq:") + tokens + " on " + inputShape.shapeText
   }
 
-  public var inputSize: Int { layerSizes[0] }
-  public var classCount: Int { layerSizes[layerSizes.count - 1] }
-  public var hiddenSizes: [Int] { Array(layerSizes.dropFirst().dropLast()) }
-  /// Number of Linear layers (= layerSizes.count − 1).
-  public var linearLayerCount: Int { layerSizes.count - 1 }
+  public var classCount: Int { outputShapes[outputShapes.count - 1][0] }
+  /// Elements of one input sample.
+  public var inputSize: Int { inputShape.reduce(1, *) }
+  /// The shape each layer receives: inputShape, then every layer's output but the last.
+  public var inputShapes: [[Int]] { [inputShape] + outputShapes.dropLast() }
 
-  /// Σ over Linear layers of out·in + out.
+  /// Σ over Linear and Conv2d layers of weight and bias sizes.
   public var parameterCount: Int {
-    zip(layerSizes, layerSizes.dropFirst()).reduce(0) { $0 + $1.1 * $1.0 + $1.1 }
+    zip(layers, inputShapes).reduce(0) { total, pair in
+      switch pair.0 {
+      case .linear(let out): return total + out * pair.1.reduce(1, *) + out
+      case .conv2d(let out, let kernel, _, _): return total + out * pair.1[0] * kernel * kernel + out
+      default: return total
+      }
+    }
+  }
+
+  /// The network as a Python expression over `torch.nn` (the checkpoint metadata).
+  public var torchExpression: String {
+    "torch.nn.Sequential(" + Sequential.makeLayers(self, maxBatch: 1).map(\.torchExpression).joined(separator: ", ")
+      + ")"
   }
 }
 
-/// A `--model` value that does not parse; the message says what was given and what is expected.
+extension ModelSpec: Codable {
+  /// state.json: an MLP as `{"layer_sizes": [...]}` (the format checkpoints have always had), any other network
+  /// as `{"layers": "seq:...", "input_shape": [c, h, w]}`.
+  /// Written in snake case by the checkpoint's encoder (layer_sizes, input_shape).
+  private enum CodingKeys: String, CodingKey {
+    case layerSizes, layers, inputShape
+  }
+
+  public init(from decoder: any Decoder) throws {
+    let container = try decoder.container(keyedBy: CodingKeys.self)
+    if let sizes = try container.decodeIfPresent([Int].self, forKey: .layerSizes) {
+      guard sizes.count >= 2, sizes.allSatisfy({ $0 > 0 }) else {
+        throw DecodingError.dataCorruptedError(
+          forKey: .layerSizes, in: container, debugDescription: "expected at least two positive sizes")
+      }
+      self.init(layerSizes: sizes)
+      return
+    }
+    let text = try container.decode(String.self, forKey: .layers)
+    let shape = try container.decode([Int].self, forKey: .inputShape)
+    guard !shape.isEmpty, shape.allSatisfy({ $0 > 0 }), case .sequence(let layers)? = try? Self.family(of: text)
+    else {
+      throw DecodingError.dataCorruptedError(
+        forKey: .layers, in: container, debugDescription: "expected 'seq:' layers and a positive input shape")
+    }
+    do {
+      try self.init(inputShape: shape, layers: layers)
+    } catch {
+      throw DecodingError.dataCorruptedError(forKey: .layers, in: container, debugDescription: error.description)
+    }
+  }
+
+  public func encode(to encoder: any Encoder) throws {
+    var container = encoder.container(keyedBy: CodingKeys.self)
+    if let sizes = layerSizes {
+      try container.encode(sizes, forKey: .layerSizes)
+    } else {
+      try container.encode("seq:" + layers.map(\.token).joined(separator: ","), forKey: .layers)
+      try container.encode(inputShape, forKey: .inputShape)
+    }
+  }
+}
+
+/// A `--model` value that does not parse or does not fit the data; the message says what was given and what
+/// is expected.
 public struct ModelSpecError: Error, CustomStringConvertible, Equatable, Sendable {
   /// The text passed to `--model`.
   public var given: String
@@ -88,7 +363,8 @@ public struct ModelSpecError: Error, CustomStringConvertible, Equatable, Sendabl
   }
 
   public var description: String {
-    "invalid --model '\(given)': \(problem). Expected 'mlp' (hidden layers 256,128) or 'mlp:H1,H2,...' "
-      + "with positive hidden sizes, e.g. 'mlp:512,256' ('mlp:' alone for no hidden layer)."
+    "invalid --model '\(given)': \(problem). Expected 'mlp' (hidden layers 256,128), 'mlp:H1,H2,...', 'cnn', or "
+      + "'seq:' and layers from linearN, relu, flatten, convNkK[sS][pP], poolK[sS], "
+      + "e.g. 'seq:conv16k5p2,relu,pool2,flatten,linear10'."
   }
 }

@@ -1,5 +1,44 @@
-/// The rectifier max(z, 0), with the bias add fused in where it follows a GEMM.
-public enum ReLU {
+import Tensors
+
+/// nn.ReLU: y = max(x, 0), elementwise, in place over its input (any shape).
+///
+/// After a Linear or Conv2d the rectifier is applied by that layer in its bias pass (`Sequential` arranges it), and
+/// this layer's forward has nothing left to do; its backward masks the gradient in place either way.
+public final class ReLU: Layer {
+  public let inputShape: [Int]
+  /// False when the layer before applies the rectifier itself.
+  var appliesForward = true
+
+  public init(inputShape: [Int]) { self.inputShape = inputShape }
+
+  public var outputShape: [Int] { inputShape }
+  public var storage: LayerStorage { .inPlace }
+  public var parameterShapes: [(suffix: String, shape: [Int])] { [] }
+  public var torchExpression: String { "torch.nn.ReLU()" }
+  public func bind(
+    parameters: UnsafeMutablePointer<Float>?, gradients: UnsafeMutablePointer<Float>?, offset: Int, index: Int
+  ) {}
+  public func initializeParameters(using generator: inout Xoshiro256) {}
+
+  public func forward(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, batch: Int) {
+    guard appliesForward else { return }
+    Self.forward(x: x, y: y, count: batch * inputCount)
+    StepProfile.current?.lap(.elementwise)
+  }
+
+  /// dx = y > 0 ? dy : 0 (dx == dy: in place).
+  public func backward(
+    x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafeMutablePointer<Float>,
+    dx: UnsafeMutablePointer<Float>?, batch: Int, rangeElements: Int, gradientsReady: (Range<Int>) -> Void
+  ) {
+    guard let dx else { return }
+    Self.backward(y: y, dy: dy, dx: dx, count: batch * inputCount)
+    StepProfile.current?.lap(.elementwise)
+  }
+}
+
+/// The rectifier's kernels, with the bias add fused in where it follows a GEMM.
+extension ReLU {
   /// y[i] = max(x[i], 0) for i in 0..<count; y may equal x (in place).
   @inline(__always)
   public static func forward(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, count: Int) {

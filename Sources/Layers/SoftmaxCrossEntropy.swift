@@ -17,7 +17,7 @@ public enum SoftmaxCrossEntropy {
   public static func forwardBackward(
     logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, classes: Int,
     gradientScale: Float, dLogits: UnsafeMutablePointer<Float>
-  ) -> MLP.BatchResult {
+  ) -> BatchResult {
     var lossSum = 0.0
     var correct = 0
     var r = 0
@@ -50,14 +50,14 @@ public enum SoftmaxCrossEntropy {
       dRow = dRow.advanced(by: classes)
       r = r &+ 1
     }
-    return MLP.BatchResult(lossSum: lossSum, correct: correct)
+    return BatchResult(lossSum: lossSum, correct: correct)
   }
 
   /// The same loss sum and correct count as `forwardBackward`, without a gradient.
   /// - logits: [batch, classes]; labels: [batch], each in 0..<classes.
   public static func evaluate(
     logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, classes: Int
-  ) -> MLP.BatchResult {
+  ) -> BatchResult {
     var lossSum = 0.0
     var correct = 0
     var r = 0
@@ -77,7 +77,7 @@ public enum SoftmaxCrossEntropy {
       row = row.advanced(by: classes)
       r = r &+ 1
     }
-    return MLP.BatchResult(lossSum: lossSum, correct: correct)
+    return BatchResult(lossSum: lossSum, correct: correct)
   }
 
   /// The largest value of row[0..<count] and the index of its first occurrence.

@@ -1,8 +1,9 @@
 import Dispatch
 
-/// Where `MLP.forward` and `MLP.accumulateGradients` spend their time, split into GEMM, elementwise (bias,
-/// ReLU, column sums) and loss, with every GEMM call site's shape, time and FLOPs. For `ddp-train bench` only:
-/// training runs with `MLP.profile == nil`, and then each checkpoint costs one load and one branch.
+/// Where `Sequential.forward` and `Sequential.accumulateGradients` spend their time, split into GEMM, elementwise
+/// (bias, ReLU, im2col, pooling, column sums) and loss, with every GEMM call site's shape, time and FLOPs. For
+/// `ddp-train bench` only: training runs with `StepProfile.current == nil`, and then each checkpoint costs one
+/// load and one branch.
 ///
 /// Not thread-safe: profile one model on one thread (the benchmark's rank), never the in-process test groups.
 public final class StepProfile {
@@ -28,12 +29,16 @@ public final class StepProfile {
 
   /// Seconds per phase, indexed by `Phase.rawValue`.
   public private(set) var seconds = [Double](repeating: 0, count: Phase.allCases.count)
-  /// GEMM call sites ("0.fwd", "0.dW", "1.dx", ...; one per shape), in first-call order.
+  /// GEMM call sites ("0.fwd", "0.dW", "2.dx", ...: the layer's state_dict index; one per shape), in first-call
+  /// order.
   public private(set) var sites: [GEMMSite] = []
   private var siteIndex: [SiteKey: Int] = [:]
   private var last: UInt64 = 0
 
   public init() {}
+
+  /// The profile the layers report to; nil (the default) in training. Set by `ddp-train bench` on one rank.
+  nonisolated(unsafe) public static var current: StepProfile?
 
   /// Zeroes the sums (keeps the sites, so the steady state allocates nothing).
   public func reset() {
@@ -52,7 +57,7 @@ public final class StepProfile {
     last = now
   }
 
-  /// What a GEMM call in the MLP computes: layer l's forward, weight gradient or input gradient.
+  /// What a GEMM call computes: layer l's forward, weight gradient or input gradient.
   public enum GEMMKind: Int, Sendable {
     case forward, weightGradient, inputGradient
     var label: String { ["fwd", "dW", "dx"][rawValue] }

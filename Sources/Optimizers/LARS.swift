@@ -41,7 +41,7 @@ public final class LARS: Optimizer {
   /// η_l of the last step, one per entry of `layers` (1 for biases); for tests and diagnostics.
   public private(set) var lastTrustRatios: [Double]
 
-  /// `layers` must tile 0..<parameterCount without overlap (MLP.views does).
+  /// `layers` must tile 0..<parameterCount without overlap (Sequential.views does).
   public init(parameterCount: Int, layers: [ParameterView], options: LARSOptions) {
     checkMomentumSettings(
       momentum: options.momentum, weightDecay: options.weightDecay, nesterov: options.nesterov)

@@ -3,17 +3,50 @@ import Tensors
 
 /// How a step's per-rank gradients become their sum on every rank.
 ///
-/// The trainer calls `finish` once per step, after the last micro-batch's backward, with the whole flat buffer
-/// (parameters' gradients plus the scalar tail). Implementations that overlap communication with backward also
-/// receive `gradientsReady(_:)` for each range the backward has finished (reverse layer order), and must still
-/// reduce everything in `finish`.
+/// The trainer calls `workerFinished` after each worker's gradients are complete in the flat buffer (parameters'
+/// gradients plus the scalar tail; one worker per process, except with --simulate-workers), then `finish` once per
+/// step. Implementations that overlap communication with the backward say so (`wantsGradientRanges`), receive
+/// `gradientsReady(_:)` for each range the backward has finished (reverse layer order), and must still reduce
+/// everything in `finish`.
 protocol GradientReducer: AnyObject {
   /// What the run header and `ddp-train bench` call this way of reducing.
   var name: String { get }
+  /// Whether the backward should report finished ranges (`gradientsReady`) as it goes.
+  var wantsGradientRanges: Bool { get }
   func gradientsReady(_ range: Range<Int>)
+  /// Worker `worker`'s gradients are complete in `gradients` (the buffer is reused for the next worker).
+  func workerFinished(_ worker: Int, gradients: FloatBuffer)
   /// Sums `buffer` over the ranks and returns where the sums are: `buffer` itself for the in-place reducers,
   /// a buffer of the same length otherwise (valid until the next step's `finish`).
   func finish(_ buffer: FloatBuffer) throws -> FloatBuffer
+}
+
+extension GradientReducer {
+  var wantsGradientRanges: Bool { false }
+  func gradientsReady(_ range: Range<Int>) {}
+  func workerFinished(_ worker: Int, gradients: FloatBuffer) {}
+}
+
+/// `--simulate-workers K` in one process: the K virtual workers' buffers, one after another, summed in rank order
+/// into `sums`, ((g₀ + g₁) + g₂) + ..., the same additions as `DeterministicReducer` and `SharedMemoryReducer`.
+final class SimulatedWorkersReducer: GradientReducer {
+  /// The running sum; `finish` returns it.
+  let sums: FloatBuffer
+
+  init(count: Int) { sums = FloatBuffer(count: count) }
+
+  var name: String { "simulated workers, summed in rank order" }
+
+  func workerFinished(_ worker: Int, gradients: FloatBuffer) {
+    precondition(gradients.count == sums.count, "simulated workers' buffers must match the sums")
+    if worker == 0 {
+      sums.pointer.update(from: gradients.pointer, count: sums.count)
+    } else {
+      RankOrderSum.add(gradients.pointer, into: sums.pointer, count: sums.count)
+    }
+  }
+
+  func finish(_ buffer: FloatBuffer) throws -> FloatBuffer { sums }
 }
 
 /// One blocking all-reduce of the whole buffer (MPI picks the algorithm).
@@ -21,7 +54,6 @@ final class BlockingReducer: GradientReducer {
   let communicator: Communicator
   init(communicator: Communicator) { self.communicator = communicator }
   var name: String { "MPI all-reduce" }
-  func gradientsReady(_ range: Range<Int>) {}
   func finish(_ buffer: FloatBuffer) throws -> FloatBuffer {
     try communicator.allReduceSum(buffer.buffer)
     return buffer
@@ -38,8 +70,6 @@ final class DeterministicReducer: GradientReducer {
   init(communicator: Communicator) { self.communicator = communicator }
 
   var name: String { "MPI all-gather, summed in rank order" }
-
-  func gradientsReady(_ range: Range<Int>) {}
 
   func finish(_ buffer: FloatBuffer) throws -> FloatBuffer {
     let count = buffer.count

@@ -8,7 +8,7 @@ import Tensors
 /// layers below. Open MPI progresses a non-blocking collective only inside MPI calls, so every
 /// `gradientsReady` also tests the outstanding requests: the backward's row blocks are the progress points.
 ///
-/// Note [Bucket order]: `MLP.accumulateGradients(…gradientsReady:)` reports adjacent, descending ranges that end
+/// Note [Bucket order]: `Sequential.accumulateGradients(…gradientsReady:)` reports adjacent, descending ranges that end
 /// at 0, the same on every rank, so every rank forms the same buckets and starts their collectives in the same
 /// order (MPI requires it), like PyTorch's reducer. A bucket is [lower, upper) of the flat buffer; ranges only
 /// extend it downwards. The scalar tail (loss sum, correct count, noise-scale norm) is written by the trainer
@@ -63,6 +63,7 @@ final class OverlappingReducer: GradientReducer {
   }
 
   var name: String { "MPI all-reduce in buckets, overlapping the backward" }
+  var wantsGradientRanges: Bool { true }
 
   func finish(_ gradients: FloatBuffer) throws -> FloatBuffer {
     defer {
@@ -115,33 +116,32 @@ final class OverlappingReducer: GradientReducer {
 }
 
 extension Trainer {
-  /// The run's reducer: `OverlappingReducer` for K > 1 unless `--no-overlap`, else one blocking all-reduce.
-  /// A world of one always gets the blocking one (a no-op), so a run without mpirun and `mpirun -np 1` compute
-  /// the same bits whatever the communicator.
+  /// The run's reducer across processes: `DeterministicReducer` for --deterministic, `OverlappingReducer` for K > 1
+  /// with --overlap, else one blocking all-reduce. A world of one always gets the blocking one (a no-op), so a
+  /// run without mpirun and `mpirun -np 1` compute the same bits whatever the communicator.
   static func makeReducer(
-    configuration: TrainingConfiguration, communicator: Communicator, model: MLP
+    configuration: TrainingConfiguration, communicator: Communicator, gradients: FloatBuffer, parameterCount: Int
   ) -> GradientReducer {
     if configuration.deterministic { return DeterministicReducer(communicator: communicator) }
     let overlap =
       configuration.overlapCommunication ?? TrainingConfiguration.overlapsCommunicationByDefault
     guard overlap, communicator.size > 1 else { return BlockingReducer(communicator: communicator) }
-    return OverlappingReducer(
-      communicator: communicator, gradients: model.gradients, parameterCount: model.parameterCount)
+    return OverlappingReducer(communicator: communicator, gradients: gradients, parameterCount: parameterCount)
   }
 
-  /// One micro-batch's forward and backward. The step's last micro-batch reports its finished gradient ranges to
-  /// an overlapping reducer (earlier ones still add to the same buffer, so their ranges are not final) — except
-  /// on noise-scale steps, where `writeGradientTail` reads this rank's whole gradient after the backward, which
-  /// it could not while buckets are being reduced in place.
-  func accumulateGradients(_ batch: BatchAssembler, lastMicroBatch: Bool) -> MLP.BatchResult {
+  /// One micro-batch's forward and backward. With `reportsRanges` (the step's last micro-batch, not a noise-scale
+  /// step) the finished gradient ranges go to the reducer as the backward produces them; earlier micro-batches
+  /// still add to the same buffer, so their ranges are not final, and on noise-scale steps `writeGradientTail`
+  /// reads this rank's whole gradient after the backward, which it could not while buckets are reduced in place.
+  func accumulateGradients(_ batch: BatchAssembler, reportsRanges: Bool) -> BatchResult {
     let scale = 1 / Float(plan.globalBatch)
-    let measuresNoise = noiseScale != nil && step % Self.noiseScaleInterval == 0
-    guard lastMicroBatch, !measuresNoise, let overlapping = reducer as? OverlappingReducer else {
+    guard reportsRanges, reducer.wantsGradientRanges else {
       return model.accumulateGradients(
         input: batch.inputs, labels: batch.labels, batch: plan.batchSize, gradientScale: scale)
     }
+    let reducer = self.reducer
     return model.accumulateGradients(
-      input: batch.inputs, labels: batch.labels, batch: plan.batchSize, gradientScale: scale,
-      gradientsReady: overlapping.gradientsReady)
+      input: batch.inputs, labels: batch.labels, batch: plan.batchSize, gradientScale: scale
+    ) { reducer.gradientsReady($0) }
   }
 }

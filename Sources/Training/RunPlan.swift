@@ -31,11 +31,13 @@ public struct RunPlan: Equatable, Sendable {
     let model: ModelSpec
     do {
       model = try ModelSpec(
-        parsing: configuration.model, inputSize: data.train.featureCount, classCount: data.train.classCount)
+        parsing: configuration.model, sampleShape: data.train.sampleShape, classCount: data.train.classCount)
     } catch {
       throw ConfigurationError(
-        option: "--model", expected: "mlp or mlp:H1,H2,... (hidden sizes)", found: "'\(configuration.model)'",
-        hint: "\(error)")
+        option: "--model",
+        expected:
+          "a model that fits samples of shape \(data.train.sampleShape.map(String.init).joined(separator: "x")) "
+          + "and \(data.train.classCount) classes", found: "'\(configuration.model)'", hint: "\(error)")
     }
     let shard = trainCount / worldSize
     let perWorker = configuration.batchSize * configuration.accumulate

@@ -65,8 +65,6 @@ final class SharedMemoryReducer: GradientReducer {
     shard = lower..<min(lower + piece, count)
   }
 
-  func gradientsReady(_ range: Range<Int>) {}
-
   func finish(_ buffer: FloatBuffer) throws -> FloatBuffer {
     precondition(buffer === ownSlot, "the model's gradients must live in this rank's slot")
     try window.synchronize()

@@ -31,23 +31,27 @@ extension Trainer {
     return decoder
   }()
 
-  /// The safetensors metadata that lets a reader rebuild the network and its input (CONTRACT.md).
-  var modelMetadata: [String: String] {
-    let sizes = plan.model.layerSizes
-    var layers: [String] = []
-    for index in 0..<(sizes.count - 1) {
-      layers.append("torch.nn.Linear(\(sizes[index]), \(sizes[index + 1]))")
-      if index < sizes.count - 2 { layers.append("torch.nn.ReLU()") }
-    }
-    return [
+  /// The safetensors metadata that lets a reader rebuild the network and its input (docs/INTERFACE.md).
+  var modelMetadata: [String: String] { Self.modelMetadata(plan.model, step: step) }
+
+  /// `ddp_train.architecture` is a `torch.nn.Sequential(...)` expression whose state_dict has exactly the file's
+  /// tensors; `ddp_train.input_shape` is one sample's shape as that network takes it.
+  static func modelMetadata(_ spec: ModelSpec, step: Int) -> [String: String] {
+    let shape = spec.inputShape.map(String.init)
+    let layout =
+      spec.inputShape.count == 1
+      ? "pixels of each \(spec.inputSize == 784 ? "28x28 " : "")image flattened row-major to \(spec.inputSize)"
+      : "each image as [\(shape.joined(separator: ", "))] (channels, height, width), batches NCHW"
+    var metadata = [
       "format": "pt",
-      "ddp_train.model": plan.model.name,
-      "ddp_train.layer_sizes": sizes.map(String.init).joined(separator: ","),
-      "ddp_train.architecture": "torch.nn.Sequential(" + layers.joined(separator: ", ") + ")",
-      "ddp_train.preprocessing":
-        "x = float32(pixel) / 255, pixels of each 28x28 image flattened row-major to 784; no mean/std normalisation",
+      "ddp_train.model": spec.name,
+      "ddp_train.architecture": spec.torchExpression,
+      "ddp_train.input_shape": shape.joined(separator: ","),
+      "ddp_train.preprocessing": "x = float32(pixel) / 255, \(layout); no mean/std normalisation",
       "ddp_train.step": String(step),
     ]
+    if let sizes = spec.layerSizes { metadata["ddp_train.layer_sizes"] = sizes.map(String.init).joined(separator: ",") }
+    return metadata
   }
 
   func tensors(from buffer: FloatBuffer) -> [NamedTensor] {
@@ -175,7 +179,7 @@ extension Trainer {
   }
 
   /// The tensors laid out in `model`'s flat buffer order; each must exist with the model's shape.
-  public static func flatten(_ tensors: [NamedTensor], into model: MLP, path: String) throws -> [Float] {
+  public static func flatten(_ tensors: [NamedTensor], into model: Sequential, path: String) throws -> [Float] {
     let byName = Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     var flat = [Float](repeating: 0, count: model.parameterCount)
     for view in model.views {

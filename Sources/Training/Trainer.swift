@@ -18,13 +18,16 @@ public struct TrainingSummary: Sendable {
 
 /// Data-parallel SGD over a `Communicator`: every rank runs this same loop on its shard of each global batch.
 ///
-/// One optimizer step t (0-based) of epoch e = t / stepsPerEpoch:
-///   1. each rank gathers its B·M samples of the epoch's shared permutation (CONTRACT.md, "Data order");
-///   2. forward + backward, gradients scaled by 1/(K·B·M) while accumulating, so the all-reduced SUM is the
-///      global MEAN gradient (the loss is normalised by the whole global batch);
-///   3. ONE all-reduce over the flat gradient buffer, whose tail also carries the loss sum and the correct count;
-///   4. the same SGD update on every rank, with lr(t) a pure function of t. Parameters stay identical on every
-///      rank because they start identical (rank 0's are broadcast) and receive identical updates.
+/// One optimizer step t (0-based) of epoch e = t / stepsPerEpoch (`run`):
+///   1. gather: each rank assembles its B·M samples of the epoch's shared permutation (docs/INTERFACE.md,
+///      "Data order");
+///   2. local gradients: forward + backward, gradients scaled by 1/(K·B·M) while accumulating, so the summed
+///      gradient is the global MEAN gradient (the loss is normalised by the whole global batch);
+///   3. reduce: the rank's flat gradient buffer, whose tail also carries the loss sum and the correct count, is
+///      summed over the ranks by the run's `GradientReducer` (shared memory, MPI, or the simulated workers);
+///   4. update: the same SGD step on every rank, with lr(t) a pure function of t. Parameters stay identical on
+///      every rank because they start identical (rank 0's are broadcast) and receive identical updates;
+///   5. bookkeeping: metrics, progress, the end of an epoch (evaluation), consistency checks and checkpoints.
 public final class Trainer {
   // What the run is: settings, batch arithmetic, data, and the world it runs in.
   public let configuration: TrainingConfiguration
@@ -35,13 +38,12 @@ public final class Trainer {
   let workerSamplers: [DistributedSampler]
 
   // The model, its update rule, and how gradients meet across ranks.
-  let model: MLP
+  public let model: Sequential
   let optimizer: any Optimizer
   let reducer: GradientReducer
-  /// The running rank-order sum of the simulated workers' gradients.
-  lazy var simulatedSum = FloatBuffer(count: model.gradients.count)
 
-  /// Where the scalars riding along the gradient all-reduce live (past the parameters).
+  /// Where the scalars riding along the gradient reduction live: the gradient buffer is the model's
+  /// parameterCount gradients followed by these `count` slots, which the model never sees.
   enum GradientTail {
     /// This rank's loss sum / G: sums to the global mean loss.
     static let lossSum = 0
@@ -81,6 +83,8 @@ public final class Trainer {
   var times = StepTimes()
   /// How this run sums gradients across ranks, in words (the run header, `ddp-train bench`).
   public var reductionName: String { reducer.name }
+  /// The length of the buffer a step reduces: the parameters' gradients and the scalar tail.
+  public var reducedCount: Int { model.parameterCount + GradientTail.count }
   /// Set by `ddp-train bench` before `run`: when each step's gradient collective began and ended on this rank.
   public var collectiveTimestamps: CollectiveTimestamps?
   /// The gradient noise scale, when there are two batch sizes to compare (K·B·M > B·M).
@@ -108,15 +112,15 @@ public final class Trainer {
         datasetCount: plan.trainCount, worldSize: worldSize, rank: rank, batchSize: plan.batchSize,
         accumulationSteps: plan.accumulate, seed: configuration.seed)
     }
-    // The shared-memory reducer, when it applies, places the model's gradients in its window (collective).
+    // The shared-memory reducer, when it applies, places the gradient buffer in its window (collective).
+    let reducedCount = plan.model.parameterCount + GradientTail.count
     let sharedReducer =
       configuration.usesSharedMemoryReduction && configuration.simulateWorkers == nil
-      ? try SharedMemoryReducer.make(
-        communicator: communicator, count: plan.model.parameterCount + GradientTail.count)
+      ? try SharedMemoryReducer.make(communicator: communicator, count: reducedCount)
       : nil
-    model = MLP(
-      spec: plan.model, maxBatch: max(plan.batchSize, Self.evaluationBatch), gradientTailSlots: GradientTail.count,
-      gradientStorage: sharedReducer?.ownSlot)
+    model = Sequential(
+      spec: plan.model, maxBatch: max(plan.batchSize, Self.evaluationBatch), maxTrainingBatch: plan.batchSize,
+      gradientStorage: sharedReducer?.ownSlot ?? FloatBuffer(count: reducedCount))
     switch configuration.effectiveOptimizer {
     case .sgd:
       optimizer = SGD(
@@ -135,8 +139,15 @@ public final class Trainer {
       directory.fileWrittenHook = configuration.injectFault?.checkpointHook
       return directory
     }
-    reducer =
-      sharedReducer ?? Self.makeReducer(configuration: configuration, communicator: communicator, model: model)
+    if configuration.simulateWorkers != nil {
+      reducer = SimulatedWorkersReducer(count: reducedCount)
+    } else {
+      reducer =
+        sharedReducer
+        ?? Self.makeReducer(
+          configuration: configuration, communicator: communicator, gradients: model.gradients,
+          parameterCount: model.parameterCount)
+    }
     let localBatch = plan.batchSize * plan.accumulate
     if plan.globalBatch > localBatch {
       noiseScale = GradientNoiseScale(smallBatch: localBatch, bigBatch: plan.globalBatch)
@@ -162,6 +173,25 @@ public final class Trainer {
     return nil
   }
 
+  /// What the loop carries from step to step besides the checkpointed progress.
+  struct LoopState {
+    let trainStart = Date()
+    var epochStart = Date()
+    var epochSamples = 0
+    var lastEvaluation = (loss: Double.nan, accuracy: Double.nan)
+    var lastTrainLoss = Double.nan
+    /// The typical step time (median of steps 4-23) sets the automatic watchdog timeout.
+    var firstStepDurations: [Double] = []
+    var permutation: [Int32] = []
+    var permutationEpoch = -1
+  }
+
+  /// Per-step scratch, allocated once: the sample indices and the assembled batch.
+  struct BatchScratch {
+    let indices: UnsafeMutablePointer<Int32>
+    let batch: BatchAssembler
+  }
+
   /// Runs the whole training; returns the final evaluation. Collective: every rank must call it.
   public func run() throws -> TrainingSummary {
     BLAS.setThreadCount(configuration.blasThreads)
@@ -182,153 +212,172 @@ public final class Trainer {
       watchdog.stop()
       ExitGuard.disarm()
     }
-    var stepDurations: [Double] = []
-
-    let trainStart = Date()
-    var epochStart = Date()
-    var lastEvaluation = (loss: Double.nan, accuracy: Double.nan)
-    var lastTrainLoss = Double.nan
-    let samplesPerStep = plan.globalBatch
-    var epochSamples = 0
-    var permutation: [Int32] = []
-    var permutationEpoch = -1
-    let indices = UnsafeMutablePointer<Int32>.allocate(capacity: plan.batchSize)
-    defer { indices.deallocate() }
-    let batch = BatchAssembler(featureCount: data.train.featureCount, maxBatch: plan.batchSize)
+    let scratch = BatchScratch(
+      indices: .allocate(capacity: plan.batchSize),
+      batch: BatchAssembler(featureCount: data.train.featureCount, maxBatch: plan.batchSize))
+    defer { scratch.indices.deallocate() }
     let progress = ProgressLine(console: console, stepsPerEpoch: plan.stepsPerEpoch)
-    let parameterCount = model.parameterCount
+    var state = LoopState()
 
     while step < plan.totalSteps {
       let stepStart = Date()
       watchdog.beat(step: step, phase: .compute("computing its gradient"))
       ExitGuard.update(step: step)
       let epoch = step / plan.stepsPerEpoch
-      let stepInEpoch = step % plan.stepsPerEpoch
-      if epoch != permutationEpoch {
-        permutation = DistributedSampler.permutation(count: plan.trainCount, seed: configuration.seed, epoch: epoch)
-        permutationEpoch = epoch
+      if epoch != state.permutationEpoch {
+        state.permutation = DistributedSampler.permutation(
+          count: plan.trainCount, seed: configuration.seed, epoch: epoch)
+        state.permutationEpoch = epoch
       }
-
-      // 1-2. This rank's micro-batches: forward + backward into the flat gradient buffer.
       let measureNoise = noiseScale != nil && step % Self.noiseScaleInterval == 0
-      var clock = Clock()
-      // Where the step's summed gradients (and tail) end up: the model's buffer, or the reducer's.
-      var gradients = model.gradients
-      if workerSamplers.count == 1 {
-        model.zeroGradients()
-        try configuration.injectFault?.trigger(
-          rank: communicator.rank, step: step, parameters: model.parameters.pointer, gradients: model.gradients.pointer)
-        let local = permutation.withUnsafeBufferPointer { order in
-          computeLocalGradients(
-            sampler: workerSamplers[0], stepInEpoch: stepInEpoch, permutation: order, indices: indices, batch: batch)
-        }
-        writeGradientTail(local, measureNoise: measureNoise)
-
-        // 3. One all-reduce: mean gradient, global mean loss, global correct count (and noise-scale norms).
-        watchdog.beat(step: step, phase: .collective("gradient all-reduce"))
-        clock = Clock()
-        let entry = collectiveTimestamps == nil ? 0 : CollectiveTimestamps.now()
-        gradients = try reducer.finish(model.gradients)
-        times.allReduce += clock.lap()
-        collectiveTimestamps?.record(step: step, entry: entry, exit: CollectiveTimestamps.now())
-      } else {
-        // 1-3 for a simulated world: each virtual worker alone, summed in rank order (= DeterministicReducer).
-        for (worker, sampler) in workerSamplers.enumerated() {
-          model.zeroGradients()
-          let local = permutation.withUnsafeBufferPointer { order in
-            computeLocalGradients(
-              sampler: sampler, stepInEpoch: stepInEpoch, permutation: order, indices: indices, batch: batch)
-          }
-          writeGradientTail(local, measureNoise: measureNoise)
-          if worker == 0 {
-            simulatedSum.pointer.update(from: model.gradients.pointer, count: model.gradients.count)
-          } else {
-            RankOrderSum.add(model.gradients.pointer, into: simulatedSum.pointer, count: model.gradients.count)
-          }
-        }
-        gradients = simulatedSum
-        clock = Clock()
+      // 1-2. Every worker this process computes: gather its samples, forward + backward into the gradient buffer.
+      try state.permutation.withUnsafeBufferPointer { order in
+        try computeWorkerGradients(permutation: order, scratch: scratch, measureNoise: measureNoise)
       }
-      watchdog.beat(step: step, phase: .compute("updating its parameters"))
-      let loss = Double(gradients[parameterCount + GradientTail.lossSum])
-      let learningRate = plan.learningRate.learningRate(atStep: step)
-      var noiseFields: [String: MetricValue] = [:]
-      if measureNoise && loss.isFinite { noiseFields = measureNoiseScale(gradients) }
-
-      // 4. The update, identical on every rank; it also tells whether every gradient was finite.
-      let finite =
-        loss.isFinite
-        && optimizer.step(
-          parameters: model.parameters.pointer, gradients: gradients.pointer, learningRate: Float(learningRate))
-      times.other += clock.lap()
-      guard finite else {
-        // Every rank sees the same all-reduced values: rank 0 reports, the others end silently with it. The
-        // parameters are garbage from here on; nothing is saved.
-        guard communicator.isCoordinator else { throw PeerFailure(rank: 0, exitCode: 3) }
-        try? metrics?.append("diverged", ["step": .int(step), "lr": .double(learningRate), "loss": .double(loss)])
-        throw TrainingError.diverged(step: step, learningRate: learningRate, loss: loss, checkpoint: lastCheckpoint)
-      }
-
-      epochLossSum += loss
-      epochCorrect += Double(gradients[parameterCount + GradientTail.correct])
-      epochSteps += 1
-      epochSamples += samplesPerStep
-      if step % configuration.logEvery == 0 {
-        try metrics?.append(
-          "step",
-          ["step": .int(step), "epoch": .int(epoch + 1), "lr": .double(learningRate), "loss": .double(loss)]
-            .merging(noiseFields) { first, _ in first })
-      }
+      // 3. The sum over the ranks: mean gradient, global mean loss, global correct count (and noise-scale norms).
+      let gradients = try reduceGradients()
+      // 4. The update, identical on every rank.
+      let (loss, learningRate, noiseFields) = try update(with: gradients, measureNoise: measureNoise)
+      // 5. Bookkeeping.
+      try recordStep(
+        loss: loss, correct: Double(gradients[model.parameterCount + GradientTail.correct]),
+        learningRate: learningRate, noiseFields: noiseFields, state: &state)
       step += 1
-      if stepDurations.count < 24 {
-        // The typical step time (median of steps 4-23) sets the automatic watchdog timeout.
-        stepDurations.append(Date().timeIntervalSince(stepStart))
-        if stepDurations.count == 24 { watchdog.setTypicalStep(seconds: stepDurations.dropFirst(4).sorted()[10]) }
+      if state.firstStepDurations.count < 24 {
+        state.firstStepDurations.append(Date().timeIntervalSince(stepStart))
+        if state.firstStepDurations.count == 24 {
+          watchdog.setTypicalStep(seconds: state.firstStepDurations.dropFirst(4).sorted()[10])
+        }
       }
-      progress.update(epoch: epoch, stepInEpoch: stepInEpoch + 1, loss: epochLossSum / Double(epochSteps))
-
-      let epochEnds = step % plan.stepsPerEpoch == 0 || step == plan.totalSteps
-      if epochEnds {
-        let trainSeconds = Date().timeIntervalSince(epochStart)
+      progress.update(
+        epoch: epoch, stepInEpoch: step - epoch * plan.stepsPerEpoch, loss: epochLossSum / Double(epochSteps))
+      if step % plan.stepsPerEpoch == 0 || step == plan.totalSteps {
         progress.clear()
-        lastTrainLoss = epochLossSum / Double(max(epochSteps, 1))
-        let trainAccuracy = epochCorrect / Double(max(epochSteps, 1) * plan.globalBatch)
-        lastEvaluation = try evaluate(data.test)
-        let samplesPerSecond = Double(epochSamples) / max(trainSeconds, 1e-9)
-        let partial = step % plan.stepsPerEpoch != 0
-        try logEpoch(
-          epoch: epoch + 1, learningRate: learningRate, trainLoss: lastTrainLoss, trainAccuracy: trainAccuracy,
-          evaluation: lastEvaluation, samplesPerSecond: samplesPerSecond, epochSeconds: trainSeconds,
-          elapsed: Date().timeIntervalSince(trainStart), partial: partial)
-        times = StepTimes()
-        epochLossSum = 0
-        epochCorrect = 0
-        epochSteps = 0
-        epochSamples = 0
-        epochStart = Date()
+        try finishEpoch(epoch: epoch, learningRate: learningRate, state: &state)
       }
-      let periodic = configuration.checkpointEvery > 0 && step % configuration.checkpointEvery == 0
-      let checkpointNow = checkpoints != nil && (periodic || step == plan.totalSteps)
-      let checkNow = configuration.checkConsistency > 0 && step % configuration.checkConsistency == 0
-      if checkNow || checkpointNow || step == plan.totalSteps { try verifyRanksAgree() }
-      if checkpointNow, let checkpoints {
-        watchdog.beat(step: step, phase: .compute("writing a checkpoint"))
-        try saveCheckpoint(to: checkpoints)
-      }
+      try checkAndCheckpoint()
     }
-    if plan.totalSteps == step && epochSteps == 0 && lastEvaluation.loss.isNaN {
+    if plan.totalSteps == step && epochSteps == 0 && state.lastEvaluation.loss.isNaN {
       // Resumed at the very end: nothing trained in this run, still report the model's quality.
-      lastEvaluation = try evaluate(data.test)
+      state.lastEvaluation = try evaluate(data.test)
     }
-    let elapsed = Date().timeIntervalSince(trainStart)
+    let elapsed = Date().timeIntervalSince(state.trainStart)
     console.line(
       String(
         format: "done: %d steps in %.1f s; test accuracy %.4f, test loss %.4f", step, elapsed,
-        lastEvaluation.accuracy, lastEvaluation.loss))
+        state.lastEvaluation.accuracy, state.lastEvaluation.loss))
     try communicator.barrier()
     return TrainingSummary(
-      steps: step, trainLoss: lastTrainLoss, testLoss: lastEvaluation.loss, testAccuracy: lastEvaluation.accuracy,
-      elapsedSeconds: elapsed, checkpoint: lastCheckpoint)
+      steps: step, trainLoss: state.lastTrainLoss, testLoss: state.lastEvaluation.loss,
+      testAccuracy: state.lastEvaluation.accuracy, elapsedSeconds: elapsed, checkpoint: lastCheckpoint)
+  }
+
+  /// Steps 1-2 for each worker this process computes (one, or K with --simulate-workers): zero the gradients,
+  /// gather and run its micro-batches, write the scalar tail, and hand the buffer to the reducer.
+  func computeWorkerGradients(
+    permutation: UnsafeBufferPointer<Int32>, scratch: BatchScratch, measureNoise: Bool
+  ) throws {
+    let stepInEpoch = step % plan.stepsPerEpoch
+    for (worker, sampler) in workerSamplers.enumerated() {
+      model.zeroGradients()
+      if worker == 0 {
+        try configuration.injectFault?.trigger(
+          rank: communicator.rank, step: step, parameters: model.parameters.pointer, gradients: model.gradients.pointer)
+      }
+      let local = computeLocalGradients(
+        sampler: sampler, stepInEpoch: stepInEpoch, permutation: permutation, indices: scratch.indices,
+        batch: scratch.batch, reportsRanges: !measureNoise)
+      writeGradientTail(local, measureNoise: measureNoise)
+      reducer.workerFinished(worker, gradients: model.gradients)
+    }
+  }
+
+  /// Step 3: the reducer's sum of every rank's gradient buffer, timed and watched.
+  func reduceGradients() throws -> FloatBuffer {
+    watchdog?.beat(step: step, phase: .collective("gradient all-reduce"))
+    var clock = Clock()
+    let entry = collectiveTimestamps == nil ? 0 : CollectiveTimestamps.now()
+    let gradients = try reducer.finish(model.gradients)
+    times.allReduce += clock.lap()
+    collectiveTimestamps?.record(step: step, entry: entry, exit: CollectiveTimestamps.now())
+    return gradients
+  }
+
+  /// Step 4: the optimizer step with lr(step) on the summed `gradients`. Returns the global mean loss, the lr and
+  /// the noise-scale metrics fields; throws `diverged` (nothing saved) when the loss or a gradient is not finite.
+  func update(with gradients: FloatBuffer, measureNoise: Bool) throws -> (
+    loss: Double, learningRate: Double, noiseFields: [String: MetricValue]
+  ) {
+    watchdog?.beat(step: step, phase: .compute("updating its parameters"))
+    var clock = Clock()
+    let loss = Double(gradients[model.parameterCount + GradientTail.lossSum])
+    let learningRate = plan.learningRate.learningRate(atStep: step)
+    var noiseFields: [String: MetricValue] = [:]
+    if measureNoise && loss.isFinite { noiseFields = measureNoiseScale(gradients) }
+    // The update also tells whether every gradient was finite.
+    let finite =
+      loss.isFinite
+      && optimizer.step(
+        parameters: model.parameters.pointer, gradients: gradients.pointer, learningRate: Float(learningRate))
+    times.other += clock.lap()
+    guard finite else {
+      // Every rank sees the same reduced values: rank 0 reports, the others end silently with it. The
+      // parameters are garbage from here on; nothing is saved.
+      guard communicator.isCoordinator else { throw PeerFailure(rank: 0, exitCode: 3) }
+      try? metrics?.append("diverged", ["step": .int(step), "lr": .double(learningRate), "loss": .double(loss)])
+      throw TrainingError.diverged(step: step, learningRate: learningRate, loss: loss, checkpoint: lastCheckpoint)
+    }
+    return (loss, learningRate, noiseFields)
+  }
+
+  /// Step 5, per step: the epoch's running sums and the metrics `step` event (every --log-every steps).
+  func recordStep(
+    loss: Double, correct: Double, learningRate: Double, noiseFields: [String: MetricValue], state: inout LoopState
+  ) throws {
+    epochLossSum += loss
+    epochCorrect += correct
+    epochSteps += 1
+    state.epochSamples += plan.globalBatch
+    if step % configuration.logEvery == 0 {
+      try metrics?.append(
+        "step",
+        [
+          "step": .int(step), "epoch": .int(step / plan.stepsPerEpoch + 1), "lr": .double(learningRate),
+          "loss": .double(loss),
+        ]
+        .merging(noiseFields) { first, _ in first })
+    }
+  }
+
+  /// Step 5, at the end of an epoch (or of a run cut by --max-steps): evaluate, report, reset the epoch's sums.
+  func finishEpoch(epoch: Int, learningRate: Double, state: inout LoopState) throws {
+    let trainSeconds = Date().timeIntervalSince(state.epochStart)
+    state.lastTrainLoss = epochLossSum / Double(max(epochSteps, 1))
+    let trainAccuracy = epochCorrect / Double(max(epochSteps, 1) * plan.globalBatch)
+    state.lastEvaluation = try evaluate(data.test)
+    let samplesPerSecond = Double(state.epochSamples) / max(trainSeconds, 1e-9)
+    try logEpoch(
+      epoch: epoch + 1, learningRate: learningRate, trainLoss: state.lastTrainLoss, trainAccuracy: trainAccuracy,
+      evaluation: state.lastEvaluation, samplesPerSecond: samplesPerSecond, epochSeconds: trainSeconds,
+      elapsed: Date().timeIntervalSince(state.trainStart), partial: step % plan.stepsPerEpoch != 0)
+    times = StepTimes()
+    epochLossSum = 0
+    epochCorrect = 0
+    epochSteps = 0
+    state.epochSamples = 0
+    state.epochStart = Date()
+  }
+
+  /// Step 5, after the step count moved on: the parameter consistency check and the checkpoint, when due.
+  func checkAndCheckpoint() throws {
+    let periodic = configuration.checkpointEvery > 0 && step % configuration.checkpointEvery == 0
+    let checkpointNow = checkpoints != nil && (periodic || step == plan.totalSteps)
+    let checkNow = configuration.checkConsistency > 0 && step % configuration.checkConsistency == 0
+    if checkNow || checkpointNow || step == plan.totalSteps { try verifyRanksAgree() }
+    if checkpointNow, let checkpoints {
+      watchdog?.beat(step: step, phase: .compute("writing a checkpoint"))
+      try saveCheckpoint(to: checkpoints)
+    }
   }
 
   /// Test loss and accuracy of the current parameters; the test set is split across ranks in contiguous
@@ -338,7 +387,7 @@ public final class Trainer {
   }
 
   static func evaluate(
-    model: MLP, dataset: Dataset, communicator: Communicator, watchdog: Watchdog?, step: Int
+    model: Sequential, dataset: Dataset, communicator: Communicator, watchdog: Watchdog?, step: Int
   ) throws -> (loss: Double, accuracy: Double) {
     let lower = dataset.count * communicator.rank / communicator.size
     let upper = dataset.count * (communicator.rank + 1) / communicator.size
@@ -360,25 +409,27 @@ public final class Trainer {
   }
 
   /// Test loss and accuracy of `model` (for `eval`), split across the ranks of `communicator`.
-  public static func evaluate(model: MLP, dataset: Dataset, communicator: Communicator) throws -> (
+  public static func evaluate(model: Sequential, dataset: Dataset, communicator: Communicator) throws -> (
     loss: Double, accuracy: Double
   ) {
     try evaluate(model: model, dataset: dataset, communicator: communicator, watchdog: nil, step: 0)
   }
 
   /// Forward + backward of this rank's B·M samples of step `stepInEpoch`; gradients scaled by 1/G as they
-  /// accumulate. Returns the loss sum and correct count over these samples.
+  /// accumulate. Returns the loss sum and correct count over these samples. `reportsRanges`: the last
+  /// micro-batch reports its finished gradient ranges to the reducer.
   func computeLocalGradients(
     sampler: DistributedSampler, stepInEpoch: Int, permutation: UnsafeBufferPointer<Int32>,
-    indices: UnsafeMutablePointer<Int32>, batch: BatchAssembler
-  ) -> MLP.BatchResult {
-    var local = MLP.BatchResult(lossSum: 0, correct: 0)
+    indices: UnsafeMutablePointer<Int32>, batch: BatchAssembler, reportsRanges: Bool
+  ) -> BatchResult {
+    var local = BatchResult(lossSum: 0, correct: 0)
     var clock = Clock()
     for microBatch in 0..<plan.accumulate {
       sampler.fillIndices(step: stepInEpoch, microBatch: microBatch, permutation: permutation, into: indices)
       batch.assemble(from: data.train, indices: UnsafeBufferPointer(start: indices, count: plan.batchSize))
       times.data += clock.lap()
-      let result = accumulateGradients(batch, lastMicroBatch: microBatch == plan.accumulate - 1)
+      let result = accumulateGradients(
+        batch, reportsRanges: reportsRanges && microBatch == plan.accumulate - 1)
       times.compute += clock.lap()
       local.lossSum += result.lossSum
       local.correct += result.correct
@@ -387,7 +438,7 @@ public final class Trainer {
   }
 
   /// Fills the scalars that ride along the gradient all-reduce (see `GradientTail`).
-  func writeGradientTail(_ local: MLP.BatchResult, measureNoise: Bool) {
+  func writeGradientTail(_ local: BatchResult, measureNoise: Bool) {
     let gradients = model.gradients
     let parameterCount = model.parameterCount
     gradients[parameterCount + GradientTail.lossSum] = Float(local.lossSum / Double(plan.globalBatch))

@@ -1,4 +1,5 @@
 import Datasets
+import Layers
 import Optimizers
 
 /// Everything a training run is a function of (with the world size). Same on every rank.
@@ -120,6 +121,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     if let stepTimeout, !(stepTimeout.isFinite && stepTimeout > 0) {
       throw ConfigurationError(
         option: "--step-timeout", expected: "a positive number of seconds", found: "\(stepTimeout)")
+    }
+    do { try ModelSpec.checkSyntax(model) } catch {
+      throw ConfigurationError(option: "--model", expected: "a model spec", found: "'\(model)'", hint: "\(error)")
     }
     if checkConsistency < 0 {
       throw ConfigurationError(

@@ -13,7 +13,7 @@ import Training
 ///
 /// Runs the real training loop (`Trainer`) for W + N epochs, alone or as one rank of `mpirun -np K`, and has rank 0
 /// print: samples/s as the median of the N timed epochs after W warm-up epochs (evaluation is outside the epoch
-/// clock); the mean time per step split into GEMM, elementwise, loss (`MLP.profile`), data, all-reduce exposed
+/// clock); the mean time per step split into GEMM, elementwise, loss (`StepProfile`), data, all-reduce exposed
 /// (the time `finish` waits) and other (optimizer, checks); the all-reduce of the whole gradient timed alone
 /// (its total cost when nothing overlaps it); the training GEMMs' GFLOP/s next to `cblas_sgemm` timed alone on
 /// the same shapes; and peak RSS per rank. For K > 1 on one host it also splits rank 0's exposed collective time
@@ -81,18 +81,18 @@ struct BenchCommand: ParsableCommand {
         console: Console(enabled: false))
     }
     let profile = StepProfile()
-    if communicator.isCoordinator { MLP.profile = profile }
+    if communicator.isCoordinator { StepProfile.current = profile }
     let timestamps = communicator.size > 1 ? CollectiveTimestamps(steps: trainer.plan.totalSteps) : nil
     trainer.collectiveTimestamps = timestamps
     let cpuBefore = CPUTimes.current()
     _ = try trainer.run()
     let steal = CPUTimes.current().flatMap { after in cpuBefore.flatMap { after.stealFraction(since: $0) } }
-    MLP.profile = nil
+    StepProfile.current = nil
     let skew = try timestamps.flatMap { try Self.collectiveSkew($0, communicator: communicator) }
 
-    // The gradient all-reduce alone (parameters + the trainer's 3 tail scalars), every rank.
+    // The gradient all-reduce alone (parameters + the trainer's tail scalars), every rank.
     let plan = trainer.plan
-    let gradientCount = plan.model.parameterCount + 3
+    let gradientCount = trainer.reducedCount
     var allReduceAlone: Double?
     if communicator.size > 1 {
       let buffer = FloatBuffer(count: gradientCount)

@@ -10,7 +10,7 @@ import MPICommunication
 struct DDPTrain: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "ddp-train",
-    abstract: "Data-parallel SGD training of an MLP over Open MPI and OpenBLAS.",
+    abstract: "Data-parallel SGD training of neural networks (MLPs, CNNs) over Open MPI and OpenBLAS.",
     discussion: """
       Run K workers with `mpirun -np K ddp-train [options]`, or one process alone for debugging.
       Each worker trains on its shard of every global batch K×B; gradients are averaged by all-reduce.

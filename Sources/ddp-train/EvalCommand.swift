@@ -41,17 +41,20 @@ struct EvalCommand: ParsableCommand {
     if let dataDir { configuration.dataDirectory = dataDir }
     let data = try DatasetLoader.load(
       configuration.dataset, directory: configuration.dataDirectory, synthetic: configuration.synthetic)
-    let model = MLP(spec: state.model, maxBatch: Trainer.evaluationBatch)
+    let model = Sequential(spec: state.model, maxBatch: Trainer.evaluationBatch)
     let modelPath = location.path + "/" + CheckpointDirectory.modelFile
     let tensors = try SafeTensors.decode(directory.read(CheckpointDirectory.modelFile, of: location), path: modelPath)
     let flat = try Trainer.flatten(tensors.tensors, into: model, path: modelPath)
     model.parameters.copy(from: flat)
-    guard data.test.featureCount == state.model.layerSizes.first, data.test.classCount == state.model.layerSizes.last
-    else {
+    let spec = state.model
+    let shapeFits =
+      spec.inputShape.count == 1 ? data.test.featureCount == spec.inputSize : data.test.sampleShape == spec.inputShape
+    guard shapeFits, data.test.classCount == spec.classCount else {
       throw ConfigurationError(
         option: "--dataset",
-        expected: "data with \(state.model.layerSizes.first!) features and \(state.model.layerSizes.last!) classes",
-        found: "\(data.test.featureCount) features, \(data.test.classCount) classes")
+        expected:
+          "data with samples of shape \(spec.inputShape.map(String.init).joined(separator: "x")) and \(spec.classCount) classes",
+        found: "\(data.test.sampleShape.map(String.init).joined(separator: "x")), \(data.test.classCount) classes")
     }
     let result = try Trainer.evaluate(model: model, dataset: data.test, communicator: SingleProcessCommunicator())
     print("checkpoint: \(location.path) (step \(state.step), \(state.model))")

@@ -42,4 +42,13 @@ import Testing
     let long = try allocations(steps: 550)
     #expect(abs(long - short) <= 5, "\(long - short) more allocations in 500 more steps (\(short) vs \(long))")
   }
+
+  /// The same for a convolutional network (im2col columns, pooling argmax and every activation preallocated).
+  @Test(.enabled(if: counterExpected, "the counter library is not built (swift build -c release builds it)"))
+  func steadyStateConvolutionStepAllocatesNothing() throws {
+    let model = "seq:conv4k3p1,relu,pool2,conv6k3s2p1,relu,flatten,linear10"
+    let short = try allocations(steps: 20, model: model)
+    let long = try allocations(steps: 220, model: model)
+    #expect(abs(long - short) <= 5, "\(long - short) more allocations in 200 more steps (\(short) vs \(long))")
+  }
 }

@@ -60,7 +60,7 @@ import Testing
   ])
   func matchesDoubleReferenceWithChangingGradients(options: LARSOptions) {
     // An MLP's real views: 3-4-2 gives 0.weight [4,3], 0.bias [4], 2.weight [2,4], 2.bias [2].
-    let model = MLP(spec: ModelSpec(layerSizes: [3, 4, 2]), maxBatch: 1, gradientTailSlots: 0)
+    let model = Sequential(spec: ModelSpec(layerSizes: [3, 4, 2]), maxBatch: 1)
     let count = model.parameterCount
     let lars = LARS(parameterCount: count, layers: model.views, options: options)
     var generator = Xoshiro256(seed: 5)

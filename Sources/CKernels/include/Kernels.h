@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /// torch.optim.SGD (dampening 0) with momentum μ > 0 over n elements:
 ///   d = g + wd·w;  v = μ·v + d;  w = w − lr·(nesterov ? d + μ·v : v)
@@ -35,5 +36,36 @@ void ddp_unit_floats_from_bytes(float *_Nonnull dst, const unsigned char *_Nonnu
 
 /// True when the CPU (and the OS) support AVX-512F, the widest vectors the kernels here use.
 bool ddp_cpu_has_avx512(void);
+
+// Convolution and pooling over one sample in NCHW layout (PyTorch's), for the Conv2d and MaxPool2d layers.
+// Shapes: x is [c, h, w]; the output grid is [oh, ow] with oh = (h + 2·pad − k) / stride + 1 (likewise ow).
+
+/// cols[(ci·k + ki)·k + kj][oy·ow + ox] = x[ci][oy·stride − pad + ki][ox·stride − pad + kj], 0 outside x:
+/// the [c·k·k, oh·ow] matrix whose product with a [out, c·k·k] weight is the convolution.
+void ddp_im2col(float *_Nonnull cols, const float *_Nonnull x, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t k,
+                ptrdiff_t stride, ptrdiff_t pad, ptrdiff_t oh, ptrdiff_t ow);
+
+/// The adjoint of ddp_im2col: dx = 0, then every cols entry is added to the x element it was read from
+/// (entries that read padding are dropped). Sums in a fixed order: ci, ki, kj, oy, ox.
+void ddp_col2im(float *_Nonnull dx, const float *_Nonnull cols, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t k,
+                ptrdiff_t stride, ptrdiff_t pad, ptrdiff_t oh, ptrdiff_t ow);
+
+/// y[ch][p] += bias[ch] for a [channels, pixels] block, then y = max(y, 0) when relu.
+void ddp_add_channel_bias(float *_Nonnull y, const float *_Nonnull bias, ptrdiff_t channels, ptrdiff_t pixels,
+                          bool relu);
+
+/// dbias[ch] += Σ_p dy[ch][p] for a [channels, pixels] block (each row summed in float, in a fixed order).
+void ddp_accumulate_channel_sums(float *_Nonnull dbias, const float *_Nonnull dy, ptrdiff_t channels,
+                                 ptrdiff_t pixels);
+
+/// Max pooling without padding: y[ci][oy][ox] = max of the k×k window at (oy·stride, ox·stride) of x[ci], and
+/// argmax[...] = the index into x (ci·h·w + iy·w + ix) of the first maximum in row-major window order (a NaN
+/// wins, the last one when several, as in PyTorch).
+void ddp_max_pool(float *_Nonnull y, int32_t *_Nonnull argmax, const float *_Nonnull x, ptrdiff_t c, ptrdiff_t h,
+                  ptrdiff_t w, ptrdiff_t k, ptrdiff_t stride, ptrdiff_t oh, ptrdiff_t ow);
+
+/// The adjoint of ddp_max_pool: dx = 0 ([c·h·w] elements), then dx[argmax[i]] += dy[i] for i in 0..<count.
+void ddp_max_pool_backward(float *_Nonnull dx, ptrdiff_t input_count, const float *_Nonnull dy,
+                           const int32_t *_Nonnull argmax, ptrdiff_t count);
 
 #endif
