@@ -14,13 +14,13 @@ import Testing
       .appendingPathComponent("libddp-malloc-counter.so").path
   }
 
-  func allocations(steps: Int) throws -> Int {
+  func allocations(steps: Int, model: String = "mlp") throws -> Int {
     // An epoch is 8192 / 8 = 1024 steps, so neither run reaches an epoch's end (the evaluation and the epoch's
     // report allocate, once per epoch, by design).
     let result = try DDPTrainProcess.run(
       [
         "--dataset", "synthetic", "--synthetic-train", "8192", "--synthetic-test", "256", "--batch-size", "8",
-        "--max-steps", String(steps), "--step-timeout", "60",
+        "--max-steps", String(steps), "--step-timeout", "60", "--model", model,
       ], timeout: 120, extraEnvironment: ["LD_PRELOAD": Self.counterLibrary])
     #expect(result.status == 0, "\(result.output)")
     let line = result.stderr.split(separator: "\n").last { $0.hasPrefix("ddp-malloc-counter: ") }

@@ -1,0 +1,151 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Everything that holds for the MLP holds for a convolutional network: the world-size equivalence, the
+/// shared-memory sum equal to --simulate-workers, bitwise resume mid-epoch and resume at another K, LARS, eval and
+/// bench. A small network on the synthetic images (1x28x28), so each run takes a second or two.
+@Suite(.serialized, .enabled(if: DDPTrainProcess.mpirunAvailable, "mpirun is not installed (run launch/setup)"))
+struct ConvolutionalModelTests {
+  static let model = "seq:conv4k3p1,relu,pool2,conv8k3s2p1,relu,flatten,linear10"
+  /// conv 4·1·9+4, conv 8·4·9+8, linear 10·392+10.
+  static let parameterCount = 40 + 296 + 3930
+
+  static func arguments(batch: Int, steps: Int = 120, checkpoints: URL, extra: [String] = []) -> [String] {
+    [
+      "--dataset", "synthetic", "--synthetic-train", "4096", "--synthetic-test", "512", "--model", model,
+      "--batch-size", String(batch), "--max-steps", String(steps), "--seed", "3", "--lr", "0.05", "--base-batch", "64",
+      "--warmup-epochs", "0.5", "--checkpoint-dir", checkpoints.path,
+    ] + extra
+  }
+
+  @Test("4 ranks × B=16 end where 1 rank × B=64 ends (CNN, 1e-5 relative), and training moved the weights")
+  func fourRanksEqualOneRank() throws {
+    let scratch = try makeScratchDirectory("cnn-equivalence")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let one = try DDPTrainProcess.run(Self.arguments(batch: 64, checkpoints: scratch.appendingPathComponent("k1")))
+    #expect(one.status == 0, "\(one.output)")
+    #expect(one.stdout.contains("(\(Self.parameterCount) parameters)"), "\(one.stdout)")
+    let four = try DDPTrainProcess.mpirun(
+      ranks: 4,
+      Self.arguments(
+        batch: 16, checkpoints: scratch.appendingPathComponent("k4"), extra: ["--check-consistency", "40"]))
+    #expect(four.status == 0, "\(four.output)")
+    let a = try finalParameters(in: scratch.appendingPathComponent("k1"))
+    let b = try finalParameters(in: scratch.appendingPathComponent("k4"))
+    #expect(a.count == Self.parameterCount)
+    #expect(relativeDistance(b, a) <= 1e-5, "relative distance \(relativeDistance(b, a))")
+    let start = try DDPTrainProcess.run(
+      Self.arguments(batch: 64, steps: 1, checkpoints: scratch.appendingPathComponent("k1-1step")))
+    #expect(start.status == 0, "\(start.output)")
+    #expect(relativeDistance(try finalParameters(in: scratch.appendingPathComponent("k1-1step")), a) > 1e-2)
+  }
+
+  @Test("mpirun -np 3 through shared memory equals --simulate-workers 3 bit for bit (CNN)")
+  func sharedMemoryEqualsSimulatedWorkers() throws {
+    let scratch = try makeScratchDirectory("cnn-simulate")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let real = try DDPTrainProcess.mpirun(
+      ranks: 3, Self.arguments(batch: 16, checkpoints: scratch.appendingPathComponent("real")))
+    #expect(real.status == 0, "\(real.output)")
+    #expect(real.stdout.contains("gradients: shared memory (3 ranks on one host)"), "\(real.stdout)")
+    let simulated = try DDPTrainProcess.run(
+      Self.arguments(batch: 16, checkpoints: scratch.appendingPathComponent("sim"), extra: ["--simulate-workers", "3"]))
+    #expect(simulated.status == 0, "\(simulated.output)")
+    let a = try finalParameters(in: scratch.appendingPathComponent("real"))
+    #expect(!a.isEmpty)
+    #expect(bitwiseDifference(a, try finalParameters(in: scratch.appendingPathComponent("sim"))) == nil)
+  }
+
+  @Test("a CNN run resumed mid-epoch ends bit for bit where the uninterrupted run ends; at another K to 1e-5")
+  func resumeMidEpoch() throws {
+    let scratch = try makeScratchDirectory("cnn-resume")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let whole = scratch.appendingPathComponent("whole")
+    let cut = scratch.appendingPathComponent("cut")
+    let other = scratch.appendingPathComponent("other")
+    // 4096 / 32 = 128 steps per epoch: step 70 is mid-epoch. The resumed runs start from the whole run's
+    // checkpoint of step 70 (the same run, with its lr schedule over 150 steps).
+    let first = try DDPTrainProcess.mpirun(
+      ranks: 2, Self.arguments(batch: 16, steps: 150, checkpoints: whole, extra: ["--checkpoint-every", "70"]))
+    #expect(first.status == 0, "\(first.output)")
+    for copy in [cut, other] {
+      try FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
+      try FileManager.default.copyItem(
+        at: whole.appendingPathComponent("step-00000070"), to: copy.appendingPathComponent("step-00000070"))
+    }
+    let rest = try DDPTrainProcess.mpirun(
+      ranks: 2, Self.arguments(batch: 16, steps: 150, checkpoints: cut, extra: ["--resume"]))
+    #expect(rest.status == 0, "\(rest.output)")
+    #expect(rest.stdout.contains("at step 70"), "\(rest.stdout)")
+    let reference = try finalParameters(in: whole)
+    #expect(bitwiseDifference(try finalParameters(in: cut), reference) == nil)
+    // One rank with the same global batch continues the same run, up to summation order.
+    let single = try DDPTrainProcess.run(Self.arguments(batch: 32, steps: 150, checkpoints: other, extra: ["--resume"]))
+    #expect(single.status == 0, "\(single.output)")
+    #expect(relativeDistance(try finalParameters(in: other), reference) <= 1e-5)
+  }
+
+  @Test("LARS adapts every conv and linear weight; K=2 equals K=1 with the global batch")
+  func larsOnConvolutions() throws {
+    let scratch = try makeScratchDirectory("cnn-lars")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let lars = ["--optimizer", "lars", "--lr", "1"]
+    let one = try DDPTrainProcess.run(
+      Self.arguments(batch: 64, steps: 60, checkpoints: scratch.appendingPathComponent("k1"), extra: lars))
+    #expect(one.status == 0, "\(one.output)")
+    #expect(one.stdout.contains("lars:"), "\(one.stdout)")
+    let two = try DDPTrainProcess.mpirun(
+      ranks: 2, Self.arguments(batch: 32, steps: 60, checkpoints: scratch.appendingPathComponent("k2"), extra: lars))
+    #expect(two.status == 0, "\(two.output)")
+    let a = try finalParameters(in: scratch.appendingPathComponent("k1"))
+    #expect(relativeDistance(try finalParameters(in: scratch.appendingPathComponent("k2")), a) <= 1e-5)
+  }
+
+  @Test("resuming a checkpoint into another architecture is an input error naming both")
+  func resumeIntoAnotherArchitecture() throws {
+    let scratch = try makeScratchDirectory("cnn-architecture")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let directory = scratch.appendingPathComponent("c")
+    let first = try DDPTrainProcess.run(Self.arguments(batch: 32, steps: 5, checkpoints: directory))
+    #expect(first.status == 0, "\(first.output)")
+    let other = try DDPTrainProcess.run(
+      Self.arguments(batch: 32, steps: 10, checkpoints: directory, extra: ["--resume"]).map {
+        $0 == Self.model ? "seq:conv4k5p2,relu,pool2,flatten,linear10" : $0
+      })
+    #expect(other.status == 2, "\(other.output)")
+    #expect(other.stderr.contains("conv4k3p1"), "\(other.stderr)")
+    #expect(other.stderr.contains("conv4k5p2"), "\(other.stderr)")
+    let mlp = try DDPTrainProcess.run(
+      Self.arguments(batch: 32, steps: 10, checkpoints: directory, extra: ["--resume"]).map {
+        $0 == Self.model ? "mlp" : $0
+      })
+    #expect(mlp.status == 2, "\(mlp.output)")
+    #expect(mlp.stderr.contains("mlp 784-256-128-10"), "\(mlp.stderr)")
+  }
+
+  @Test("eval reads a CNN checkpoint and gives the accuracy training reported; bench profiles the conv GEMMs")
+  func evalAndBench() throws {
+    let scratch = try makeScratchDirectory("cnn-eval")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let directory = scratch.appendingPathComponent("c")
+    let train = try DDPTrainProcess.run(Self.arguments(batch: 32, steps: 40, checkpoints: directory))
+    #expect(train.status == 0, "\(train.output)")
+    let reported = train.stdout.split(separator: "\n").last { $0.hasPrefix("done:") }.map(String.init) ?? ""
+    let eval = try DDPTrainProcess.run(["eval", "--checkpoint", directory.path])
+    #expect(eval.status == 0, "\(eval.output)")
+    // "done: 40 steps in 0.3 s; test accuracy 0.7461, ..." and "test loss 0.6 test accuracy 0.7461 ...".
+    let accuracy = reported.components(separatedBy: "test accuracy ").last?.prefix(6) ?? "?"
+    #expect(eval.stdout.contains("test accuracy \(accuracy)"), "\(reported)\n\(eval.stdout)")
+    let bench = try DDPTrainProcess.mpirun(
+      ranks: 2,
+      [
+        "bench", "--dataset", "synthetic", "--synthetic-train", "1024", "--model", Self.model, "--batch-size", "16",
+        "--windows", "1", "--warmup", "1",
+      ])
+    #expect(bench.status == 0, "\(bench.output)")
+    #expect(bench.stdout.contains("0.fwd NN m=4 "), "\(bench.stdout)")
+    #expect(bench.stdout.contains("3.dx TN"), "\(bench.stdout)")
+    #expect(bench.stdout.contains("alone"), "\(bench.stdout)")
+  }
+}
