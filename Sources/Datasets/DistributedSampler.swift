@@ -1,6 +1,6 @@
 import Tensors
 
-/// Which dataset indices each rank uses at each step: CONTRACT.md's "Data order", extended to gradient accumulation.
+/// Which dataset indices each rank uses at each step: docs/INTERFACE.md's "Data order", extended to gradient accumulation.
 ///
 /// Every epoch has one permutation of `0..<datasetCount`, a pure function of (seed, epoch), so every rank computes
 /// it alone and resuming needs only the epoch and the step. A step consumes `globalBatch = K·B·M` consecutive
@@ -62,7 +62,7 @@ public struct DistributedSampler: Sendable, Equatable {
   }
 
   /// Writes this rank's B dataset indices for micro-batch `microBatch` (0..<M) of step `step` (0..<stepsPerEpoch):
-  /// `permutation[s·G + rank + K·(m·B + j)]` for j in 0..<B. For M = 1 this is CONTRACT.md's
+  /// `permutation[s·G + rank + K·(m·B + j)]` for j in 0..<B. For M = 1 this is docs/INTERFACE.md's
   /// "rank r takes positions s·K·B + r + K·j". No allocation.
   public func fillIndices(
     step: Int, microBatch: Int, permutation: UnsafeBufferPointer<Int32>,

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A JSON Lines metrics file of one training (CONTRACT.md, "Metrics"), read back: the `run` event, the
+/// A JSON Lines metrics file of one training (docs/INTERFACE.md, "Metrics"), read back: the `run` event, the
 /// `epoch` and `step` events in order, and the `diverged` event if there is one.
 public struct RunMetrics: Sendable {
   /// One event's fields. Numbers are Doubles; "NaN"/"Infinity" strings read as the non-finite Doubles.

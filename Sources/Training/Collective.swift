@@ -8,7 +8,7 @@ public struct PeerFailure: Error, CustomStringConvertible {
   public var description: String { "rank \(rank) failed (exit status \(exitCode))" }
 }
 
-/// How errors map to exit statuses (CONTRACT.md, "Exit status"). The CLI owns the table; `collectively`
+/// How errors map to exit statuses (docs/INTERFACE.md, "Exit status"). The CLI owns the table; `collectively`
 /// needs it to tell the other ranks which status to end with.
 nonisolated(unsafe) public var exitCodeForError: (Error) -> Int32 = { _ in 1 }
 

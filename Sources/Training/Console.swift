@@ -1,6 +1,6 @@
 import Foundation
 
-/// Rank 0's voice: every other rank's console is silent (CONTRACT.md, "Running").
+/// Rank 0's voice: every other rank's console is silent (docs/INTERFACE.md, "Running").
 public final class Console: @unchecked Sendable {
   public let enabled: Bool
   /// Whether stdout is a terminal, where progress can redraw one line in place.

@@ -1,6 +1,6 @@
 import Foundation
 
-/// CONTRACT.md's JSON Lines metrics file: rank 0 appends one object per line, each with "event".
+/// docs/INTERFACE.md's JSON Lines metrics file: rank 0 appends one object per line, each with "event".
 ///
 /// Each line is written with a single `write(2)` on an O_APPEND descriptor, so a reader (or a crash) never
 /// sees half an object from us. Non-finite numbers are written as the strings "NaN"/"Infinity"/"-Infinity"

@@ -4,7 +4,7 @@ import MPICommunication
 
 /// `ddp-train [train] [options]`, `ddp-train eval`, `ddp-train launch`.
 ///
-/// Exit statuses (CONTRACT.md): 0 success; 2 usage, configuration or input error; 1 failure while training;
+/// Exit statuses (docs/INTERFACE.md): 0 success; 2 usage, configuration or input error; 1 failure while training;
 /// 3 training diverged. Argument errors are reported before MPI starts, by rank 0 only.
 @main
 struct DDPTrain: ParsableCommand {
@@ -46,7 +46,7 @@ struct DDPTrain: ParsableCommand {
   }
 }
 
-/// The exit statuses of CONTRACT.md, "Exit status".
+/// The exit statuses of docs/INTERFACE.md, "Exit status".
 enum ExitStatus {
   static let success: Int32 = 0
   static let trainingFailure: Int32 = 1

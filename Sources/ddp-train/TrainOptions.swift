@@ -7,7 +7,7 @@ extension DatasetKind: ExpressibleByArgument {}
 extension LRScaling: ExpressibleByArgument {}
 extension OptimizerKind: ExpressibleByArgument {}
 
-/// The `train` options (CONTRACT.md). Every one is optional here: unset means "the config file's value,
+/// The `train` options (docs/INTERFACE.md). Every one is optional here: unset means "the config file's value,
 /// else the default of `TrainingConfiguration`". The names are also the keys of a config file's `train:`
 /// section (see `ConfigFile`), which is turned into these same arguments, so the two cannot drift apart.
 struct TrainOptions: ParsableArguments {

@@ -92,7 +92,7 @@ struct DistributedSamplerTests {
       let whole = single.indices(step: step, permutation: permutation)
       let parts = ranks.map { $0.indices(step: step, permutation: permutation) }
       #expect(Set(parts.joined()) == Set(whole))
-      // Position K·j + r of the big batch is rank r's j-th sample (CONTRACT.md: s·K·B + r + K·j).
+      // Position K·j + r of the big batch is rank r's j-th sample (docs/INTERFACE.md: s·K·B + r + K·j).
       var interleaved = [Int32]()
       for j in 0..<batchSize { for rank in 0..<worldSize { interleaved.append(parts[rank][j]) } }
       #expect(interleaved == whole)

@@ -2,7 +2,7 @@ import Foundation
 import TestSupport
 import Testing
 
-/// CONTRACT.md: K ranks with batch B compute the same step as one process with batch K·B, up to summation order;
+/// docs/INTERFACE.md: K ranks with batch B compute the same step as one process with batch K·B, up to summation order;
 /// every rank holds the same parameters; a world of one without mpirun equals `mpirun -np 1` bit for bit.
 @Suite(.serialized, .enabled(if: DDPTrainProcess.mpirunAvailable, "mpirun is not installed (run launch/setup)"))
 struct WorldSizeEquivalenceTests {
