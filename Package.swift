@@ -62,7 +62,7 @@ let package = Package(
       ]),
 
     .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
-    .testTarget(name: "LayersTests", dependencies: ["Layers", "Tensors"]),
+    .testTarget(name: "LayersTests", dependencies: ["Layers", "Tensors", "Checkpoints"], exclude: ["Fixtures"]),
     .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "Layers"]),
     .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
     .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"]),

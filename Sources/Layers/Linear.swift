@@ -63,9 +63,10 @@ public final class Linear: Layer {
   }
 
   /// dBias += Σ_rows dy; dW += dyᵀ·x; dx = dy·W. A weight of more than `rangeElements` gradients is computed
-  /// in equal row blocks, from the last rows down, each reported as soon as it is done (the bias first), so an
-  /// overlapping reducer can send it while the next block computes. Each element is the same dot product over
-  /// the batch whatever the blocks.
+  /// in row blocks of at most that many (one row where a row is larger), from the last rows down, each reported
+  /// as soon as it is done (the bias first), so an overlapping reducer can send it while the next block computes.
+  /// Each element is the same dot product over the batch whatever the blocks, though OpenBLAS may sum it in
+  /// another order for fewer rows: blocked and one-pass gradients agree to rounding, not always bit for bit.
   public func backward(
     x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafeMutablePointer<Float>,
     dx: UnsafeMutablePointer<Float>?, batch: Int, rangeElements: Int, gradientsReady: (Range<Int>) -> Void
@@ -88,9 +89,10 @@ public final class Linear: Layer {
     } else {
       gradientsReady(biasStart..<(biasStart + outFeatures))
       profile?.lap(.communication)
-      // Equal blocks (no tiny last one, which would cost a GEMM call for little work).
+      // Equal blocks (no tiny last one, which would cost a GEMM call for little work) of
+      // at most rangeElements gradients each (one row where a row is larger).
       let blocks = (weightCount + rangeElements - 1) / rangeElements
-      let rowsPerBlock = (outFeatures + blocks - 1) / blocks
+      let rowsPerBlock = max(1, min((outFeatures + blocks - 1) / blocks, rangeElements / inFeatures))
       var upper = outFeatures
       while upper > 0 {
         let lower = max(0, upper - rowsPerBlock)

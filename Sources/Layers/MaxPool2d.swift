@@ -56,7 +56,8 @@ public final class MaxPool2d: Layer {
     guard let dx else { return }
     for b in 0..<batch {
       ddp_max_pool_backward(
-        dx + b * inputCount, inputCount, dy + b * outputCount, argmax + b * outputCount, outputCount)
+        dx + b * inputCount, dy + b * outputCount, argmax + b * outputCount, inputShape[0], inputShape[1],
+        inputShape[2], kernel, stride, outputShape[1], outputShape[2])
     }
     StepProfile.current?.lap(.elementwise)
   }

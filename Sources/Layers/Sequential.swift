@@ -194,7 +194,8 @@ public final class Sequential {
   /// OverlappingReducer). The ranges are adjacent and descending (reverse layer order, bias before weight, a
   /// Linear weight's rows from the last down) and cover 0..<parameterCount exactly once; the last one starts at
   /// 0. A Linear weight gradient of more than `rangeElements` elements is computed and reported in row blocks
-  /// of at most that size; the arithmetic per element is the same whatever the blocks. No allocation.
+  /// of at most that size (one row where a row is larger); the blocks agree with the one-pass GEMM to rounding
+  /// (OpenBLAS may sum the batch in another order for fewer rows). No allocation.
   public func accumulateGradients(
     input: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, gradientScale: Float,
     rangeElements: Int = Sequential.defaultRangeElements, gradientsReady: (Range<Int>) -> Void

@@ -277,6 +277,15 @@ struct BenchReport {
           100 * gemmAloneSeconds / max(gemmSeconds, 1e-12))
       }
       out.append(line)
+      if !gemmAlone.isEmpty, steps > 0, gemmAloneSeconds > 0 {
+        // What one rank could do if a step were nothing but its GEMMs at cblas_sgemm-alone speed.
+        let ceiling =
+          Double(plan.batchSize * plan.accumulate) / (gemmAloneSeconds / Double(steps)) * Double(plan.worldSize)
+        out.append(
+          String(
+            format: "  GEMM-only ceiling: %.0f samples/s (K·B·M ÷ the step's GEMM time at cblas_sgemm-alone speed); "
+              + "this run reaches %.0f%% of it", ceiling, 100 * samplesPerSecond / ceiling))
+      }
       for (index, site) in profile.sites.enumerated() {
         let perCall = site.seconds / Double(max(site.calls, 1))
         var row = String(

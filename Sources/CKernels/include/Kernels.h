@@ -64,8 +64,9 @@ void ddp_accumulate_channel_sums(float *_Nonnull dbias, const float *_Nonnull dy
 void ddp_max_pool(float *_Nonnull y, int32_t *_Nonnull argmax, const float *_Nonnull x, ptrdiff_t c, ptrdiff_t h,
                   ptrdiff_t w, ptrdiff_t k, ptrdiff_t stride, ptrdiff_t oh, ptrdiff_t ow);
 
-/// The adjoint of ddp_max_pool: dx = 0 ([c·h·w] elements), then dx[argmax[i]] += dy[i] for i in 0..<count.
-void ddp_max_pool_backward(float *_Nonnull dx, ptrdiff_t input_count, const float *_Nonnull dy,
-                           const int32_t *_Nonnull argmax, ptrdiff_t count);
+/// The adjoint of ddp_max_pool for one sample (the same shapes): dx = 0 ([c, h, w]), then dx[argmax[i]] += dy[i]
+/// for every output i.
+void ddp_max_pool_backward(float *_Nonnull dx, const float *_Nonnull dy, const int32_t *_Nonnull argmax, ptrdiff_t c,
+                           ptrdiff_t h, ptrdiff_t w, ptrdiff_t k, ptrdiff_t stride, ptrdiff_t oh, ptrdiff_t ow);
 
 #endif
