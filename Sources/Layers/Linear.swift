@@ -77,37 +77,34 @@ public final class Linear: Layer {
     let dWeight = weightGradient!
     Elementwise.accumulateColumnSums(of: dy, rows: batch, columns: outFeatures, into: dWeight + weightCount)
     profile?.lap(.elementwise)
-    if weightCount <= rangeElements {
-      BLAS.sgemm(
-        .transpose, .none, m: outFeatures, n: inFeatures, k: batch, alpha: 1,
-        a: dy, lda: outFeatures, b: x, ldb: inFeatures, beta: 1, c: dWeight, ldc: inFeatures)
-      profile?.lapGEMM(
-        layer: index, .weightGradient, transposeA: true, transposeB: false, m: outFeatures, n: inFeatures,
-        k: batch)
-      gradientsReady(weightStart..<(biasStart + outFeatures))
-      profile?.lap(.communication)
-    } else {
+    // One block when the weight fits in rangeElements (reported with the bias); else equal blocks (no tiny last
+    // one, which would cost a GEMM call for little work) of at most rangeElements gradients each (one row where a
+    // row is larger), the bias reported first.
+    let oneBlock = weightCount <= rangeElements
+    var rowsPerBlock = outFeatures
+    if !oneBlock {
+      let blocks = (weightCount + rangeElements - 1) / rangeElements  // no overflow: rangeElements < weightCount
+      rowsPerBlock = max(1, min((outFeatures + blocks - 1) / blocks, rangeElements / inFeatures))
+    }
+    if !oneBlock {
       gradientsReady(biasStart..<(biasStart + outFeatures))
       profile?.lap(.communication)
-      // Equal blocks (no tiny last one, which would cost a GEMM call for little work) of
-      // at most rangeElements gradients each (one row where a row is larger).
-      let blocks = (weightCount + rangeElements - 1) / rangeElements
-      let rowsPerBlock = max(1, min((outFeatures + blocks - 1) / blocks, rangeElements / inFeatures))
-      var upper = outFeatures
-      while upper > 0 {
-        let lower = max(0, upper - rowsPerBlock)
-        // Rows lower..<upper of dW = columns lower..<upper of dy, transposed.
-        BLAS.sgemm(
-          .transpose, .none, m: upper - lower, n: inFeatures, k: batch, alpha: 1,
-          a: dy + lower, lda: outFeatures, b: x, ldb: inFeatures, beta: 1, c: dWeight + lower * inFeatures,
-          ldc: inFeatures)
-        profile?.lapGEMM(
-          layer: index, .weightGradient, transposeA: true, transposeB: false, m: upper - lower, n: inFeatures,
-          k: batch)
-        gradientsReady((weightStart + lower * inFeatures)..<(weightStart + upper * inFeatures))
-        profile?.lap(.communication)
-        upper = lower
-      }
+    }
+    var upper = outFeatures
+    while upper > 0 {
+      let lower = max(0, upper - rowsPerBlock)
+      // Rows lower..<upper of dW = columns lower..<upper of dy, transposed.
+      BLAS.sgemm(
+        .transpose, .none, m: upper - lower, n: inFeatures, k: batch, alpha: 1,
+        a: dy + lower, lda: outFeatures, b: x, ldb: inFeatures, beta: 1, c: dWeight + lower * inFeatures,
+        ldc: inFeatures)
+      profile?.lapGEMM(
+        layer: index, .weightGradient, transposeA: true, transposeB: false, m: upper - lower, n: inFeatures,
+        k: batch)
+      let end = oneBlock ? biasStart + outFeatures : weightStart + upper * inFeatures
+      gradientsReady((weightStart + lower * inFeatures)..<end)
+      profile?.lap(.communication)
+      upper = lower
     }
     if let dx {
       BLAS.sgemm(

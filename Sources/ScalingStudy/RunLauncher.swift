@@ -38,7 +38,7 @@ public protocol RunLauncher {
 
 /// `mpirun -np K [--oversubscribe] [--allow-run-as-root] -x OPENBLAS_NUM_THREADS=1 ... <binary> train ...`.
 ///
-/// docs/PLATFORM.md: as root mpirun needs --allow-run-as-root; more ranks than cores need --oversubscribe, and then
+/// docs/runtime-notes.md: as root mpirun needs --allow-run-as-root; more ranks than cores need --oversubscribe, and then
 /// Open MPI drops core binding, so every rank must be held to one BLAS thread. mpirun's own --timeout backs up
 /// ours, and a failed rank takes the others down at once (odls_base_sigkill_timeout 0).
 public struct MPIRunLauncher: RunLauncher {

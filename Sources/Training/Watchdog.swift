@@ -1,7 +1,7 @@
 import Communication
 import Foundation
 
-/// Each rank's guard against a stall that MPI never detects (docs/PLATFORM.md: survivors of a hung rank spin in the
+/// Each rank's guard against a stall that MPI never detects (docs/runtime-notes.md: survivors of a hung rank spin in the
 /// collective forever).
 ///
 /// The training loop reports progress with `beat(step:phase:)`; a background thread checks every 0.2 s. A rank

@@ -2,7 +2,7 @@ import Foundation
 
 /// Runs the built `ddp-train` as a subprocess, alone or under real `mpirun`, with a hard time limit.
 ///
-/// The test process never calls MPI itself (docs/PLATFORM.md: a singleton MPI_Init poisons the environment for child
+/// The test process never calls MPI itself (docs/runtime-notes.md: a singleton MPI_Init poisons the environment for child
 /// mpiruns). Output goes to files, not pipes, so a chatty child can never block on a full pipe.
 public struct DDPTrainProcess {
   public struct Result {

@@ -1,0 +1,24 @@
+// Times one sample's convolution and pooling kernels (Sources/CKernels) on the default CNN's shapes: the C
+// micro-benchmark behind BENCHMARKS.md's figures for im2col, col2im, max pooling, bias and channel sums.
+//
+//   clang -O2 -I Sources/CKernels/include bench/conv_kernels.c Sources/CKernels/Kernels.c -o /tmp/conv_kernels
+//   /tmp/conv_kernels
+#include "Kernels.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+static double now(){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+t.tv_nsec*1e-9;}
+int main(){
+  float *x=calloc(64*32*14*14,4), *cols=calloc(288*196*4,4), *y=calloc(64*32*28*28,4), *b=calloc(64,4);
+  int32_t *am=calloc(64*32*14*14,4);
+  for(int i=0;i<64*32*14*14;i++) x[i]=rand()/(float)RAND_MAX-0.5f;
+  for(int i=0;i<64*32*28*28;i++) y[i]=rand()/(float)RAND_MAX-0.5f;
+  int R=64*20; double t;
+  t=now(); for(int r=0;r<R;r++) ddp_im2col(cols,x+(r%64)*32*196,32,14,14,3,1,1,14,14); printf("im2col conv2 %.1f us\n",(now()-t)/R*1e6);
+  t=now(); for(int r=0;r<R;r++) ddp_col2im(x+(r%64)*32*196,cols,32,14,14,3,1,1,14,14); printf("col2im conv2 %.1f us\n",(now()-t)/R*1e6);
+  t=now(); for(int r=0;r<R;r++) ddp_im2col(cols,y+(r%64)*784,1,28,28,3,1,1,28,28); printf("im2col conv1 %.1f us\n",(now()-t)/R*1e6);
+  t=now(); for(int r=0;r<R;r++) ddp_max_pool(x+(r%64)*6272,am,y+(r%64)*25088,32,28,28,2,2,14,14); printf("pool1 %.1f us\n",(now()-t)/R*1e6);
+  t=now(); for(int r=0;r<R;r++) ddp_max_pool_backward(y+(r%64)*25088,x+(r%64)*6272,am,32,28,28,2,2,14,14); printf("pool1 bwd %.1f us\n",(now()-t)/R*1e6);
+  t=now(); for(int r=0;r<R;r++) ddp_add_channel_bias(y+(r%64)*25088,b,32,784,1); printf("bias relu conv1 %.1f us\n",(now()-t)/R*1e6);
+  t=now(); for(int r=0;r<R;r++) ddp_accumulate_channel_sums(b,y+(r%64)*25088,32,784); printf("chansum conv1 %.1f us\n",(now()-t)/R*1e6);
+  return 0;}
