@@ -72,7 +72,8 @@ let package = Package(
     // Runs the built binary as a subprocess (alone or under mpirun) for the tests that launch it.
     .target(name: "TestSupport", path: "Tests/TestSupport"),
     .target(name: "MallocCounter", path: "Tests/MallocCounter"),
-    .testTarget(name: "EndToEndTests", dependencies: ["ddp-train", "Checkpoints", "Training", "TestSupport"]),
+    .testTarget(
+      name: "EndToEndTests", dependencies: ["ddp-train", "Checkpoints", "Training", "TestSupport"], exclude: ["Golden"]),
     // The study's planning, metrics reading and report logic; its --quick run through the built binary.
     .testTarget(name: "ScalingStudyTests", dependencies: ["ScalingStudy", "ddp-train", "TestSupport"]),
   ],
