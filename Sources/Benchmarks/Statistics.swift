@@ -26,14 +26,3 @@ public func medianThroughput(_ windows: [TimedWindow], warmup: Int) -> Double? {
 public func gigaflops(_ flops: Double, seconds: Double) -> Double {
   seconds > 0 ? flops / seconds * 1e-9 : 0
 }
-
-/// The FLOPs of one training step of an MLP with `layerSizes` on `batch` samples, GEMMs only:
-/// forward 2·B·in·out per layer, weight gradient the same, input gradient the same except for the first layer.
-public func mlpStepFlops(layerSizes: [Int], batch: Int) -> Double {
-  var flops = 0.0
-  for l in 0..<(layerSizes.count - 1) {
-    let product = 2 * Double(batch) * Double(layerSizes[l]) * Double(layerSizes[l + 1])
-    flops += l == 0 ? 2 * product : 3 * product
-  }
-  return flops
-}

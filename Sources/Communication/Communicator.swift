@@ -26,6 +26,8 @@ public protocol Communicator: AnyObject {
   func barrier() throws
   /// Ends the whole job at once with `code` (all ranks); used when one rank cannot go on.
   func abort(code: Int32) -> Never
+  /// Ends this process's part in the world after its last collective (MPI_Finalize); a no-op without a transport.
+  func finalize()
 
   /// Starts an element-wise sum over all ranks, in place, and returns at once; the buffer must be neither read
   /// nor written until `wait` (or a `test` that returned true) says the request is complete. Requests are
@@ -106,6 +108,7 @@ extension Communicator {
 
   /// No shared memory: callers fall back to the collectives above.
   public func allocateSharedMemory(byteCount: Int) throws -> SharedMemoryWindow? { nil }
+  public func finalize() {}
 }
 
 /// An error from the communication layer, with the implementation's own explanation.

@@ -1,4 +1,5 @@
 import Foundation
+import Training
 
 /// One training the study launches: `mpirun -np workers ddp-train train <trainArguments> --metrics <file>`.
 public struct PlannedRun: Codable, Equatable, Sendable {
@@ -87,48 +88,34 @@ public struct StudyPlan: Sendable {
   public func run(id: String) -> PlannedRun? { runs.first { $0.id == id } }
 
   /// The `train` options of one run (without `--metrics`). Canonical, so that equal trainings compare equal:
-  /// the warmup is dropped where the peak is η anyway, and G = n is written as "no scaling".
+  /// the warmup is dropped where the peak is η anyway, G = n is written as "no scaling", and LARS's trust
+  /// coefficient appears only in LARS runs.
   static func trainArguments(
     settings: StudySettings, policy: StudyPolicy, globalBatch: Int, batchSize: Int, accumulate: Int,
     epochs: Int
   ) -> [String] {
-    var scaling: String
-    var warmup: Double
+    var training = settings.training
     switch policy {
-    case .linearWarmup, .lars:
-      (scaling, warmup) = ("linear", settings.warmupEpochs)
-    case .linear:
-      (scaling, warmup) = ("linear", 0)
-    case .none:
-      (scaling, warmup) = ("none", 0)
-    case .sqrt:
-      (scaling, warmup) = ("sqrt", settings.warmupEpochs)
+    case .linearWarmup, .lars: training.lrScaling = .linear
+    case .linear: (training.lrScaling, training.warmupEpochs) = (.linear, 0)
+    case .none: (training.lrScaling, training.warmupEpochs) = (.none, 0)
+    case .sqrt: training.lrScaling = .sqrt
     }
-    if globalBatch == settings.baseBatch || scaling == "none" { (scaling, warmup) = ("none", 0) }
-    var arguments = ["train", "--dataset", settings.dataset.rawValue]
-    if let directory = settings.dataDirectory { arguments += ["--data-dir", directory] }
-    if let count = settings.syntheticTrain { arguments += ["--synthetic-train", String(count)] }
-    if let count = settings.syntheticTest { arguments += ["--synthetic-test", String(count)] }
-    arguments += [
-      "--model", settings.model, "--batch-size", String(batchSize), "--accumulate",
-      String(accumulate),
-      "--epochs", String(epochs), "--lr", format(settings.learningRate), "--base-batch",
-      String(settings.baseBatch),
-      "--lr-scaling", scaling, "--warmup-epochs", format(warmup), "--schedule", settings.schedule,
-      "--momentum", format(settings.momentum), "--weight-decay", format(settings.weightDecay),
-      "--seed", String(settings.seed), "--log-every", "10",
-    ]
-    if policy == .lars {
-      arguments += [
-        "--optimizer", "lars", "--trust-coefficient", format(settings.trustCoefficient),
-      ]
+    if globalBatch == training.baseBatch || training.lrScaling == .none {
+      (training.lrScaling, training.warmupEpochs) = (.none, 0)
     }
-    return arguments
+    training.optimizer = policy == .lars ? .lars : .sgd
+    if policy != .lars { training.trustCoefficient = TrainingConfiguration().trustCoefficient }
+    training.batchSize = batchSize
+    training.accumulate = accumulate
+    training.epochs = epochs
+    training.logEvery = 10
+    return ["train"] + TrainOption.arguments(for: training, always: stated) { $0.inStudy != .no }
   }
 
-  /// Shortest round-tripping form, without a trailing ".0".
-  static func format(_ value: Double) -> String {
-    if value == value.rounded(), abs(value) < 1e15 { return String(Int(value)) }
-    return String(value)
-  }
+  /// The options every run's command line states even at their defaults, so a report's commands say what they ran.
+  static let stated: Set<String> = [
+    "dataset", "model", "batch-size", "accumulate", "epochs", "lr", "base-batch", "lr-scaling", "warmup-epochs",
+    "schedule", "momentum", "weight-decay", "seed", "log-every",
+  ]
 }

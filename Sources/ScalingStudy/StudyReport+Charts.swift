@@ -142,7 +142,7 @@ extension StudyReport {
       let decay = value("--schedule").flatMap({ try? LRDecay(parsing: $0) })
     else { return nil }
     return LearningRatePolicy(
-      baseLearningRate: settings.learningRate, baseBatch: settings.baseBatch,
+      baseLearningRate: settings.training.learningRate, baseBatch: settings.training.baseBatch,
       globalBatch: cell.globalBatch,
       scaling: scaling, warmupEpochs: warmup, decay: decay, stepsPerEpoch: stepsPerEpoch,
       totalSteps: totalSteps)

@@ -13,15 +13,18 @@ extension StudyReport {
     out.append(command.map(Self.shellQuoted).joined(separator: " "))
     out.append("```")
     out.append("")
+    let t = s.training
     let data =
-      s.dataset == .synthetic
-      ? "synthetic (\(s.syntheticTrain.map(String.init) ?? "8192") train / \(s.syntheticTest.map(String.init) ?? "2048") test)"
-      : s.dataset.rawValue
+      t.dataset == .synthetic
+      ? "synthetic (\(t.synthetic.trainCount) train / \(t.synthetic.testCount) test)" : t.dataset.rawValue
+    let optimizer =
+      "η = \(Self.number(t.learningRate)) at n = \(t.baseBatch), momentum \(Self.number(t.momentum)), "
+      + "weight decay \(Self.number(t.weightDecay)), \(t.schedule) decay after warmup, seed \(t.seed). "
+    let warmup =
+      "Warmup \(Self.number(t.warmupEpochs)) epochs for linear + warmup, sqrt + warmup and LARS; "
+      + "LARS trust coefficient \(Self.number(t.trustCoefficient)). Machine: \(describeCores)."
     out.append(
-      "Model `\(s.model)` on \(data); η = \(Self.number(s.learningRate)) at n = \(s.baseBatch), momentum \(Self.number(s.momentum)), "
-        + "weight decay \(Self.number(s.weightDecay)), \(s.schedule) decay after warmup, seed \(s.seed). "
-        + "Warmup \(Self.number(s.warmupEpochs)) epochs for linear + warmup, sqrt + warmup and LARS; "
-        + "LARS trust coefficient \(Self.number(s.trustCoefficient)). Machine: \(describeCores)."
+      "Model `\(t.model)` on \(data); " + optimizer + warmup
         + (s.quick ? " **Quick mode**: a smoke test of the tool, not a measurement." : ""))
     if !machine.oversubscribedWorkers.isEmpty {
       out.append("")

@@ -44,22 +44,9 @@ public struct StudySettings: Codable, Equatable, Sendable {
   public var microBatch = 256
   public var epochs = 10
 
-  public var dataset: DatasetKind = .fashionMNIST
-  public var dataDirectory: String? = nil
-  public var syntheticTrain: Int? = nil
-  public var syntheticTest: Int? = nil
-  public var model = "mlp"
-  /// η at `baseBatch`.
-  public var learningRate = 0.05
-  public var baseBatch = 64
-  public var momentum = 0.9
-  public var weightDecay = 5e-4
-  /// Warmup of the `linearWarmup`, `sqrt` and `lars` policies.
-  public var warmupEpochs = 2.0
-  public var schedule = "cosine"
-  public var seed: UInt64 = 0
-  /// tr of the `lars` policy.
-  public var trustCoefficient = 0.001
+  /// What every training shares: data, model and the optimizer's settings (the train options the study passes
+  /// on, `TrainOption.InStudy.passedOn`). Batch, accumulation, epochs and the lr policy are set per run.
+  public var training = TrainingConfiguration()
   /// A run within this much (absolute test accuracy) of the baseline counts as holding it.
   public var tolerance = 0.01
   /// Seconds a single training may take before it is ended and recorded as failed.
@@ -76,10 +63,8 @@ public struct StudySettings: Codable, Equatable, Sendable {
     settings.speedEpochs = 2
     settings.globalBatches = [64, 256, 1024]
     settings.epochs = 4
-    settings.warmupEpochs = 1
-    settings.dataset = .synthetic
-    settings.syntheticTrain = 8192
-    settings.syntheticTest = 2048
+    settings.training.warmupEpochs = 1
+    settings.training.dataset = .synthetic
     settings.runTimeout = 300
     return settings
   }
@@ -95,7 +80,7 @@ public struct StudySettings: Codable, Equatable, Sendable {
 
   /// The batch every policy is compared against: the base batch when studied, else the smallest one.
   public var baselineBatch: Int {
-    globalBatches.contains(baseBatch) ? baseBatch : (globalBatches.min() ?? baseBatch)
+    globalBatches.contains(training.baseBatch) ? training.baseBatch : (globalBatches.min() ?? training.baseBatch)
   }
 
   /// Checks what needs no data; the error names the option.
@@ -119,6 +104,7 @@ public struct StudySettings: Codable, Equatable, Sendable {
         throw ConfigurationError(option: option, expected: "a positive integer", found: "\(value)")
       }
     }
+    try training.validate()
     try positiveList(workers, "--workers")
     try positiveList(globalBatches, "--global-batches")
     if policies.isEmpty {
@@ -131,7 +117,6 @@ public struct StudySettings: Codable, Equatable, Sendable {
     try positive(accuracyWorkers, "--accuracy-workers")
     try positive(microBatch, "--micro-batch")
     try positive(epochs, "--epochs")
-    try positive(baseBatch, "--base-batch")
     for batch in globalBatches {
       let (workers, batchSize, accumulate) = decomposition(ofGlobalBatch: batch)
       guard batch % accuracyWorkers == 0, workers * batchSize * accumulate == batch else {
@@ -142,26 +127,6 @@ public struct StudySettings: Codable, Equatable, Sendable {
           found: "\(batch)", hint: "Powers of two reach exactly with the defaults.")
       }
     }
-    if !(learningRate.isFinite && learningRate > 0) {
-      throw ConfigurationError(
-        option: "--lr", expected: "a positive number", found: "\(learningRate)")
-    }
-    if !(momentum.isFinite && momentum >= 0 && momentum < 1) {
-      throw ConfigurationError(
-        option: "--momentum", expected: "a number in [0, 1)", found: "\(momentum)")
-    }
-    if !(weightDecay.isFinite && weightDecay >= 0) {
-      throw ConfigurationError(
-        option: "--weight-decay", expected: "a number >= 0", found: "\(weightDecay)")
-    }
-    if !(warmupEpochs.isFinite && warmupEpochs >= 0) {
-      throw ConfigurationError(
-        option: "--warmup-epochs", expected: "a number of epochs >= 0", found: "\(warmupEpochs)")
-    }
-    if !(trustCoefficient.isFinite && trustCoefficient > 0) {
-      throw ConfigurationError(
-        option: "--trust-coefficient", expected: "a positive number", found: "\(trustCoefficient)")
-    }
     if !(tolerance.isFinite && tolerance >= 0 && tolerance < 1) {
       throw ConfigurationError(
         option: "--tolerance", expected: "an accuracy difference in [0, 1)", found: "\(tolerance)")
@@ -170,12 +135,6 @@ public struct StudySettings: Codable, Equatable, Sendable {
       throw ConfigurationError(
         option: "--run-timeout", expected: "a positive number of seconds", found: "\(runTimeout)")
     }
-    if dataset == .mnist && dataDirectory == nil {
-      throw ConfigurationError(
-        option: "--data-dir", expected: "MNIST's directory of IDX files", found: "nothing")
-    }
-    if let syntheticTrain { try positive(syntheticTrain, "--synthetic-train") }
-    if let syntheticTest { try positive(syntheticTest, "--synthetic-test") }
   }
 
   /// Parses "1,2,4" (spaces allowed); the error names the option.

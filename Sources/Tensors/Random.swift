@@ -54,13 +54,6 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable, Equatable, Codable {
     }
     return Int(product.high)
   }
-
-  /// A standard normal sample (Box-Muller; one of the pair is discarded to keep the state simple).
-  public mutating func nextGaussian() -> Float {
-    let u1 = max(Double(next() >> 11) * 0x1.0p-53, Double.leastNormalMagnitude)
-    let u2 = Double(next() >> 11) * 0x1.0p-53
-    return Float((-2 * _log(u1)).squareRoot() * _cos(2 * Double.pi * u2))
-  }
 }
 
 /// SplitMix64, used only to expand a 64-bit seed into xoshiro's 256-bit state.

@@ -6,8 +6,8 @@ import Foundation
 /// to itself; error: throws an I/O error (as a failing disk would); hang: stops making progress forever;
 /// perturb: changes one parameter (ranks drift apart); nan: poisons the gradient (divergence); killwrite: SIGKILL
 /// to rank 0 in the middle of writing the checkpoint of step STEP, after its first file is on disk.
-public struct FaultInjection: Codable, Equatable, Sendable, CustomStringConvertible {
-  public enum Kind: String, Codable, CaseIterable, Sendable {
+public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
+  public enum Kind: String, CaseIterable, Sendable {
     case crash, exit, kill, term, error, hang, perturb, nan, killwrite
   }
   public var kind: Kind

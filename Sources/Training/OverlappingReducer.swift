@@ -123,9 +123,9 @@ extension Trainer {
     configuration: TrainingConfiguration, communicator: Communicator, gradients: FloatBuffer, parameterCount: Int
   ) -> GradientReducer {
     if configuration.deterministic { return DeterministicReducer(communicator: communicator) }
-    let overlap =
-      configuration.overlapCommunication ?? TrainingConfiguration.overlapsCommunicationByDefault
-    guard overlap, communicator.size > 1 else { return BlockingReducer(communicator: communicator) }
+    guard configuration.overlapCommunication, communicator.size > 1 else {
+      return BlockingReducer(communicator: communicator)
+    }
     return OverlappingReducer(communicator: communicator, gradients: gradients, parameterCount: parameterCount)
   }
 

@@ -1,10 +1,9 @@
-import Foundation
 import Tensors
 
 extension Trainer {
-  /// Checks, with one all-gather, that every rank runs with the same settings and loaded the same data; the
-  /// contract says options are the same on every rank, but hosts can differ in their files or binaries, and
-  /// `mpirun -np 1 a : -np 1 b` can differ in anything. A mismatch is an input error (exit 2) naming the
+  /// Checks, with one all-gather, that every rank runs with the same settings and loaded the same data. Every
+  /// rank is meant to get the same options (docs/INTERFACE.md), but hosts can differ in their files or binaries,
+  /// and `mpirun -np 1 a : -np 1 b` can differ in anything. A mismatch is an input error (exit 2) naming the
   /// settings and the ranks that differ from rank 0.
   func verifyRanksShareConfiguration() throws {
     guard communicator.size > 1 else { return }
@@ -40,35 +39,13 @@ extension Trainer {
       hint: "Give every rank the same options and config file, and the same data files on every host.")
   }
 
-  /// One hash per setting (named as its option) plus one for the training data.
+  /// One hash per setting, named as its option (`TrainOption.all`), plus one for the training data. Output
+  /// locations are used by rank 0 alone (other ranks never open them), so they may differ.
   func configurationFingerprints() -> [(name: String, hash: UInt64)] {
-    var fields: [(String, UInt64)] = []
-    if let data = try? JSONEncoder().encode(configuration),
-      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-    {
-      // Output locations are used by rank 0 alone (other ranks never open them), so they may differ.
-      let rankZeroOnly: Set<String> = ["metricsPath", "checkpointDirectory"]
-      for key in object.keys.sorted() where !rankZeroOnly.contains(key) {
-        let value = (try? JSONSerialization.data(withJSONObject: [key: object[key]!], options: [.sortedKeys])) ?? Data()
-        fields.append((Self.optionName(forProperty: key), FNV1a64.hash(Array(value))))
-      }
+    var fields = TrainOption.all.filter { !$0.rankZeroOnly }.map { option in
+      (option.flag, FNV1a64.hash(Array((option.value(in: configuration) ?? "unset").utf8)))
     }
     fields.append(("the training data (\(data.source))", trainFingerprint))
     return fields
-  }
-
-  /// `batchSize` → `--batch-size`, with the few properties whose option is named otherwise.
-  static func optionName(forProperty property: String) -> String {
-    let renamed = [
-      "learningRate": "lr", "dataDirectory": "data-dir", "checkpointDirectory": "checkpoint-dir",
-      "metricsPath": "metrics",
-      "synthetic": "synthetic-*",
-    ]
-    if let name = renamed[property] { return "--" + name }
-    var kebab = ""
-    for character in property {
-      if character.isUppercase { kebab += "-" + character.lowercased() } else { kebab.append(character) }
-    }
-    return "--" + kebab
   }
 }

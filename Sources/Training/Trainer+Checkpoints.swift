@@ -69,8 +69,8 @@ extension Trainer {
     let optimizerBytes = SafeTensors.encode(
       tensors(from: optimizer.momentumBuffer),
       metadata: [
-        "ddp_train.optimizer": configuration.effectiveOptimizer == .lars
-          ? "LARS momentum_buffer trust_coefficient=\(configuration.effectiveTrustCoefficient)"
+        "ddp_train.optimizer": configuration.optimizer == .lars
+          ? "LARS momentum_buffer trust_coefficient=\(configuration.trustCoefficient)"
           : "torch.optim.SGD momentum_buffer",
         "ddp_train.momentum": String(configuration.momentum),
         "ddp_train.weight_decay": String(configuration.weightDecay),

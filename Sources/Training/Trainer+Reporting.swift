@@ -10,7 +10,7 @@ extension Trainer {
     var optimizer = "sgd:   momentum \(configuration.momentum), weight decay \(configuration.weightDecay)"
     if configuration.optimizer == .lars {
       optimizer =
-        "lars:  trust coefficient \(configuration.effectiveTrustCoefficient), momentum \(configuration.momentum), "
+        "lars:  trust coefficient \(configuration.trustCoefficient), momentum \(configuration.momentum), "
         + "weight decay \(configuration.weightDecay) (biases: plain SGD)"
     }
     if configuration.nesterov { optimizer += ", nesterov" }

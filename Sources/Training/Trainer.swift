@@ -31,6 +31,8 @@ public struct TrainingSummary: Sendable {
 public final class Trainer {
   // What the run is: settings, batch arithmetic, data, and the world it runs in.
   public let configuration: TrainingConfiguration
+  /// Test-only misbehaviour (`--inject-fault`), kept apart from the configuration.
+  let faults: FaultInjection?
   public let plan: RunPlan
   let data: DatasetPair
   let communicator: Communicator
@@ -91,10 +93,14 @@ public final class Trainer {
   var noiseScale: GradientNoiseScale?
 
   /// Builds the model and optimizer; throws ConfigurationError for settings the data makes impossible.
-  public init(configuration: TrainingConfiguration, communicator: Communicator, data: DatasetPair, console: Console)
-    throws
-  {
+  /// `faults` (tests only, `--inject-fault`) makes one rank misbehave at one step; it is not part of the
+  /// configuration a run records.
+  public init(
+    configuration: TrainingConfiguration, communicator: Communicator, data: DatasetPair, console: Console,
+    faults: FaultInjection? = nil
+  ) throws {
     self.configuration = configuration
+    self.faults = faults
     self.communicator = communicator
     self.data = data
     self.console = console
@@ -121,7 +127,7 @@ public final class Trainer {
     model = Sequential(
       spec: plan.model, maxBatch: max(plan.batchSize, Self.evaluationBatch), maxTrainingBatch: plan.batchSize,
       gradientStorage: sharedReducer?.ownSlot ?? FloatBuffer(count: reducedCount))
-    switch configuration.effectiveOptimizer {
+    switch configuration.optimizer {
     case .sgd:
       optimizer = SGD(
         parameterCount: model.parameterCount,
@@ -132,11 +138,11 @@ public final class Trainer {
         parameterCount: model.parameterCount, layers: model.views,
         options: LARSOptions(
           momentum: configuration.momentum, weightDecay: configuration.weightDecay,
-          trustCoefficient: configuration.effectiveTrustCoefficient, nesterov: configuration.nesterov))
+          trustCoefficient: configuration.trustCoefficient, nesterov: configuration.nesterov))
     }
     checkpoints = configuration.checkpointDirectory.map { path in
       var directory = CheckpointDirectory(path: path)
-      directory.fileWrittenHook = configuration.injectFault?.checkpointHook
+      directory.fileWrittenHook = faults?.checkpointHook
       return directory
     }
     if configuration.simulateWorkers != nil {
@@ -281,7 +287,7 @@ public final class Trainer {
     for (worker, sampler) in workerSamplers.enumerated() {
       model.zeroGradients()
       if worker == 0 {
-        try configuration.injectFault?.trigger(
+        try faults?.trigger(
           rank: communicator.rank, step: step, parameters: model.parameters.pointer, gradients: model.gradients.pointer)
       }
       let local = computeLocalGradients(

@@ -27,13 +27,10 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   public var momentum: Double = 0.9
   public var weightDecay: Double = 5e-4
   public var nesterov: Bool = false
-  /// The update rule (`--optimizer`); nil means SGD. Optional, like `trustCoefficient`, so that state.json files
-  /// written before the option existed still decode on --resume.
-  public var optimizer: OptimizerKind? = nil
-  /// LARS's trust coefficient tr (`--trust-coefficient`); nil means 0.001. Only used by LARS.
-  public var trustCoefficient: Double? = nil
-  public var effectiveOptimizer: OptimizerKind { optimizer ?? .sgd }
-  public var effectiveTrustCoefficient: Double { trustCoefficient ?? 0.001 }
+  /// The update rule (`--optimizer`).
+  public var optimizer: OptimizerKind = .sgd
+  /// LARS's trust coefficient tr (`--trust-coefficient`); only LARS uses it.
+  public var trustCoefficient: Double = 0.001
   public var seed: UInt64 = 0
   public var checkpointDirectory: String? = nil
   /// Write a checkpoint every N optimizer steps (0: only the final one).
@@ -57,20 +54,17 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   /// Compute a K-worker run in this one process, each virtual worker's batch separately, summed in rank order:
   /// bitwise the weights of `mpirun -np K ... --deterministic`.
   public var simulateWorkers: Int? = nil
-  /// For tests: make one rank fail at one step.
-  public var injectFault: FaultInjection? = nil
-  /// Overlap the gradient all-reduce with the backward pass (`OverlappingReducer`; K > 1 only). nil means the
-  /// default, `overlapsCommunicationByDefault` (optional so state.json written before this option still decodes).
-  public var overlapCommunication: Bool? = nil
-  /// What nil means: off, because overlap did not measure faster at K = 2 on the 2-core host (BENCHMARKS.md).
-  public static let overlapsCommunicationByDefault = false
+  /// Overlap the gradient all-reduce with the backward pass (`OverlappingReducer`; K > 1 only). Off: it did not
+  /// measure faster at K = 2 on the 2-core host (BENCHMARKS.md).
+  public var overlapCommunication = false
   /// Sum gradients through memory shared by the ranks when they all run on one host (`SharedMemoryReducer`), unless
-  /// false or `overlapCommunication` is true (the overlap is MPI's). nil means true (optional so state.json written
-  /// before this option still decodes).
-  public var sharedMemoryReduction: Bool? = nil
+  /// `overlapCommunication` is on (the overlap is MPI's).
+  public var sharedMemoryReduction = true
   /// Whether to try the shared-memory reducer (it still needs every rank on one host, K > 1).
-  public var usesSharedMemoryReduction: Bool { (sharedMemoryReduction ?? true) && overlapCommunication != true }
+  public var usesSharedMemoryReduction: Bool { sharedMemoryReduction && !overlapCommunication }
 
+  /// Settings added after a checkpoint was written are absent from its `state.json`; `CheckpointState.decode` lays
+  /// the file over these defaults, so every property here can be a plain value with a default.
   public init() {}
 
   /// Checks every setting that needs no data; the error names the option and what was expected.
@@ -111,7 +105,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
       throw ConfigurationError(
         option: "--simulate-workers", expected: "a number of workers >= 1", found: "\(simulateWorkers)")
     }
-    if let trustCoefficient, !(trustCoefficient.isFinite && trustCoefficient > 0) {
+    if !(trustCoefficient.isFinite && trustCoefficient > 0) {
       throw ConfigurationError(
         option: "--trust-coefficient", expected: "a positive finite number", found: "\(trustCoefficient)")
     }
@@ -146,13 +140,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     if case .step(let milestones) = schedule, milestones.contains(where: { !($0 > 0) }) {
       throw ConfigurationError(option: "--schedule", expected: "step milestones > 0", found: "\(schedule)")
     }
-    let synthetic = self.synthetic
-    for (value, name) in [
-      (synthetic.trainCount, "synthetic-train"), (synthetic.testCount, "synthetic-test"),
-      (synthetic.featureCount, "synthetic-features"), (synthetic.classCount, "synthetic-classes"),
-    ] where value < 1 {
-      throw ConfigurationError(option: "--\(name)", expected: "a positive integer", found: "\(value)")
-    }
+    try positive(synthetic.trainCount, "--synthetic-train")
+    try positive(synthetic.testCount, "--synthetic-test")
   }
 }
 

@@ -22,7 +22,8 @@ import Training
 struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "bench",
-    abstract: "Measure training speed: samples/s, time split per step, GEMM GFLOP/s, peak RSS.")
+    abstract: "Measure training speed: samples/s, time split per step, GEMM GFLOP/s, peak RSS.",
+    discussion: TrainOptions.discussion)
 
   @OptionGroup var options: TrainOptions
 
@@ -192,7 +193,7 @@ struct BenchReport {
   var steps: Int { epochs.last?.step ?? 0 }
   var overlap: Bool {
     plan.worldSize > 1
-      && (configuration.overlapCommunication ?? TrainingConfiguration.overlapsCommunicationByDefault)
+      && configuration.overlapCommunication
   }
 
   /// Mean milliseconds per step over every step run (warm-up included), by phase.

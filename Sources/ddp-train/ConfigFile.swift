@@ -1,5 +1,5 @@
-import ArgumentParser
 import Foundation
+import Training
 import Yams
 
 /// A bad config file: one line naming the file, the key and what was expected. Exit status 2.
@@ -143,51 +143,48 @@ struct ConfigFile {
     var pairs: [(key: String, value: Node.Scalar)] = []
     for (keyNode, value) in mapping {
       let key = keyNode.string ?? "\(keyNode)"
-      guard let expected = TrainOptions.configKeys[key] else {
-        let known = TrainOptions.configKeys.keys.sorted().joined(separator: ", ")
+      guard let option = TrainOption.named(key) else {
+        let known = TrainOption.all.map(\.name).sorted().joined(separator: ", ")
         throw ConfigFileError(path: path, key: "train." + key, problem: "unknown key; expected one of: \(known)")
       }
       guard case .scalar(let scalar) = value else {
         throw ConfigFileError(
-          path: path, key: "train." + key, problem: "expected \(expected), found \(describe(value))")
+          path: path, key: "train." + key, problem: "expected \(option.expected), found \(describe(value))")
       }
       pairs.append((key, scalar))
     }
     return pairs
   }
 
-  /// The `train:` section as parsed options, each key checked on its own so an error names it.
-  func trainOptions() throws -> TrainOptions {
-    var arguments: [String] = []
+  /// The `train:` section laid over `configuration`, each key checked on its own so an error names it.
+  func applyTrainSection(to configuration: inout TrainingConfiguration) throws(ConfigFileError) {
     for (key, scalar) in train {
-      let expected = TrainOptions.configKeys[key] ?? "a value"
-      let single: [String]
-      if TrainOptions.flagKeys.contains(key) {
+      let option = TrainOption.named(key)!  // parseTrain admitted known keys only
+      let found = "'\(scalar.string)'"
+      func wrong(_ found: String) -> ConfigFileError {
+        ConfigFileError(path: path, key: "train." + key, problem: "expected \(option.expected), found \(found)")
+      }
+      let text: String
+      let plain = scalar.style == .plain
+      switch option.kind {
+      case .flag:
         switch scalar.string.lowercased() {
-        case "true", "yes", "on": single = ["--\(key)"]
-        case "false", "no", "off": single = ["--no-\(key)"]
-        default:
-          throw ConfigFileError(
-            path: path, key: "train." + key, problem: "expected \(expected), found '\(scalar.string)'")
+        case "true", "yes", "on": text = "true"
+        case "false", "no", "off": text = "false"
+        default: throw wrong(found)
         }
-      } else {
-        let plain = scalar.style == .plain
+      case .value:
         if scalar.string.isEmpty || (plain && ["~", "null", "Null", "NULL"].contains(scalar.string)) {
-          throw ConfigFileError(path: path, key: "train." + key, problem: "expected \(expected), found nothing")
+          throw wrong("nothing")
         }
+        // YAML's booleans are never a value option's value (`lr: yes` is a mistake, not the string "yes").
         if plain && ["true", "false", "yes", "no", "on", "off"].contains(scalar.string.lowercased()) {
-          throw ConfigFileError(
-            path: path, key: "train." + key, problem: "expected \(expected), found '\(scalar.string)'")
+          throw wrong(found)
         }
-        single = ["--\(key)", scalar.string]
+        text = scalar.string
       }
-      do { _ = try TrainOptions.parse(single) } catch {
-        throw ConfigFileError(
-          path: path, key: "train." + key, problem: "expected \(expected), found '\(scalar.string)'")
-      }
-      arguments += single
+      do { try option.apply(text, to: &configuration) } catch { throw wrong(found) }
     }
-    return try TrainOptions.parse(arguments)
   }
 
   static func describe(_ node: Node) -> String {

@@ -41,9 +41,9 @@ func endJob(after error: Error, communicator: Communicator) -> Never {
   }
   reportError(error, rank: communicator.rank, worldSize: communicator.size)
   fflush(nil)
-  if let mpi = communicator as? MPICommunicator, communicator.size == 1 {
-    // A world of one under mpirun: end cleanly so mpirun reports our status without an abort banner.
-    mpi.finalize()
+  if communicator.size == 1 {
+    // A world of one (under mpirun or not): end cleanly, so mpirun reports our status without an abort banner.
+    communicator.finalize()
     exit(code)
   }
   communicator.abort(code: code)
@@ -56,5 +56,5 @@ func makeCommunicator() throws -> Communicator {
 }
 
 func finishJob(_ communicator: Communicator) {
-  (communicator as? MPICommunicator)?.finalize()
+  communicator.finalize()
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Training
 
 /// `ddp-train launch`: turns `cluster.yaml` into the mpirun command, prints it, runs it, and exits with its status.
 struct LaunchCommand: ParsableCommand {
@@ -22,7 +23,8 @@ struct LaunchCommand: ParsableCommand {
 
   func run() throws {
     let file = try ConfigFile.load(path: config)
-    _ = try file.trainOptions()  // report a bad train: section now, not on every rank
+    var checked = TrainingConfiguration()
+    try file.applyTrainSection(to: &checked)  // report a bad train: section now, not on every rank
     guard let cluster = file.cluster else {
       throw ConfigFileError(
         path: config, key: "cluster", problem: "missing; launch needs `cluster: {hosts: [{name, slots}]}`")

@@ -19,7 +19,9 @@ struct ScalingCommand: ParsableCommand {
       --micro-batch) under each policy: linear-warmup, linear, none, sqrt, lars. Divergence is recorded, not fatal.
       The K>1 speed runs also measure the gradient noise scale (the estimated critical batch).
       --quick: a small synthetic problem, a few minutes on 2 cores.
-      """)
+
+      Train options passed on to every training (as for train):
+      """ + TrainOption.helpText(accepting: passedOn))
 
   @Option(
     help:
@@ -62,39 +64,17 @@ struct ScalingCommand: ParsableCommand {
     help: "A batch within this much test accuracy of the baseline holds it (default 0.01).")
   var tolerance: Double?
 
-  @Option(help: "fashion-mnist | mnist | synthetic (default fashion-mnist).")
-  var dataset: DatasetKind?
-  @Option(name: .customLong("data-dir"), help: "Directory of IDX files (as for train).")
-  var dataDir: String?
-  @Option(parsing: .unconditional, help: "--dataset synthetic: training samples.")
-  var syntheticTrain: Int?
-  @Option(parsing: .unconditional, help: "--dataset synthetic: test samples.")
-  var syntheticTest: Int?
-  @Option(help: "Model spec (as for train; default mlp).")
-  var model: String?
-  @Option(
-    name: .customLong("lr"), parsing: .unconditional, help: "η at --base-batch (default 0.05).")
-  var learningRate: Double?
-  @Option(parsing: .unconditional, help: "n (default 64).")
-  var baseBatch: Int?
-  @Option(parsing: .unconditional, help: "Momentum (default 0.9).")
-  var momentum: Double?
-  @Option(parsing: .unconditional, help: "Weight decay (default 0.0005).")
-  var weightDecay: Double?
-  @Option(parsing: .unconditional, help: "Warmup epochs of the warmup policies (default 2).")
-  var warmupEpochs: Double?
-  @Option(help: "Decay after warmup (as for train; default cosine).")
-  var schedule: String?
-  @Option(parsing: .unconditional, help: "Seed (default 0).")
-  var seed: UInt64?
-  @Option(parsing: .unconditional, help: "Trust coefficient of the lars policy (default 0.001).")
-  var trustCoefficient: Double?
   @Option(
     parsing: .unconditional,
     help: "Seconds one training may take before it is ended as failed (default 1800).")
   var runTimeout: Double?
   @Option(help: "The mpirun to use.")
   var mpirun: String = "mpirun"
+  @Argument(parsing: .allUnrecognized, help: "Train options passed on to every training (listed above).")
+  var trainArguments: [String] = []
+
+  /// Which `train` options the study takes and passes on to every run.
+  static func passedOn(_ option: TrainOption) -> Bool { option.inStudy == .passedOn }
 
   /// Defaults (full or quick) ← options, validated. Input errors only (exit 2).
   func resolveSettings() throws -> StudySettings {
@@ -115,31 +95,7 @@ struct ScalingCommand: ParsableCommand {
     if let accuracyWorkers { settings.accuracyWorkers = accuracyWorkers }
     if let microBatch { settings.microBatch = microBatch }
     if let tolerance { settings.tolerance = tolerance }
-    if let dataset {
-      settings.dataset = dataset
-      if dataset != .synthetic {
-        settings.syntheticTrain = nil
-        settings.syntheticTest = nil
-      }
-    }
-    if let dataDir { settings.dataDirectory = dataDir }
-    if let syntheticTrain { settings.syntheticTrain = syntheticTrain }
-    if let syntheticTest { settings.syntheticTest = syntheticTest }
-    if let model { settings.model = model }
-    if let learningRate { settings.learningRate = learningRate }
-    if let baseBatch { settings.baseBatch = baseBatch }
-    if let momentum { settings.momentum = momentum }
-    if let weightDecay { settings.weightDecay = weightDecay }
-    if let warmupEpochs { settings.warmupEpochs = warmupEpochs }
-    if let schedule {
-      do { settings.schedule = try LRDecay(parsing: schedule).description } catch {
-        throw ConfigurationError(
-          option: "--schedule", expected: "constant, cosine or step:E1,E2,...",
-          found: "'\(schedule)'")
-      }
-    }
-    if let seed { settings.seed = seed }
-    if let trustCoefficient { settings.trustCoefficient = trustCoefficient }
+    try TrainOption.apply(TrainOption.parse(trainArguments, accepting: Self.passedOn), to: &settings.training)
     if let runTimeout { settings.runTimeout = runTimeout }
     try settings.validate()
     return settings

@@ -8,7 +8,7 @@ import Training
 /// `ddp-train [train] [options]`: one rank of a data-parallel training job (or the whole job, alone).
 struct TrainCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "train", abstract: "Train the model (the default subcommand).")
+    commandName: "train", abstract: "Train the model (the default subcommand).", discussion: TrainOptions.discussion)
 
   @OptionGroup var options: TrainOptions
 
@@ -16,6 +16,7 @@ struct TrainCommand: ParsableCommand {
     // Input errors found here (options, config file) end every rank with status 2 before MPI starts;
     // DDPTrain.main prints them once, on rank 0.
     let configuration = try options.resolveConfiguration()
+    let faults = try options.faults()
     exitCodeForError = exitStatus(for:)
     let communicator = try makeCommunicator()
     do {
@@ -26,7 +27,8 @@ struct TrainCommand: ParsableCommand {
       }
       let console = Console(enabled: communicator.isCoordinator, allowRedraw: !MPICommunicator.isLaunchedByMPI)
       let trainer = try collectively(communicator) {
-        try Trainer(configuration: configuration, communicator: communicator, data: data, console: console)
+        try Trainer(
+          configuration: configuration, communicator: communicator, data: data, console: console, faults: faults)
       }
       _ = try trainer.run()
     } catch {

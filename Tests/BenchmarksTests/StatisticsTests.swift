@@ -20,11 +20,7 @@ import Testing
     #expect(medianThroughput(windows, warmup: 4) == nil)
   }
 
-  @Test func mlpStepFlopsCountsEveryGEMM() {
-    // 784-256-128-10 at B=64: forward + dW on every layer, dx on all but the first.
-    let b = 64.0
-    let expected = 2 * b * (2 * 784 * 256 + 3 * 256 * 128 + 3 * 128 * 10)
-    #expect(mlpStepFlops(layerSizes: [784, 256, 128, 10], batch: 64) == expected)
+  @Test func gigaflopsGuardsAgainstZeroTime() {
     #expect(gigaflops(2e9, seconds: 0.5) == 4)
     #expect(gigaflops(1, seconds: 0) == 0)
   }

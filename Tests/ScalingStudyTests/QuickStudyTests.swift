@@ -57,7 +57,7 @@ import Testing
           path: folder.appendingPathComponent("metrics/\(cell.runId).jsonl").path)
         let run = try #require(metrics.run)
         let datasetSize = try #require(run.integer("dataset_size"))
-        #expect(datasetSize == settings.syntheticTrain)
+        #expect(datasetSize == settings.training.synthetic.trainCount)
         #expect(cell.workers * cell.batchSize * cell.accumulate == cell.globalBatch)
         #expect(cell.stepsPerEpoch == datasetSize / cell.globalBatch)
         #expect(cell.stepsPerEpoch == run.integer("steps_per_epoch"))

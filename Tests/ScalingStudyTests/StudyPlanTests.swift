@@ -34,7 +34,7 @@ import Training
 
   @Test func eachPolicyTrainsWithItsOwnOptions() {
     var settings = StudySettings()
-    settings.trustCoefficient = 0.05
+    settings.training.trustCoefficient = 0.05
     let plan = StudyPlan(settings: settings)
     func option(_ id: String, _ name: String) -> String? {
       guard let arguments = plan.run(id: id)?.trainArguments,
@@ -87,10 +87,10 @@ import Training
         $0.globalBatches = [96]
       } == "--global-batches")
     #expect(failure { $0.policies = [] } == "--policies")
-    #expect(failure { $0.trustCoefficient = 0 } == "--trust-coefficient")
+    #expect(failure { $0.training.trustCoefficient = 0 } == "--trust-coefficient")
     #expect(failure { $0.tolerance = -1 } == "--tolerance")
     #expect(failure { $0.epochs = 0 } == "--epochs")
-    #expect(failure { $0.learningRate = .nan } == "--lr")
+    #expect(failure { $0.training.learningRate = .nan } == "--lr")
   }
 
   @Test func listsAndPoliciesParse() throws {

@@ -64,7 +64,7 @@ import Testing
   @Test("the trainer sums through shared memory by default, through MPI's collectives when told not to")
   func trainerChoosesTheReducer() throws {
     let data = try loadSmallData(smallConfiguration(batch: 8, steps: 1))
-    for (option, expectShared) in [(nil, true), (false, false)] as [(Bool?, Bool)] {
+    for (option, expectShared) in [(true, true), (false, false)] {
       var settings = smallConfiguration(batch: 8, steps: 1)
       settings.sharedMemoryReduction = option
       let configuration = settings

@@ -1,0 +1,140 @@
+import Datasets
+import Optimizers
+
+extension TrainOption {
+  /// Every `train` option, in the order of `--help` and the README's table. Adding an option is one row here and
+  /// one property of `TrainingConfiguration`; `TrainOptionTableTests` fails until both, and the README, agree.
+  public static let all: [TrainOption] = [
+    // The data and the model.
+    .choice(
+      "dataset", \.dataset, property: "dataset", default: "`fashion-mnist`",
+      help: "`synthetic` is a deterministic learnable problem generated in memory", inStudy: .passedOn),
+    .path(
+      "data-dir", "PATH", \.dataDirectory, property: "dataDirectory", expected: "a directory path",
+      default: "`/usr/share/datasets/fashion-mnist`",
+      help:
+        "IDX files `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each plain or `.gz`; required for `mnist`",
+      inStudy: .passedOn),
+    .integer(
+      "synthetic-train", "N", \.synthetic.trainCount, property: "synthetic.trainCount", default: "8192",
+      help: "`--dataset synthetic`: training samples", inStudy: .passedOn),
+    .integer(
+      "synthetic-test", "N", \.synthetic.testCount, property: "synthetic.testCount", default: "2048",
+      help: "`--dataset synthetic`: test samples", inStudy: .passedOn),
+    .unsigned(
+      "synthetic-seed", "S", \.synthetic.seed, property: "synthetic.seed", default: "2017",
+      help: "`--dataset synthetic`: the seed of the data itself (not of the run)", inStudy: .passedOn),
+    .value(
+      "model", "SPEC", \.model, property: "model", expected: "a model spec like mlp, mlp:H1,H2,..., cnn or seq:...",
+      default: "`mlp`",
+      help:
+        "`mlp` = 784-256-128-10 with ReLU; `mlp:512,256,64` sets the hidden sizes (`mlp:` = none); `cnn` = the default convolutional network; `seq:TOKENS` any sequence of layers (see \"Models\")",
+      inStudy: .passedOn, parse: { $0.isEmpty ? nil : $0 }, show: { $0 }),
+    // The batch and the length of the run.
+    .integer(
+      "batch-size", "B", \.batchSize, property: "batchSize", default: "64",
+      help: "per-worker mini-batch, 1 to the shard size N/K; the global batch is K·B", inStudy: .setPerRun),
+    .integer(
+      "accumulate", "M", \.accumulate, property: "accumulate", default: "1",
+      help: "micro-batches per step: global batch K·B·M", inStudy: .setPerRun),
+    .integer(
+      "epochs", "E", \.epochs, property: "epochs", default: "10", help: "epochs to train", inStudy: .setPerRun),
+    .integer(
+      "max-steps", "N", \.maxSteps, property: "maxSteps", default: "none",
+      help: "stop after N optimizer steps instead (also the cosine horizon)", inStudy: .no),
+    // The learning rate and the update.
+    .number(
+      "lr", "η", \.learningRate, property: "learningRate", default: "0.05",
+      help: "the learning rate for a global batch of `--base-batch`", inStudy: .passedOn),
+    .integer(
+      "base-batch", "n", \.baseBatch, property: "baseBatch", default: "64", help: "the global batch η is meant for",
+      inStudy: .passedOn),
+    .choice(
+      "lr-scaling", \.lrScaling, property: "lrScaling", default: "`linear`", help: "peak = η·KB/n, η·sqrt(KB/n), or η",
+      inStudy: .setPerRun),
+    .number(
+      "warmup-epochs", "W", \.warmupEpochs, property: "warmupEpochs", default: "2",
+      help: "ramp linearly from η to the peak over round(W·steps per epoch) steps; fractions allowed, 0 = none",
+      inStudy: .passedOn),
+    .value(
+      "schedule", "constant|cosine|step:E1,E2,...", \.schedule, property: "schedule",
+      expected: "constant, cosine or step:E1,E2,... (epochs)", default: "`cosine`",
+      help: "after warmup: hold, cosine to 0 at the last step, or ÷10 at each epoch Ei", inStudy: .passedOn,
+      parse: { try? LRDecay(parsing: $0) }, show: { $0.description }),
+    .number(
+      "momentum", "μ", \.momentum, property: "momentum", default: "0.9", help: "`torch.optim.SGD` semantics",
+      inStudy: .passedOn),
+    .number(
+      "weight-decay", "λ", \.weightDecay, property: "weightDecay", default: "0.0005",
+      help: "added to the gradient, `torch.optim.SGD` semantics", inStudy: .passedOn),
+    .flag("nesterov", \.nesterov, property: "nesterov", default: "off", help: "Nesterov momentum", inStudy: .passedOn),
+    .choice(
+      "optimizer", \.optimizer, property: "optimizer", default: "`sgd`",
+      help: "LARS (You et al. 2017): per-layer trust ratio on weight tensors, biases plain SGD", inStudy: .setPerRun),
+    .number(
+      "trust-coefficient", "tr", \.trustCoefficient, property: "trustCoefficient", default: "0.001",
+      help: "LARS's trust coefficient: η_l = tr·‖w‖/(‖g‖ + wd·‖w‖)", inStudy: .passedOn),
+    .unsigned(
+      "seed", "S", \.seed, property: "seed", default: "0", help: "initial weights and every epoch's permutation",
+      inStudy: .passedOn),
+    // Checkpoints.
+    .path(
+      "checkpoint-dir", "DIR", \.checkpointDirectory, property: "checkpointDirectory", expected: "a directory path",
+      default: "none", help: "checkpoints in `DIR/step-<8 digits>/` (rank 0)", rankZeroOnly: true, inStudy: .no),
+    .integer(
+      "checkpoint-every", "N", \.checkpointEvery, property: "checkpointEvery", default: "0",
+      help: "every N steps besides the final one (0: only the final one)", inStudy: .no),
+    .flag(
+      "resume", \.resume, property: "resume", default: "off",
+      help: "continue from the newest checkpoint in DIR that verifies; none is an error", inStudy: .no),
+    .flag(
+      "start-fresh", \.startFresh, property: "startFresh", default: "off",
+      help: "train anew although DIR holds checkpoints (same-step folders are replaced); without it, that is an error",
+      inStudy: .no),
+    .integer(
+      "keep", "N", \.keep, property: "keep", default: "all",
+      help: "keep only the newest N checkpoints; older ones go only after a newer one is complete", inStudy: .no),
+    // Failure detection.
+    .number(
+      "step-timeout", "S", \.stepTimeout, property: "stepTimeout", expected: "a number of seconds",
+      default: "automatic",
+      help: "end the job when a rank makes no progress for S seconds (automatic: 60 s, or 25 typical steps if longer)",
+      inStudy: .no),
+    .integer(
+      "check-consistency", "N", \.checkConsistency, property: "checkConsistency", default: "0",
+      help:
+        "check every N steps that all ranks hold identical parameters (always checked before a checkpoint and at the end)",
+      inStudy: .no),
+    // Metrics.
+    .path(
+      "metrics", "PATH", \.metricsPath, property: "metricsPath", expected: "a file path", default: "none",
+      help: "JSON Lines metrics (appended; rank 0)", rankZeroOnly: true, inStudy: .no),
+    .integer(
+      "log-every", "N", \.logEvery, property: "logEvery", default: "1",
+      help: "a `step` metrics event every N steps (its lr, loss)", inStudy: .setPerRun),
+    // How the work is done.
+    .integer(
+      "blas-threads", "T", \.blasThreads, property: "blasThreads", default: "1", help: "OpenBLAS threads per rank",
+      inStudy: .no),
+    .flag(
+      "shared-memory", \.sharedMemoryReduction, property: "sharedMemoryReduction", default: "on",
+      help:
+        "when every rank runs on one host, sum gradients through memory the ranks share instead of MPI's all-reduce; ranks on several hosts use MPI's collectives whatever this says",
+      inStudy: .no),
+    .flag(
+      "overlap", \.overlapCommunication, property: "overlapCommunication", default: "off",
+      help:
+        "overlap MPI's gradient all-reduce with backward (buckets in reverse layer order, non-blocking all-reduce); uses MPI, so it turns the shared-memory reduction off; off by default because it did not measure faster here (BENCHMARKS.md)",
+      inStudy: .no),
+    .flag(
+      "deterministic", \.deterministic, property: "deterministic", default: "off",
+      help:
+        "sum gradients in rank order, so results do not depend on MPI's algorithm (the shared-memory reduction already does; with `--no-shared-memory`, by an all-gather)",
+      inStudy: .no),
+    .integer(
+      "simulate-workers", "K", \.simulateWorkers, property: "simulateWorkers", default: "none",
+      help:
+        "compute a K-worker run in this one process (debugging): bitwise the weights of `mpirun -np K ... --deterministic`",
+      inStudy: .no),
+  ]
+}
