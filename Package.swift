@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // The targets are layered from C upward, without cycles (see README, "Architecture"):
-//   C shims (CMPI, COpenBLAS, CZlib) and C kernels (CKernels)
+//   C shims (CMPI, COpenBLAS, CZlib), C kernels (CKernels) and Diagnostics (input errors)
 //   → Tensors → Layers → Optimizers
 //   → Datasets → Communication → Checkpoints → Training
 //   → MPICommunication (the only target that links MPI) → ddp-train (the executable).
@@ -31,20 +31,25 @@ let package = Package(
     .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"])]),
     // Float32 buffers, GEMM through cblas_sgemm, elementwise kernels, the naive oracle, RNG.
     .target(name: "Tensors", dependencies: ["COpenBLAS", "CKernels"]),
-    // Flat parameter buffer with named views; Linear, ReLU, softmax cross-entropy; the MLP.
-    .target(name: "Layers", dependencies: ["Tensors"]),
+    // Input errors (exit status 2) and the one type for a bad input file; everything above may throw them.
+    .target(name: "Diagnostics"),
+    // The Layer protocol and its layers (Linear, Conv2d, MaxPool2d, ReLU, Flatten), the Sequential model over one
+    // flat parameter buffer, model specs, softmax cross-entropy.
+    .target(name: "Layers", dependencies: ["Tensors", "Diagnostics"]),
     // torch.optim.SGD semantics and the learning-rate policy (pure functions of the step).
-    .target(name: "Optimizers", dependencies: ["Tensors", "Layers", "CKernels"]),
+    .target(name: "Optimizers", dependencies: ["Tensors", "Layers", "CKernels", "Diagnostics"]),
     // IDX files (plain or gzip), Fashion-MNIST/MNIST/synthetic datasets, the distributed sampler.
-    .target(name: "Datasets", dependencies: ["CZlib", "CKernels", "Tensors"]),
+    .target(name: "Datasets", dependencies: ["CZlib", "CKernels", "Tensors", "Diagnostics"]),
     // The Communicator protocol, the world of one, and an in-process group of threads for tests.
     .target(name: "Communication"),
     // safetensors, state.json and the checkpoint directory (atomic, rank 0 only).
-    .target(name: "Checkpoints"),
+    .target(name: "Checkpoints", dependencies: ["Diagnostics"]),
     // The training loop, evaluation, metrics and console report; talks only to `Communicator`.
     .target(
       name: "Training",
-      dependencies: ["Tensors", "Layers", "Optimizers", "Datasets", "Communication", "Checkpoints"]),
+      dependencies: [
+        "Tensors", "Layers", "Optimizers", "Datasets", "Communication", "Checkpoints", "Diagnostics",
+      ]),
     // The one target that links MPI.
     .target(name: "MPICommunication", dependencies: ["CMPI", "Communication"]),
     // Measuring code of `ddp-train bench`: medians, cblas_sgemm reference figures, peak RSS, metrics parsing.
@@ -56,7 +61,7 @@ let package = Package(
     .executableTarget(
       name: "ddp-train",
       dependencies: [
-        "Training", "MPICommunication", "Benchmarks", "ScalingStudy",
+        "Training", "MPICommunication", "Benchmarks", "ScalingStudy", "Diagnostics",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Yams", package: "Yams"),
       ]),

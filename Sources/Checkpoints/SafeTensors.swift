@@ -312,8 +312,8 @@ public enum SafeTensors {
   }
 
   /// `string` as a JSON string literal: quotes, backslashes and control characters escaped, the rest
-  /// as UTF-8 (as serde_json writes it).
-  static func jsonString(_ string: String) -> String {
+  /// as UTF-8 (as serde_json writes it). The metrics log writes its strings the same way.
+  public static func jsonString(_ string: String) -> String {
     var result = "\""
     for scalar in string.unicodeScalars {
       switch scalar {

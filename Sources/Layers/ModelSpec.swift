@@ -1,3 +1,5 @@
+import Diagnostics
+
 /// One layer of a model, as `--model seq:...` writes it; sizes that follow from the input (in-features,
 /// in-channels) are left out and worked out by `ModelSpec`.
 public enum LayerSpec: Equatable, Sendable {
@@ -351,7 +353,7 @@ extension ModelSpec: Codable {
 
 /// A `--model` value that does not parse or does not fit the data; the message says what was given and what
 /// is expected.
-public struct ModelSpecError: Error, CustomStringConvertible, Equatable, Sendable {
+public struct ModelSpecError: InputError, Equatable, Sendable {
   /// The text passed to `--model`.
   public var given: String
   /// What is wrong with it.

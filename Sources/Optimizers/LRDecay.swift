@@ -1,3 +1,5 @@
+import Diagnostics
+
 /// What the learning rate does after warmup.
 ///
 /// Coded as its `description` string ("constant", "cosine", "step:30,60"), so config files and
@@ -87,7 +89,7 @@ public enum LRDecay: Codable, Equatable, Sendable, CustomStringConvertible {
 
 /// A learning-rate option that does not parse or does not make sense; the message names the option,
 /// what was given and what is accepted.
-public struct LRPolicyError: Error, CustomStringConvertible, Equatable, Sendable {
+public struct LRPolicyError: InputError, Equatable, Sendable {
   public var message: String
   public init(_ message: String) { self.message = message }
   public var description: String { message }

@@ -36,11 +36,7 @@ public protocol RunLauncher {
     -> RunOutcome
 }
 
-/// `mpirun -np K [--oversubscribe] [--allow-run-as-root] -x OPENBLAS_NUM_THREADS=1 ... <binary> train ...`.
-///
-/// docs/runtime-notes.md: as root mpirun needs --allow-run-as-root; more ranks than cores need --oversubscribe, and then
-/// Open MPI drops core binding, so every rank must be held to one BLAS thread. mpirun's own --timeout backs up
-/// ours, and a failed rank takes the others down at once (odls_base_sigkill_timeout 0).
+/// Each training through `mpirun` (`MPIRunCommand`); mpirun's own --timeout backs up ours.
 public struct MPIRunLauncher: RunLauncher {
   public var binary: String
   public var mpirun: String
@@ -54,22 +50,22 @@ public struct MPIRunLauncher: RunLauncher {
     self.isRoot = isRoot
   }
 
-  public func oversubscribes(workers: Int) -> Bool { workers > cores }
+  public func oversubscribes(workers: Int) -> Bool { mpirunCommand(ranks: workers).oversubscribes }
+
+  func mpirunCommand(ranks: Int) -> MPIRunCommand {
+    MPIRunCommand(mpirun: mpirun, ranks: ranks, cores: cores, isRoot: isRoot)
+  }
 
   public func command(for run: PlannedRun, metricsPath: String) -> [String] {
-    var command = [mpirun, "-np", String(run.workers)]
-    if oversubscribes(workers: run.workers) { command.append("--oversubscribe") }
-    if isRoot { command.append("--allow-run-as-root") }
-    command += ["-x", "OPENBLAS_NUM_THREADS=1", "--mca", "odls_base_sigkill_timeout", "0"]
-    command += [binary] + run.trainArguments + ["--metrics", metricsPath]
-    return command
+    mpirunCommand(ranks: run.workers).words(program: [binary] + run.trainArguments + ["--metrics", metricsPath])
   }
 
   public func launch(_ run: PlannedRun, metricsPath: String, logPath: String, timeout: Double)
     throws -> RunOutcome
   {
-    var command = command(for: run, metricsPath: metricsPath)
-    command.insert(contentsOf: ["--timeout", String(Int(timeout.rounded(.up)))], at: 1)
+    var mpirun = mpirunCommand(ranks: run.workers)
+    mpirun.mpirunArguments = ["--timeout", String(Int(timeout.rounded(.up)))]
+    let command = mpirun.words(program: [binary] + run.trainArguments + ["--metrics", metricsPath])
     _ = FileManager.default.createFile(
       atPath: logPath, contents: Data(("$ " + command.joined(separator: " ") + "\n").utf8))
     let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))

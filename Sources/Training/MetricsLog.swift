@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 
 /// docs/INTERFACE.md's JSON Lines metrics file: rank 0 appends one object per line, each with "event".
@@ -54,20 +55,7 @@ public enum MetricValue: Sendable, Equatable {
       if value.isInfinite { return value > 0 ? "\"Infinity\"" : "\"-Infinity\"" }
       // Shortest representation that round-trips; integral doubles keep a ".0"-free form JSON accepts.
       return "\(value)"
-    case .string(let value):
-      var out = "\""
-      for scalar in value.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-        default: out.unicodeScalars.append(scalar)
-        }
-      }
-      return out + "\""
+    case .string(let value): return SafeTensors.jsonString(value)
     case .array(let values): return "[" + values.map(\.json).joined(separator: ",") + "]"
     }
   }

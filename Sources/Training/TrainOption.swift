@@ -111,49 +111,14 @@ extension TrainOption {
       read: { show($0[keyPath: path]) })
   }
 
-  static func integer(
-    _ name: String, _ placeholder: String, _ path: Path<Int>, property: String, expected: String = "an integer",
+  /// A number (or an optional one: unset until given), parsed and written back by its `OptionValue` conformance.
+  static func number<Value: OptionValue>(
+    _ name: String, _ placeholder: String, _ path: Path<Value>, property: String, expected: String? = nil,
     default defaultText: String, help: String, inStudy: InStudy
   ) -> TrainOption {
     value(
-      name, placeholder, path, property: property, expected: expected, default: defaultText, help: help,
-      inStudy: inStudy, parse: { Int($0) }, show: { String($0) })
-  }
-
-  static func integer(
-    _ name: String, _ placeholder: String, _ path: Path<Int?>, property: String, expected: String = "an integer",
-    default defaultText: String, help: String, inStudy: InStudy
-  ) -> TrainOption {
-    value(
-      name, placeholder, path, property: property, expected: expected, default: defaultText, help: help,
-      inStudy: inStudy, parse: { Int($0).map(Optional.some) }, show: { $0.map(String.init) })
-  }
-
-  static func unsigned(
-    _ name: String, _ placeholder: String, _ path: Path<UInt64>, property: String, default defaultText: String,
-    help: String, inStudy: InStudy
-  ) -> TrainOption {
-    value(
-      name, placeholder, path, property: property, expected: "a non-negative integer", default: defaultText,
-      help: help, inStudy: inStudy, parse: { UInt64($0) }, show: { String($0) })
-  }
-
-  static func number(
-    _ name: String, _ placeholder: String, _ path: Path<Double>, property: String, expected: String = "a number",
-    default defaultText: String, help: String, inStudy: InStudy
-  ) -> TrainOption {
-    value(
-      name, placeholder, path, property: property, expected: expected, default: defaultText, help: help,
-      inStudy: inStudy, parse: { Double($0) }, show: { format($0) })
-  }
-
-  static func number(
-    _ name: String, _ placeholder: String, _ path: Path<Double?>, property: String, expected: String = "a number",
-    default defaultText: String, help: String, inStudy: InStudy
-  ) -> TrainOption {
-    value(
-      name, placeholder, path, property: property, expected: expected, default: defaultText, help: help,
-      inStudy: inStudy, parse: { Double($0).map(Optional.some) }, show: { $0.map(format) })
+      name, placeholder, path, property: property, expected: expected ?? Value.expected, default: defaultText,
+      help: help, inStudy: inStudy, parse: { Value(optionText: $0) }, show: { $0.optionText })
   }
 
   static func path(
@@ -191,4 +156,39 @@ extension TrainOption {
       },
       read: { String($0[keyPath: path]) })
   }
+}
+
+/// A value a number option holds: parsed from the option's text, written back as text (nil: unset).
+protocol OptionValue {
+  init?(optionText: String)
+  var optionText: String? { get }
+  /// What the text must be, for error messages.
+  static var expected: String { get }
+}
+
+extension Int: OptionValue {
+  init?(optionText: String) { self.init(optionText) }
+  var optionText: String? { String(self) }
+  static var expected: String { "an integer" }
+}
+
+extension UInt64: OptionValue {
+  init?(optionText: String) { self.init(optionText) }
+  var optionText: String? { String(self) }
+  static var expected: String { "a non-negative integer" }
+}
+
+extension Double: OptionValue {
+  init?(optionText: String) { self.init(optionText) }
+  var optionText: String? { TrainOption.format(self) }
+  static var expected: String { "a number" }
+}
+
+extension Optional: OptionValue where Wrapped: OptionValue {
+  init?(optionText: String) {
+    guard let value = Wrapped(optionText: optionText) else { return nil }
+    self = .some(value)
+  }
+  var optionText: String? { self?.optionText }
+  static var expected: String { Wrapped.expected }
 }

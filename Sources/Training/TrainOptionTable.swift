@@ -15,13 +15,13 @@ extension TrainOption {
       help:
         "IDX files `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each plain or `.gz`; required for `mnist`",
       inStudy: .passedOn),
-    .integer(
+    .number(
       "synthetic-train", "N", \.synthetic.trainCount, property: "synthetic.trainCount", default: "8192",
       help: "`--dataset synthetic`: training samples", inStudy: .passedOn),
-    .integer(
+    .number(
       "synthetic-test", "N", \.synthetic.testCount, property: "synthetic.testCount", default: "2048",
       help: "`--dataset synthetic`: test samples", inStudy: .passedOn),
-    .unsigned(
+    .number(
       "synthetic-seed", "S", \.synthetic.seed, property: "synthetic.seed", default: "2017",
       help: "`--dataset synthetic`: the seed of the data itself (not of the run)", inStudy: .passedOn),
     .value(
@@ -31,22 +31,22 @@ extension TrainOption {
         "`mlp` = 784-256-128-10 with ReLU; `mlp:512,256,64` sets the hidden sizes (`mlp:` = none); `cnn` = the default convolutional network; `seq:TOKENS` any sequence of layers (see \"Models\")",
       inStudy: .passedOn, parse: { $0.isEmpty ? nil : $0 }, show: { $0 }),
     // The batch and the length of the run.
-    .integer(
+    .number(
       "batch-size", "B", \.batchSize, property: "batchSize", default: "64",
       help: "per-worker mini-batch, 1 to the shard size N/K; the global batch is K·B", inStudy: .setPerRun),
-    .integer(
+    .number(
       "accumulate", "M", \.accumulate, property: "accumulate", default: "1",
       help: "micro-batches per step: global batch K·B·M", inStudy: .setPerRun),
-    .integer(
+    .number(
       "epochs", "E", \.epochs, property: "epochs", default: "10", help: "epochs to train", inStudy: .setPerRun),
-    .integer(
+    .number(
       "max-steps", "N", \.maxSteps, property: "maxSteps", default: "none",
       help: "stop after N optimizer steps instead (also the cosine horizon)", inStudy: .no),
     // The learning rate and the update.
     .number(
       "lr", "η", \.learningRate, property: "learningRate", default: "0.05",
       help: "the learning rate for a global batch of `--base-batch`", inStudy: .passedOn),
-    .integer(
+    .number(
       "base-batch", "n", \.baseBatch, property: "baseBatch", default: "64", help: "the global batch η is meant for",
       inStudy: .passedOn),
     .choice(
@@ -74,14 +74,14 @@ extension TrainOption {
     .number(
       "trust-coefficient", "tr", \.trustCoefficient, property: "trustCoefficient", default: "0.001",
       help: "LARS's trust coefficient: η_l = tr·‖w‖/(‖g‖ + wd·‖w‖)", inStudy: .passedOn),
-    .unsigned(
+    .number(
       "seed", "S", \.seed, property: "seed", default: "0", help: "initial weights and every epoch's permutation",
       inStudy: .passedOn),
     // Checkpoints.
     .path(
       "checkpoint-dir", "DIR", \.checkpointDirectory, property: "checkpointDirectory", expected: "a directory path",
       default: "none", help: "checkpoints in `DIR/step-<8 digits>/` (rank 0)", rankZeroOnly: true, inStudy: .no),
-    .integer(
+    .number(
       "checkpoint-every", "N", \.checkpointEvery, property: "checkpointEvery", default: "0",
       help: "every N steps besides the final one (0: only the final one)", inStudy: .no),
     .flag(
@@ -91,7 +91,7 @@ extension TrainOption {
       "start-fresh", \.startFresh, property: "startFresh", default: "off",
       help: "train anew although DIR holds checkpoints (same-step folders are replaced); without it, that is an error",
       inStudy: .no),
-    .integer(
+    .number(
       "keep", "N", \.keep, property: "keep", default: "all",
       help: "keep only the newest N checkpoints; older ones go only after a newer one is complete", inStudy: .no),
     // Failure detection.
@@ -100,7 +100,7 @@ extension TrainOption {
       default: "automatic",
       help: "end the job when a rank makes no progress for S seconds (automatic: 60 s, or 25 typical steps if longer)",
       inStudy: .no),
-    .integer(
+    .number(
       "check-consistency", "N", \.checkConsistency, property: "checkConsistency", default: "0",
       help:
         "check every N steps that all ranks hold identical parameters (always checked before a checkpoint and at the end)",
@@ -109,11 +109,11 @@ extension TrainOption {
     .path(
       "metrics", "PATH", \.metricsPath, property: "metricsPath", expected: "a file path", default: "none",
       help: "JSON Lines metrics (appended; rank 0)", rankZeroOnly: true, inStudy: .no),
-    .integer(
+    .number(
       "log-every", "N", \.logEvery, property: "logEvery", default: "1",
       help: "a `step` metrics event every N steps (its lr, loss)", inStudy: .setPerRun),
     // How the work is done.
-    .integer(
+    .number(
       "blas-threads", "T", \.blasThreads, property: "blasThreads", default: "1", help: "OpenBLAS threads per rank",
       inStudy: .no),
     .flag(
@@ -131,7 +131,7 @@ extension TrainOption {
       help:
         "sum gradients in rank order, so results do not depend on MPI's algorithm (the shared-memory reduction already does; with `--no-shared-memory`, by an all-gather)",
       inStudy: .no),
-    .integer(
+    .number(
       "simulate-workers", "K", \.simulateWorkers, property: "simulateWorkers", default: "none",
       help:
         "compute a K-worker run in this one process (debugging): bitwise the weights of `mpirun -np K ... --deterministic`",

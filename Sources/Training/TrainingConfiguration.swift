@@ -1,4 +1,5 @@
 import Datasets
+import Diagnostics
 import Layers
 import Optimizers
 
@@ -152,7 +153,7 @@ public enum OptimizerKind: String, Codable, CaseIterable, Sendable {
 }
 
 /// A setting that is out of range or inconsistent. One line for the user, exit status 2.
-public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+public struct ConfigurationError: InputError, Equatable {
   /// The option (`--batch-size`) or config key (`train.batch-size`) concerned.
   public var option: String
   public var expected: String

@@ -1,9 +1,10 @@
+import Diagnostics
 import Foundation
 import Training
 import Yams
 
 /// A bad config file: one line naming the file, the key and what was expected. Exit status 2.
-struct ConfigFileError: Error, CustomStringConvertible {
+struct ConfigFileError: InputError {
   var path: String
   var key: String?
   var problem: String

@@ -1,6 +1,7 @@
 import Checkpoints
 import Communication
 import Datasets
+import Diagnostics
 import Foundation
 import Layers
 import MPICommunication
@@ -10,8 +11,7 @@ import Training
 /// Which errors are the user's input (exit 2) and which are failures while training.
 func exitStatus(for error: Error) -> Int32 {
   switch error {
-  case is ConfigurationError, is DatasetError, is CheckpointError, is ConfigFileError, is ModelSpecError,
-    is LRPolicyError:
+  case is InputError:
     return ExitStatus.inputError
   case let failure as PeerFailure:
     return failure.exitCode

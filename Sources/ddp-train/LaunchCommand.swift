@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ScalingStudy
 import Training
 
 /// `ddp-train launch`: turns `cluster.yaml` into the mpirun command, prints it, runs it, and exits with its status.
@@ -29,27 +30,25 @@ struct LaunchCommand: ParsableCommand {
       throw ConfigFileError(
         path: config, key: "cluster", problem: "missing; launch needs `cluster: {hosts: [{name, slots}]}`")
     }
-    var command = [mpirun, "-np", String(cluster.worldSize)]
+    var mpirunCommand = MPIRunCommand(
+      mpirun: mpirun, ranks: cluster.worldSize, cores: ProcessInfo.processInfo.activeProcessorCount,
+      isRoot: getuid() == 0)
+    mpirunCommand.local = cluster.isLocalOnly
+    mpirunCommand.mpirunArguments = cluster.mpirunArguments
     var hostfile: String?
-    if cluster.isLocalOnly {
-      if cluster.worldSize > ProcessInfo.processInfo.activeProcessorCount { command.append("--oversubscribe") }
-    } else {
+    if !cluster.isLocalOnly {
       let path = NSTemporaryDirectory() + "ddp-train-hostfile-\(getpid())"
       let lines = cluster.hosts.map { "\($0.name) slots=\($0.slots)" }.joined(separator: "\n") + "\n"
       if !dryRun { try lines.write(toFile: path, atomically: true, encoding: .utf8) }
-      command += ["--hostfile", path]
+      mpirunCommand.hostfile = path
       hostfile = path
     }
-    if getuid() == 0 { command.append("--allow-run-as-root") }
-    // One BLAS thread per rank; a failed rank takes the others down at once.
-    command += ["-x", "OPENBLAS_NUM_THREADS=1", "--mca", "odls_base_sigkill_timeout", "0"]
-    command += cluster.mpirunArguments
     // This very binary, also when it was found through PATH (argv[0] is then a bare name).
     let executable =
       (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
       ?? URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
     let configPath = URL(fileURLWithPath: config).standardizedFileURL.path
-    command += [executable, "train", "--config", configPath] + trainArguments
+    let command = mpirunCommand.words(program: [executable, "train", "--config", configPath] + trainArguments)
 
     print("ddp-train launch: " + command.map(Self.shellQuoted).joined(separator: " "))
     fflush(nil)
