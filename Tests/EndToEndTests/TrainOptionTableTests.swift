@@ -1,4 +1,5 @@
 import Foundation
+import ScalingStudy
 import Testing
 import Training
 
@@ -146,6 +147,25 @@ import Training
   @Test func helpListsEveryOption() {
     for option in TrainOption.all {
       #expect(TrainOptions.discussion.contains("  " + option.flag + " "), "\(option.flag)")
+    }
+  }
+
+  /// `ddp-train scaling` takes exactly the options the table marks as passed on, and sets them on every training.
+  @Test func scalingTakesThePassedOnOptions() throws {
+    let passedOn = TrainOption.all.filter { $0.inStudy == .passedOn }
+    var expected = StudySettings().training
+    var words: [String] = []
+    for option in passedOn {
+      let text = Self.sample(for: option)
+      try option.apply(text, to: &expected)
+      words += option.kind == .flag ? [text == "true" ? option.flag : "--no-" + option.name] : [option.flag, text]
+    }
+    let settings = try ScalingCommand.parse(words).resolveSettings()
+    #expect(settings.training == expected)
+    // `--epochs` is also the study's own option (the accuracy runs' epochs), not the train option.
+    for option in TrainOption.all where option.inStudy != .passedOn && option.name != "epochs" {
+      let words = option.kind == .flag ? [option.flag] : [option.flag, Self.sample(for: option)]
+      #expect(throws: ConfigurationError.self, "\(option.flag)") { try ScalingCommand.parse(words).resolveSettings() }
     }
   }
 }

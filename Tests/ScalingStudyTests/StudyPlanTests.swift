@@ -111,3 +111,25 @@ import Training
     }
   }
 }
+
+/// The study's argv comes from `TrainOption.all`: every planned run's words parse back through the table into the
+/// training the plan meant, so no run can name an option `train` does not have.
+@Suite struct StudyArgumentsTests {
+  @Test func everyRunsArgumentsParseBackToItsTraining() throws {
+    var settings = StudySettings.quickDefaults
+    settings.training.model = "seq:conv4k3p1,relu,pool2,flatten,linear10"
+    settings.training.learningRate = 0.1
+    settings.training.synthetic.trainCount = 4096
+    for run in StudyPlan(settings: settings).runs {
+      #expect(run.trainArguments.first == "train")
+      var parsed = TrainingConfiguration()
+      try TrainOption.apply(TrainOption.parse(Array(run.trainArguments.dropFirst())), to: &parsed)
+      #expect(parsed.model == settings.training.model)
+      #expect(parsed.learningRate == 0.1)
+      #expect(parsed.synthetic.trainCount == 4096)
+      #expect(parsed.dataset == .synthetic)
+      #expect(parsed.batchSize == run.batchSize && parsed.accumulate == run.accumulate)
+      #expect(parsed.optimizer == (run.policy == .lars ? .lars : .sgd))
+    }
+  }
+}
