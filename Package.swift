@@ -48,7 +48,7 @@ let package = Package(
     .target(
       name: "Training",
       dependencies: [
-        "Tensors", "Layers", "Optimizers", "Datasets", "Communication", "Checkpoints", "Diagnostics",
+        "Tensors", "Layers", "Optimizers", "Datasets", "Communication", "Checkpoints", "Diagnostics", "CKernels",
       ]),
     // The one target that links MPI.
     .target(name: "MPICommunication", dependencies: ["CMPI", "Communication"]),

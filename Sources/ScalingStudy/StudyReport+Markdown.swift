@@ -1,4 +1,5 @@
 import Foundation
+import Training
 
 extension StudyReport {
   /// `report.md`: the tables a person reads in a minute, then the details.
@@ -10,7 +11,7 @@ extension StudyReport {
     out.append("Written by `ddp-train scaling` on \(created).")
     out.append("")
     out.append("```")
-    out.append(command.map(Self.shellQuoted).joined(separator: " "))
+    out.append(command.map(shellQuoted).joined(separator: " "))
     out.append("```")
     out.append("")
     let t = s.training
@@ -244,12 +245,5 @@ extension StudyReport {
       if text.hasSuffix(".") { text.removeLast() }
     }
     return text
-  }
-
-  static func shellQuoted(_ word: String) -> String {
-    let safe = CharacterSet(
-      charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%")
-    if !word.isEmpty && word.unicodeScalars.allSatisfy(safe.contains) { return word }
-    return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
   }
 }

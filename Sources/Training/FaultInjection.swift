@@ -6,6 +6,10 @@ import Foundation
 /// to itself; error: throws an I/O error (as a failing disk would); hang: stops making progress forever;
 /// perturb: changes one parameter (ranks drift apart); nan: poisons the gradient (divergence); killwrite: SIGKILL
 /// to rank 0 in the middle of writing the checkpoint of step STEP, after its first file is on disk.
+///
+/// `KIND@RANK:STEP:once` fires only the first time the run reaches that step with that checkpoint directory (a
+/// marker file `.fault-fired-KIND@RANK:STEP` there remembers it), so that a relaunched job (`launch
+/// --max-restarts`) gets past it, as it would past a transient fault.
 public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
   public enum Kind: String, CaseIterable, Sendable {
     case crash, exit, kill, term, error, hang, perturb, nan, killwrite
@@ -13,35 +17,56 @@ public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
   public var kind: Kind
   public var rank: Int
   public var step: Int
+  /// Fire once per checkpoint directory (`:once`).
+  public var once = false
+  /// Where `once` keeps its marker: the run's checkpoint directory (set by the trainer).
+  public var markerDirectory: String?
 
-  public init(kind: Kind, rank: Int, step: Int) {
+  public init(kind: Kind, rank: Int, step: Int, once: Bool = false) {
     self.kind = kind
     self.rank = rank
     self.step = step
+    self.once = once
   }
 
   public init(parsing text: String) throws(ConfigurationError) {
     let error = ConfigurationError(
       option: "--inject-fault",
-      expected: "KIND@RANK:STEP with KIND one of \(Kind.allCases.map(\.rawValue).joined(separator: ", "))",
+      expected: "KIND@RANK:STEP[:once] with KIND one of \(Kind.allCases.map(\.rawValue).joined(separator: ", "))",
       found: "'\(text)'")
     let parts = text.split(separator: "@", omittingEmptySubsequences: false)
     guard parts.count == 2, let kind = Kind(rawValue: String(parts[0])) else { throw error }
     let place = parts[1].split(separator: ":", omittingEmptySubsequences: false)
-    guard place.count == 2, let rank = Int(place[0]), let step = Int(place[1]), rank >= 0, step >= 0 else {
+    guard place.count == 2 || (place.count == 3 && place[2] == "once"), let rank = Int(place[0]),
+      let step = Int(place[1]), rank >= 0, step >= 0
+    else {
       throw error
     }
-    self.init(kind: kind, rank: rank, step: step)
+    self.init(kind: kind, rank: rank, step: step, once: place.count == 3)
   }
 
-  public var description: String { "\(kind.rawValue)@\(rank):\(step)" }
+  public var description: String { "\(kind.rawValue)@\(rank):\(step)" + (once ? ":once" : "") }
+
+  /// For `once`: true the first time (leaving the marker), false after.
+  func claimOnce() -> Bool {
+    guard once else { return true }
+    let directory = markerDirectory ?? "."
+    try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let marker = directory + "/.fault-fired-\(kind.rawValue)@\(rank):\(step)"
+    // O_EXCL: exactly one attempt ever creates it.
+    let descriptor = open(marker, O_CREAT | O_EXCL | O_WRONLY, 0o644)
+    guard descriptor >= 0 else { return false }
+    close(descriptor)
+    return true
+  }
 
   /// For `killwrite`: a `CheckpointDirectory.fileWrittenHook` that kills this process after the first file of the
   /// checkpoint of `step` (only rank 0 writes checkpoints).
   var checkpointHook: (@Sendable (Int, String) -> Void)? {
     guard kind == .killwrite else { return nil }
     let target = step
-    return { step, _ in if step == target { raise(SIGKILL) } }
+    let fault = self
+    return { step, _ in if step == target && fault.claimOnce() { raise(SIGKILL) } }
   }
 
   /// Called by every rank at the start of every step; acts only on the chosen rank and step.
@@ -49,7 +74,7 @@ public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
   func trigger(
     rank: Int, step: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>
   ) throws {
-    guard rank == self.rank, step == self.step else { return }
+    guard rank == self.rank, step == self.step, kind != .killwrite, claimOnce() else { return }
     switch kind {
     case .crash:
       let nothing: Int? = Int("not a number")

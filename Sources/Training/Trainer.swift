@@ -14,6 +14,8 @@ public struct TrainingSummary: Sendable {
   public var testAccuracy: Double
   public var elapsedSeconds: Double
   public var checkpoint: String?
+  /// Set when the run stopped early on request (`StopRequest`): what asked, e.g. "SIGTERM".
+  public var stoppedBy: String?
 }
 
 /// Data-parallel SGD over a `Communicator`: every rank runs this same loop on its shard of each global batch.
@@ -53,7 +55,9 @@ public final class Trainer {
     static let correct = 1
     /// |g_small|²/K on noise-scale steps (g_small: this rank's mean gradient): sums to the mean over ranks.
     static let smallGradientSquaredNorm = 2
-    static let count = 3
+    /// 1 when this rank was asked to stop (`StopRequest`): sums to the number of ranks that were.
+    static let stopRequests = 3
+    static let count = 4
   }
   public static let evaluationBatch = 500
   /// Measure the noise-scale norms every this many steps (two extra passes over the gradient).
@@ -100,6 +104,8 @@ public final class Trainer {
     faults: FaultInjection? = nil
   ) throws {
     self.configuration = configuration
+    var faults = faults
+    faults?.markerDirectory = configuration.checkpointDirectory
     self.faults = faults
     self.communicator = communicator
     self.data = data
@@ -240,8 +246,10 @@ public final class Trainer {
       try state.permutation.withUnsafeBufferPointer { order in
         try computeWorkerGradients(permutation: order, scratch: scratch, measureNoise: measureNoise)
       }
-      // 3. The sum over the ranks: mean gradient, global mean loss, global correct count (and noise-scale norms).
+      // 3. The sum over the ranks: mean gradient, global mean loss, global correct count (and noise-scale norms),
+      // and whether any rank was asked to stop.
       let gradients = try reduceGradients()
+      let stopRequested = gradients[model.parameterCount + GradientTail.stopRequests] > 0
       // 4. The update, identical on every rank.
       let (loss, learningRate, noiseFields) = try update(with: gradients, measureNoise: measureNoise)
       // 5. Bookkeeping.
@@ -261,7 +269,11 @@ public final class Trainer {
         progress.clear()
         try finishEpoch(epoch: epoch, learningRate: learningRate, state: &state)
       }
-      try checkAndCheckpoint()
+      let checkpointed = try checkAndCheckpoint()
+      if stopRequested && step < plan.totalSteps {
+        progress.clear()
+        return try stopOnRequest(checkpointed: checkpointed, state: state)
+      }
     }
     if plan.totalSteps == step && epochSteps == 0 && state.lastEvaluation.loss.isNaN {
       // Resumed at the very end: nothing trained in this run, still report the model's quality.
@@ -375,7 +387,9 @@ public final class Trainer {
   }
 
   /// Step 5, after the step count moved on: the parameter consistency check and the checkpoint, when due.
-  func checkAndCheckpoint() throws {
+  /// Returns whether a checkpoint of this step was written (the same answer on every rank).
+  @discardableResult
+  func checkAndCheckpoint() throws -> Bool {
     let periodic = configuration.checkpointEvery > 0 && step % configuration.checkpointEvery == 0
     let checkpointNow = checkpoints != nil && (periodic || step == plan.totalSteps)
     let checkNow = configuration.checkConsistency > 0 && step % configuration.checkConsistency == 0
@@ -384,6 +398,60 @@ public final class Trainer {
       watchdog?.beat(step: step, phase: .compute("writing a checkpoint"))
       try saveCheckpoint(to: checkpoints)
     }
+    return checkpointNow
+  }
+
+  /// Every rank was told in this step's reduction that some rank was asked to stop (`StopRequest`): all stop
+  /// after the same step. The parameters are checked, rank 0 checkpoints this step (unless it just did), the
+  /// metrics get a `stopped` event and rank 0 prints how to continue. Collective.
+  func stopOnRequest(checkpointed: Bool, state: LoopState) throws -> TrainingSummary {
+    let asker = StopRequest.signal.map(StopRequest.name) ?? "a signal to another rank"
+    if !checkpointed {
+      try verifyRanksAgree()
+      if let checkpoints {
+        watchdog?.beat(step: step, phase: .compute("writing the checkpoint of a requested stop"))
+        try saveCheckpoint(to: checkpoints)
+      }
+    }
+    let saved = checkpoints == nil ? nil : lastCheckpoint
+    var fields: [String: MetricValue] = ["step": .int(step), "signal": .string(asker)]
+    if let saved { fields["checkpoint"] = .string(saved) }
+    try metrics?.append("stopped", fields)
+    let elapsed = Date().timeIntervalSince(state.trainStart)
+    if let saved {
+      console.line(
+        "stopped by \(asker) after step \(step) (\(String(format: "%.1f", elapsed)) s); checkpoint \(saved). "
+          + "Continue with: \(Self.resumeCommand(worldSize: communicator.size))")
+    } else {
+      console.line(
+        "stopped by \(asker) after step \(step) (\(String(format: "%.1f", elapsed)) s); nothing saved "
+          + "(no --checkpoint-dir)")
+    }
+    try communicator.barrier()
+    return TrainingSummary(
+      steps: step, trainLoss: state.lastTrainLoss, testLoss: state.lastEvaluation.loss,
+      testAccuracy: state.lastEvaluation.accuracy, elapsedSeconds: elapsed, checkpoint: saved, stoppedBy: asker)
+  }
+
+  /// This process's command line with `--resume` (and without `--start-fresh` or test faults), behind
+  /// `mpirun -np K` when there are K ranks: the command that continues a stopped run.
+  /// `ddp-train launch` passes its own resuming command in `DDP_TRAIN_RESUME_COMMAND`; that one is printed then.
+  static func resumeCommand(worldSize: Int) -> String {
+    if let given = ProcessInfo.processInfo.environment["DDP_TRAIN_RESUME_COMMAND"], !given.isEmpty { return given }
+    var words: [String] = []
+    var arguments = CommandLine.arguments[...]
+    while let word = arguments.popFirst() {
+      if word == "--start-fresh" || word == "--resume" || word == "--no-resume" { continue }
+      if word == "--inject-fault" {
+        _ = arguments.popFirst()
+        continue
+      }
+      if word.hasPrefix("--inject-fault=") { continue }
+      words.append(word)
+    }
+    words.append("--resume")
+    let prefix = worldSize > 1 ? ["mpirun", "-np", String(worldSize)] : []
+    return (prefix + words).map(shellQuoted).joined(separator: " ")
   }
 
   /// Test loss and accuracy of the current parameters; the test set is split across ranks in contiguous
@@ -457,6 +525,7 @@ public final class Trainer {
         Elementwise.sumOfSquares(gradients.pointer, count: parameterCount) * toMean * toMean / Double(plan.worldSize))
     }
     gradients[parameterCount + GradientTail.smallGradientSquaredNorm] = smallSquared
+    gradients[parameterCount + GradientTail.stopRequests] = StopRequest.signal == nil ? 0 : 1
   }
 
   /// After the all-reduce on a noise-scale step (`gradients`: the summed buffer): feeds |g_small|² and |g_big|² to the estimator; metrics fields.

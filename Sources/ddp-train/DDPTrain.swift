@@ -5,7 +5,7 @@ import MPICommunication
 /// `ddp-train [train] [options]`, `ddp-train eval`, `ddp-train launch`.
 ///
 /// Exit statuses (docs/INTERFACE.md): 0 success; 2 usage, configuration or input error; 1 failure while training;
-/// 3 training diverged. Argument errors are reported before MPI starts, by rank 0 only.
+/// 3 training diverged; 4 a rank stalled (the watchdog); 75 stopped on request, resumable. Argument errors are reported before MPI starts, by rank 0 only.
 @main
 struct DDPTrain: ParsableCommand {
   static let configuration = CommandConfiguration(
@@ -52,4 +52,7 @@ enum ExitStatus {
   static let trainingFailure: Int32 = 1
   static let inputError: Int32 = 2
   static let diverged: Int32 = 3
+  /// Stopped on request (SIGTERM, SIGINT or SIGUSR1) after a step, with a checkpoint of that step when
+  /// --checkpoint-dir is set: resumable. 75 is sysexits' EX_TEMPFAIL, "try again later".
+  static let stopped: Int32 = 75
 }

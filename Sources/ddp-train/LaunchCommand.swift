@@ -1,9 +1,11 @@
 import ArgumentParser
+import Checkpoints
 import Foundation
 import ScalingStudy
 import Training
 
-/// `ddp-train launch`: turns `cluster.yaml` into the mpirun command, prints it, runs it, and exits with its status.
+/// `ddp-train launch`: turns `cluster.yaml` into the mpirun command, prints it, runs it, and exits with its status;
+/// with `--max-restarts N` it relaunches a failed job from its newest checkpoint.
 struct LaunchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "launch",
@@ -11,6 +13,11 @@ struct LaunchCommand: ParsableCommand {
     discussion: """
       K = the sum of the hosts' slots. One host named localhost runs locally (with --oversubscribe when K exceeds
       the cores); several hosts get a hostfile. Arguments after `--` are passed to every rank's `train`.
+      SIGTERM or SIGINT (Ctrl-C) to launch asks the job to stop after its current step, checkpoint and exit with
+      status 75 (resumable); a second one ends it at once.
+      With --max-restarts N, a job that fails (any status but 0, 2, 3 and 75) is relaunched with --resume from its
+      newest checkpoint, after a short pause; launch gives up after N restarts, or at once when the job fails
+      again without having written a newer checkpoint.
       """)
 
   @Option(help: "The cluster and training configuration.")
@@ -19,22 +26,45 @@ struct LaunchCommand: ParsableCommand {
   var dryRun = false
   @Option(help: "The mpirun to use.")
   var mpirun: String = "mpirun"
+  @Option(
+    parsing: .unconditional,
+    help: "Relaunch a failed job up to N times from its newest checkpoint (needs --checkpoint-dir) (default 0).")
+  var maxRestarts = 0
   @Argument(parsing: .postTerminator, help: "Extra train options for every rank (after --).")
   var trainArguments: [String] = []
 
+  /// The job's statuses that a relaunch would only repeat, or that mean it ended as asked.
+  static let finalStatuses: Set<Int32> = [
+    ExitStatus.success, ExitStatus.inputError, ExitStatus.diverged, ExitStatus.stopped,
+  ]
+
   func run() throws {
     let file = try ConfigFile.load(path: config)
-    var checked = TrainingConfiguration()
-    try file.applyTrainSection(to: &checked)  // report a bad train: section now, not on every rank
+    // Report a bad train: section or option now, not on every rank; the settings say where checkpoints go.
+    let training = try resolveTraining(file)
     guard let cluster = file.cluster else {
       throw ConfigFileError(
         path: config, key: "cluster", problem: "missing; launch needs `cluster: {hosts: [{name, slots}]}`")
+    }
+    guard maxRestarts >= 0 else {
+      throw ConfigurationError(option: "--max-restarts", expected: "a number of restarts >= 0", found: "\(maxRestarts)")
+    }
+    if maxRestarts > 0 && training.checkpointDirectory == nil {
+      throw ConfigurationError(
+        option: "--max-restarts", expected: "a --checkpoint-dir (train: checkpoint-dir) to resume from",
+        found: "no checkpoint directory", hint: "Add checkpoint-dir and checkpoint-every to the train: section.")
     }
     var mpirunCommand = MPIRunCommand(
       mpirun: mpirun, ranks: cluster.worldSize, cores: ProcessInfo.processInfo.activeProcessorCount,
       isRoot: getuid() == 0)
     mpirunCommand.local = cluster.isLocalOnly
-    mpirunCommand.mpirunArguments = cluster.mpirunArguments
+    // What a stopped job's rank 0 prints as the command that continues it: this launch, resuming.
+    let kept = Array(CommandLine.arguments.dropFirst().prefix { $0 != "--" })
+    let resume =
+      ["ddp-train"] + kept + ["--"] + Self.withoutTestFaults(trainArguments).filter { $0 != "--start-fresh" }
+      + ["--resume"]
+    setenv("DDP_TRAIN_RESUME_COMMAND", resume.map(shellQuoted).joined(separator: " "), 1)
+    mpirunCommand.mpirunArguments = ["-x", "DDP_TRAIN_RESUME_COMMAND"] + cluster.mpirunArguments
     var hostfile: String?
     if !cluster.isLocalOnly {
       let path = NSTemporaryDirectory() + "ddp-train-hostfile-\(getpid())"
@@ -43,17 +73,78 @@ struct LaunchCommand: ParsableCommand {
       mpirunCommand.hostfile = path
       hostfile = path
     }
+    defer { if let hostfile { unlink(hostfile) } }
     // This very binary, also when it was found through PATH (argv[0] is then a bare name).
     let executable =
       (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
       ?? URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
     let configPath = URL(fileURLWithPath: config).standardizedFileURL.path
-    let command = mpirunCommand.words(program: [executable, "train", "--config", configPath] + trainArguments)
-
-    print("ddp-train launch: " + command.map(Self.shellQuoted).joined(separator: " "))
+    let program = [executable, "train", "--config", configPath] + trainArguments
+    let command = mpirunCommand.words(program: program)
+    print("ddp-train launch: " + command.map(shellQuoted).joined(separator: " "))
     fflush(nil)
     guard !dryRun else { return }
-    defer { if let hostfile { unlink(hostfile) } }
+
+    var restarts = 0
+    var resumedFrom: Int?
+    var status = try runJob(command)
+    while !Self.finalStatuses.contains(status) && !JobSignals.stopRequested {
+      guard restarts < maxRestarts else {
+        if maxRestarts > 0 { say("the job failed with status \(status); giving up after \(restarts) restart(s)") }
+        break
+      }
+      let newest = try training.checkpointDirectory.flatMap { try CheckpointDirectory(path: $0).list().first?.step }
+      if let resumedFrom, newest == resumedFrom {
+        say(
+          "the job failed with status \(status) again from step \(resumedFrom) without writing a newer checkpoint; "
+            + "giving up (a failure that repeats at the same place will not go away)")
+        break
+      }
+      restarts += 1
+      resumedFrom = newest ?? 0
+      let pause = min(Double(restarts), 5)
+      say(
+        "the job failed with status \(status); restart \(restarts) of \(maxRestarts) "
+          + (newest.map { "from the checkpoint of step \($0)" } ?? "from the start (no checkpoint yet)")
+          + String(format: " in %.0f s", pause))
+      try appendRestartEvent(
+        to: training.metricsPath, restart: restarts, status: status, step: newest ?? 0)
+      usleep(UInt32(pause * 1_000_000))
+      // Later options win: resume when there is something to resume, and never start fresh again.
+      let again = program + (newest == nil ? ["--no-resume"] : ["--resume"]) + ["--no-start-fresh"]
+      status = try runJob(mpirunCommand.words(program: again))
+    }
+    if status != 0 { throw ExitCode(status) }
+  }
+
+  /// The train settings every rank will resolve: the config file's `train:` section, then the options after `--`
+  /// (without the test-only `--inject-fault`, which the table does not know).
+  func resolveTraining(_ file: ConfigFile) throws -> TrainingConfiguration {
+    var training = TrainingConfiguration()
+    try file.applyTrainSection(to: &training)
+    try TrainOption.apply(TrainOption.parse(Self.withoutTestFaults(trainArguments)), to: &training)
+    try training.validate()
+    return training
+  }
+
+  /// `words` without `--inject-fault KIND@RANK:STEP`.
+  static func withoutTestFaults(_ words: [String]) -> [String] {
+    var kept: [String] = []
+    var rest = words[...]
+    while let word = rest.popFirst() {
+      if word == "--inject-fault" {
+        _ = rest.popFirst()
+      } else if !word.hasPrefix("--inject-fault=") {
+        kept.append(word)
+      }
+    }
+    return kept
+  }
+
+  /// Runs one mpirun to its end and returns its exit status. The first SIGTERM or SIGINT becomes SIGUSR1 for
+  /// mpirun, which forwards it to every rank (a stop after the current step, status 75); mpirun itself would
+  /// answer SIGTERM or SIGINT by killing the ranks. A second one is passed on as SIGTERM: the job ends at once.
+  func runJob(_ command: [String]) throws -> Int32 {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = command
@@ -61,23 +152,59 @@ struct LaunchCommand: ParsableCommand {
       throw ConfigFileError(
         path: config, key: nil, problem: "could not start \(mpirun): \(error). Is openmpi-bin installed?")
     }
-    // Pass Ctrl-C and termination on to mpirun, which tears the ranks down.
-    signal(SIGINT, SIG_IGN)
-    signal(SIGTERM, SIG_IGN)
-    let forward: [DispatchSourceSignal] = [SIGINT, SIGTERM].map { signalNumber in
-      let source = DispatchSource.makeSignalSource(signal: signalNumber)
-      source.setEventHandler { process.interrupt() }
-      source.resume()
-      return source
-    }
+    JobSignals.forward(to: process)
     process.waitUntilExit()
-    _ = forward
-    if process.terminationStatus != 0 { throw ExitCode(process.terminationStatus) }
+    JobSignals.forward(to: nil)
+    if process.terminationReason == .uncaughtSignal { return 128 + process.terminationStatus }
+    return process.terminationStatus
   }
 
-  static func shellQuoted(_ word: String) -> String {
-    let safe = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%")
-    if !word.isEmpty && word.unicodeScalars.allSatisfy(safe.contains) { return word }
-    return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+  func say(_ text: String) {
+    FileHandle.standardError.write(Data(("ddp-train launch: " + text + "\n").utf8))
+  }
+
+  /// A `restart` event in the job's metrics file, between the failed attempt's events and the next one's.
+  func appendRestartEvent(to path: String?, restart: Int, status: Int32, step: Int) throws {
+    guard let path, let handle = FileHandle(forWritingAtPath: path) else { return }
+    defer { try? handle.close() }
+    handle.seekToEndOfFile()
+    let line =
+      "{\"event\":\"restart\",\"restart\":\(restart),\"max_restarts\":\(maxRestarts),"
+      + "\"failed_status\":\(status),\"resume_step\":\(step)}\n"
+    handle.write(Data(line.utf8))
+  }
+}
+
+/// launch's SIGTERM and SIGINT handling while a job runs (see `LaunchCommand.runJob`).
+enum JobSignals {
+  private nonisolated(unsafe) static var process: Process?
+  private nonisolated(unsafe) static var received = 0
+  private nonisolated(unsafe) static var sources: [DispatchSourceSignal] = []
+  private static let lock = NSLock()
+
+  /// True once a stop was asked for: launch then never restarts.
+  static var stopRequested: Bool { lock.withLock { received > 0 } }
+
+  static func forward(to child: Process?) {
+    lock.withLock {
+      process = child
+      guard sources.isEmpty else { return }
+      signal(SIGINT, SIG_IGN)
+      signal(SIGTERM, SIG_IGN)
+      sources = [SIGINT, SIGTERM].map { number in
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler { JobSignals.received(number) }
+        source.resume()
+        return source
+      }
+    }
+  }
+
+  private static func received(_ number: Int32) {
+    lock.withLock {
+      received += 1
+      guard let process, process.isRunning else { return }
+      kill(process.processIdentifier, received == 1 ? SIGUSR1 : SIGTERM)
+    }
   }
 }

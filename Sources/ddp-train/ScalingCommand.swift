@@ -121,7 +121,7 @@ struct ScalingCommand: ParsableCommand {
         let metrics = folder + "/metrics/\(run.id).jsonl"
         print(
           "  \(run.id): "
-            + launcher.command(for: run, metricsPath: metrics).map(LaunchCommand.shellQuoted)
+            + launcher.command(for: run, metricsPath: metrics).map(shellQuoted)
             .joined(separator: " "))
       }
       return

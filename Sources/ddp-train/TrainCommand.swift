@@ -30,7 +30,12 @@ struct TrainCommand: ParsableCommand {
         try Trainer(
           configuration: configuration, communicator: communicator, data: data, console: console, faults: faults)
       }
-      _ = try trainer.run()
+      StopRequest.install()
+      let summary = try trainer.run()
+      if summary.stoppedBy != nil {
+        finishJob(communicator)
+        Foundation.exit(ExitStatus.stopped)
+      }
     } catch {
       endJob(after: error, communicator: communicator)
     }

@@ -70,3 +70,10 @@ void ddp_max_pool_backward(float *_Nonnull dx, const float *_Nonnull dy, const i
                            ptrdiff_t h, ptrdiff_t w, ptrdiff_t k, ptrdiff_t stride, ptrdiff_t oh, ptrdiff_t ow);
 
 #endif
+
+// Stop requests (SIGTERM, SIGINT, SIGUSR1). The handler only records the first signal's number; the training loop
+// reads it once a step and every rank agrees on stopping through the step's gradient reduction. A second stop
+// signal while the first is pending restores the default action and re-raises it: the process ends at once.
+void ddp_install_stop_handlers(void);
+// The first stop signal received, or 0.
+int ddp_stop_signal(void);
