@@ -5,14 +5,15 @@ import Foundation
 /// crash: a Swift runtime trap; exit: `exit(1)` without telling anyone; kill: SIGKILL to itself; term: SIGTERM
 /// to itself; error: throws an I/O error (as a failing disk would); hang: stops making progress forever;
 /// perturb: changes one parameter (ranks drift apart); nan: poisons the gradient (divergence); killwrite: SIGKILL
-/// to rank 0 in the middle of writing the checkpoint of step STEP, after its first file is on disk.
+/// to rank 0 in the middle of writing the checkpoint of step STEP, after its first file is on disk; termwrite: the
+/// same with SIGTERM (a stop requested during a checkpoint write).
 ///
 /// `KIND@RANK:STEP:once` fires only the first time the run reaches that step with that checkpoint directory (a
 /// marker file `.fault-fired-KIND@RANK:STEP` there remembers it), so that a relaunched job (`launch
 /// --max-restarts`) gets past it, as it would past a transient fault.
 public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
   public enum Kind: String, CaseIterable, Sendable {
-    case crash, exit, kill, term, error, hang, perturb, nan, killwrite
+    case crash, exit, kill, term, error, hang, perturb, nan, killwrite, termwrite
   }
   public var kind: Kind
   public var rank: Int
@@ -63,10 +64,11 @@ public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
   /// For `killwrite`: a `CheckpointDirectory.fileWrittenHook` that kills this process after the first file of the
   /// checkpoint of `step` (only rank 0 writes checkpoints).
   var checkpointHook: (@Sendable (Int, String) -> Void)? {
-    guard kind == .killwrite else { return nil }
+    guard kind == .killwrite || kind == .termwrite else { return nil }
     let target = step
     let fault = self
-    return { step, _ in if step == target && fault.claimOnce() { raise(SIGKILL) } }
+    let signal = kind == .killwrite ? SIGKILL : SIGTERM
+    return { step, _ in if step == target && fault.claimOnce() { raise(signal) } }
   }
 
   /// Called by every rank at the start of every step; acts only on the chosen rank and step.
@@ -74,7 +76,7 @@ public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
   func trigger(
     rank: Int, step: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>
   ) throws {
-    guard rank == self.rank, step == self.step, kind != .killwrite, claimOnce() else { return }
+    guard rank == self.rank, step == self.step, kind != .killwrite, kind != .termwrite, claimOnce() else { return }
     switch kind {
     case .crash:
       let nothing: Int? = Int("not a number")
@@ -93,7 +95,7 @@ public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
       parameters[0] += 1e-3
     case .nan:
       gradients[0] = .nan
-    case .killwrite:
+    case .killwrite, .termwrite:
       break  // acts inside the checkpoint write, see `checkpointHook`
     }
   }

@@ -93,14 +93,32 @@ extension Trainer {
       ],
       configuration: configuration)
     let stateBytes = Array(try Self.jsonEncoder.encode(state)) + Array("\n".utf8)
-    let location = try directory.write(
-      step: step,
-      files: [
-        (CheckpointDirectory.modelFile, modelBytes), (CheckpointDirectory.optimizerFile, optimizerBytes),
-        (CheckpointDirectory.stateFile, stateBytes),
-      ])
-    lastCheckpoint = location.path
-    if let keep = configuration.keep { try directory.prune(keep: keep) }
+    // A write that fails now (full disk, a directory removed or made read-only during the run) is a failure
+    // while training, not an input error: the run had already written things (exit status 1).
+    let location: CheckpointLocation
+    if checkpointLock != nil && !FileManager.default.fileExists(atPath: directory.path) {
+      // Locked (so it existed) and now gone: someone removed it; recreating it would hide that from the user.
+      throw TrainingError.io(
+        path: directory.path,
+        message:
+          "the checkpoint directory was removed during the run; the checkpoint of step \(step) cannot be saved. "
+          + "Restore the directory (or choose another --checkpoint-dir) and resume from a copy of it")
+    }
+    do {
+      location = try directory.write(
+        step: step,
+        files: [
+          (CheckpointDirectory.modelFile, modelBytes), (CheckpointDirectory.optimizerFile, optimizerBytes),
+          (CheckpointDirectory.stateFile, stateBytes),
+        ])
+      lastCheckpoint = location.path
+      if let keep = configuration.keep { try directory.prune(keep: keep) }
+    } catch {
+      let earlier = lastCheckpoint.map { "; the newest complete checkpoint is \($0)" } ?? ""
+      throw TrainingError.io(
+        path: error.path,
+        message: "\(error.problem) while writing the checkpoint of step \(step)\(earlier). \(error.hint)")
+    }
     try metrics?.append("checkpoint", ["step": .int(step), "path": .string(location.path)])
   }
 
@@ -199,6 +217,35 @@ extension Trainer {
     return flat
   }
 
+  /// The step this run continues at from a checkpoint of `savedStep` steps of `savedGlobalBatch` samples: the same
+  /// step for the same global batch, else the step of this run's that has consumed the same epochs and samples.
+  func resumedStep(savedStep: Int, savedGlobalBatch: Int, samplesConsumed samples: Int) -> Int {
+    guard savedGlobalBatch != plan.globalBatch else { return savedStep }
+    let oldStepsPerEpoch = plan.trainCount / savedGlobalBatch
+    let epoch = samples / (oldStepsPerEpoch * savedGlobalBatch)
+    let inEpoch = samples - epoch * oldStepsPerEpoch * savedGlobalBatch
+    return epoch * plan.stepsPerEpoch + inEpoch / plan.globalBatch
+  }
+
+  /// `--resume` from a checkpoint already past this run's last step would train nothing and report nothing: an
+  /// input error naming both steps (a checkpoint exactly at the end is fine: the run just reports it).
+  func checkResumable(_ checkpoint: LoadedCheckpoint) throws {
+    let state = checkpoint.state
+    let resumed = resumedStep(
+      savedStep: state.step, savedGlobalBatch: state.globalBatch, samplesConsumed: state.samplesConsumed)
+    guard resumed > plan.totalSteps else { return }
+    let limit =
+      configuration.maxSteps.map { "--max-steps \($0)" }
+      ?? "\(configuration.epochs) epochs of \(plan.stepsPerEpoch) steps"
+    throw CheckpointError(
+      path: checkpoint.location.path,
+      problem:
+        "is at step \(resumed), already past this run's last step \(plan.totalSteps) (\(limit)), so --resume would train nothing",
+      hint:
+        "Pass a larger --max-steps or more --epochs to train on from it, or evaluate it with `ddp-train eval --checkpoint \(checkpoint.location.path)`."
+    )
+  }
+
   /// Starts every rank from identical state: rank 0's fresh parameters, or the checkpoint rank 0 loaded.
   func restoreOrBroadcastInitialState(_ checkpoint: LoadedCheckpoint?) throws {
     if configuration.resume {
@@ -235,10 +282,7 @@ extension Trainer {
       } else {
         // Another global batch: continue from the samples consumed; the lr policy is this run's.
         let samples = Int(scalars[2])
-        let oldStepsPerEpoch = plan.trainCount / savedGlobalBatch
-        let epoch = samples / (oldStepsPerEpoch * savedGlobalBatch)
-        let inEpoch = samples - epoch * oldStepsPerEpoch * savedGlobalBatch
-        step = epoch * plan.stepsPerEpoch + inEpoch / plan.globalBatch
+        step = resumedStep(savedStep: Int(scalars[0]), savedGlobalBatch: savedGlobalBatch, samplesConsumed: samples)
         console.line(
           "note: the checkpoint's global batch was \(savedGlobalBatch), this run's is \(plan.globalBatch): continuing "
             + "from \(samples) samples consumed at step \(step); the lr policy is recomputed for the new global batch")

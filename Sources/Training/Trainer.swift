@@ -68,6 +68,8 @@ public final class Trainer {
   var metrics: MetricsLog?
   let checkpoints: CheckpointDirectory?
   var lastCheckpoint: String?
+  /// Rank 0's hold on the checkpoint directory (`CheckpointLock`), kept until the process ends.
+  var checkpointLock: CheckpointLock?
   /// FNV-1a of the training split, computed once (state.json and the start-up agreement use it).
   lazy var trainFingerprint: UInt64 = data.train.fingerprint
 
@@ -173,8 +175,16 @@ public final class Trainer {
     if let metricsPath = configuration.metricsPath { try Self.validateMetricsPath(metricsPath) }
     guard let checkpoints else { return nil }
     try checkpoints.validateWritable()
-    if configuration.resume { return try loadNewestCheckpoint(from: checkpoints) }
-    if !configuration.startFresh, let newest = try checkpoints.list().first {
+    // One job per directory. Locked first when the lock file exists (so a second job is told so, whatever else
+    // it asks), else once every check has passed; either way nothing is written before then (an input error
+    // leaves the directory as it was).
+    checkpointLock = try CheckpointLock.acquire(checkpoints, create: false)
+    var resumeFrom: LoadedCheckpoint?
+    if configuration.resume {
+      let checkpoint = try loadNewestCheckpoint(from: checkpoints)
+      try checkResumable(checkpoint)
+      resumeFrom = checkpoint
+    } else if !configuration.startFresh, let newest = try checkpoints.list().first {
       throw CheckpointError(
         path: checkpoints.path,
         problem: "already holds checkpoints of a run (newest \((newest.path as NSString).lastPathComponent))",
@@ -182,7 +192,12 @@ public final class Trainer {
           "Pass --resume to continue it, --start-fresh to train anew (replacing same-step folders), or another --checkpoint-dir."
       )
     }
-    return nil
+    if checkpointLock == nil { checkpointLock = try CheckpointLock.acquire(checkpoints, create: true) }
+    let since = ISO8601DateFormatter().string(from: Date())
+    checkpointLock?.record(
+      owner: "pid \(getpid()) on \(ProcessInfo.processInfo.hostName) since \(since): "
+        + CommandLine.arguments.map(shellQuoted).joined(separator: " "))
+    return resumeFrom
   }
 
   /// What the loop carries from step to step besides the checkpointed progress.

@@ -13,7 +13,7 @@ struct TrainOptions: ParsableArguments {
 
   @Option(
     help: ArgumentHelp(
-      "For tests: KIND@RANK:STEP, KIND one of crash, exit, kill, term, error, hang, perturb, nan, killwrite.",
+      "For tests: KIND@RANK:STEP, KIND one of crash, exit, kill, term, error, hang, perturb, nan, killwrite, termwrite[:once].",
       visibility: .hidden)
   )
   var injectFault: String?

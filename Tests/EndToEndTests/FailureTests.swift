@@ -38,10 +38,26 @@ struct FailureTests {
     #expect(result.output.contains("signal 9"), "\(result.output)")
   }
 
-  @Test func sigtermOnOneRank() throws {
-    let result = try runFaulty("term@2:5")
-    #expect(result.output.contains("rank 2"), "\(result.output)")
-    #expect(result.output.contains("signal 15"), "\(result.output)")
+  /// SIGTERM is a stop request, not a failure: every rank stops after the step in which rank 2 got it, rank 0
+  /// checkpoints that step, and every process (and so mpirun) exits 75.
+  @Test func sigtermOnOneRankStopsTheJobWithACheckpoint() throws {
+    let scratch = try makeScratchDirectory("stop")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let checkpoints = scratch.appendingPathComponent("ck")
+    let result = try DDPTrainProcess.mpirun(
+      ranks: 3, Self.tiny + ["--inject-fault", "term@2:5", "--checkpoint-dir", checkpoints.path], timeout: 60)
+    #expect(result.status == 75, "\(result.output)")
+    #expect(result.stdout.contains("stopped by a signal to another rank after step 6"), "\(result.output)")
+    #expect(result.stdout.contains("--resume"), "\(result.output)")
+    #expect(FileManager.default.fileExists(atPath: checkpoints.appendingPathComponent("step-00000006").path))
+    let resumed = try DDPTrainProcess.mpirun(
+      ranks: 3, Self.tiny + ["--checkpoint-dir", checkpoints.path, "--resume"], timeout: 60)
+    #expect(resumed.status == 0, "\(resumed.output)")
+    let reference = scratch.appendingPathComponent("reference")
+    let uninterrupted = try DDPTrainProcess.mpirun(
+      ranks: 3, Self.tiny + ["--checkpoint-dir", reference.path], timeout: 60)
+    #expect(uninterrupted.status == 0, "\(uninterrupted.output)")
+    #expect(bitwiseDifference(try finalParameters(in: checkpoints), try finalParameters(in: reference)) == nil)
   }
 
   @Test("a Swift error thrown on one rank is reported once, by that rank, and ends the job")

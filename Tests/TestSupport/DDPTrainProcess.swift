@@ -11,6 +11,8 @@ public struct DDPTrainProcess {
     public var stderr: String
     public var seconds: Double
     public var timedOut: Bool
+    /// The signal that ended the process, when one did (`status` is then that signal's number).
+    public var signal: Int32?
     public var output: String { stdout + stderr }
   }
 
@@ -48,27 +50,32 @@ public struct DDPTrainProcess {
   /// `extraEnvironment` is added to `environment` (LD_PRELOAD, say).
   public static func run(
     _ arguments: [String], timeout: Double = 120, directory: URL? = nil, stopSignal: Int32 = SIGTERM,
-    grace: Double = 0.5, extraEnvironment: [String: String] = [:]
+    grace: Double = 0.5, extraEnvironment: [String: String] = [:], during: (@Sendable (pid_t) -> Void)? = nil
   ) throws -> Result {
     try execute(
       [binary] + arguments, timeout: timeout, directory: directory, stopSignal: stopSignal, grace: grace,
-      extraEnvironment: extraEnvironment)
+      extraEnvironment: extraEnvironment, during: during)
   }
 
   /// `mpirun -np ranks ddp-train arguments...`; mpirun's own --timeout backs up ours.
-  public static func mpirun(ranks: Int, _ arguments: [String], timeout: Double = 180, directory: URL? = nil) throws
-    -> Result
-  {
+  /// `sigkillTimeout`: mpirun's odls_base_sigkill_timeout, the seconds between its SIGTERM and SIGKILL to ranks
+  /// it tears down (0: at once; Open MPI's default is 1).
+  public static func mpirun(
+    ranks: Int, _ arguments: [String], timeout: Double = 180, directory: URL? = nil, sigkillTimeout: Int = 0,
+    during: (@Sendable (pid_t) -> Void)? = nil
+  ) throws -> Result {
     let command = [
-      "mpirun", "--oversubscribe", "--timeout", String(Int(timeout)), "--mca", "odls_base_sigkill_timeout", "0",
-      "-np", String(ranks), binary,
+      "mpirun", "--oversubscribe", "--timeout", String(Int(timeout)), "--mca", "odls_base_sigkill_timeout",
+      String(sigkillTimeout), "-np", String(ranks), binary,
     ]
-    return try execute(command + arguments, timeout: timeout + 10, directory: directory)
+    return try execute(command + arguments, timeout: timeout + 10, directory: directory, during: during)
   }
 
+  /// `during`, when given, runs on another thread once the process has started, with its pid: to signal it, kill
+  /// one of its ranks, or change its files while it runs. The call still returns only when the process has ended.
   public static func execute(
     _ command: [String], timeout: Double, directory: URL?, stopSignal: Int32 = SIGTERM, grace: Double = 0.5,
-    extraEnvironment: [String: String] = [:]
+    extraEnvironment: [String: String] = [:], during: (@Sendable (pid_t) -> Void)? = nil
   ) throws -> Result {
     let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("ddp-train-out-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
@@ -89,6 +96,11 @@ public struct DDPTrainProcess {
     if let directory { process.currentDirectoryURL = directory }
     let start = Date()
     try process.run()
+    let helper = DispatchGroup()
+    if let during {
+      let pid = process.processIdentifier
+      DispatchQueue.global().async(group: helper) { during(pid) }
+    }
     var timedOut = false
     while process.isRunning {
       if Date().timeIntervalSince(start) > timeout {
@@ -101,13 +113,16 @@ public struct DDPTrainProcess {
       usleep(20_000)
     }
     process.waitUntilExit()
+    let seconds = Date().timeIntervalSince(start)
+    helper.wait()
     try out.close()
     try err.close()
     return Result(
       status: process.terminationStatus,
       stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
       stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "",
-      seconds: Date().timeIntervalSince(start), timedOut: timedOut)
+      seconds: seconds, timedOut: timedOut,
+      signal: process.terminationReason == .uncaughtSignal ? process.terminationStatus : nil)
   }
 }
 
