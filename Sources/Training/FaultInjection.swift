@@ -46,6 +46,20 @@ public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
     self.init(kind: kind, rank: rank, step: step, once: place.count == 3)
   }
 
+  /// `words` without `--inject-fault KIND@RANK:STEP` (for commands printed or relaunched for a user).
+  public static func removed(from words: [String]) -> [String] {
+    var kept: [String] = []
+    var rest = words[...]
+    while let word = rest.popFirst() {
+      if word == "--inject-fault" {
+        _ = rest.popFirst()
+      } else if !word.hasPrefix("--inject-fault=") {
+        kept.append(word)
+      }
+    }
+    return kept
+  }
+
   public var description: String { "\(kind.rawValue)@\(rank):\(step)" + (once ? ":once" : "") }
 
   /// For `once`: true the first time (leaving the marker), false after.

@@ -453,16 +453,8 @@ public final class Trainer {
   /// `ddp-train launch` passes its own resuming command in `DDP_TRAIN_RESUME_COMMAND`; that one is printed then.
   static func resumeCommand(worldSize: Int) -> String {
     if let given = ProcessInfo.processInfo.environment["DDP_TRAIN_RESUME_COMMAND"], !given.isEmpty { return given }
-    var words: [String] = []
-    var arguments = CommandLine.arguments[...]
-    while let word = arguments.popFirst() {
-      if word == "--start-fresh" || word == "--resume" || word == "--no-resume" { continue }
-      if word == "--inject-fault" {
-        _ = arguments.popFirst()
-        continue
-      }
-      if word.hasPrefix("--inject-fault=") { continue }
-      words.append(word)
+    var words = FaultInjection.removed(from: CommandLine.arguments).filter {
+      !["--start-fresh", "--resume", "--no-resume"].contains($0)
     }
     words.append("--resume")
     let prefix = worldSize > 1 ? ["mpirun", "-np", String(worldSize)] : []

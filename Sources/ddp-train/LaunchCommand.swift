@@ -61,7 +61,7 @@ struct LaunchCommand: ParsableCommand {
     // What a stopped job's rank 0 prints as the command that continues it: this launch, resuming.
     let kept = Array(CommandLine.arguments.dropFirst().prefix { $0 != "--" })
     let resume =
-      ["ddp-train"] + kept + ["--"] + Self.withoutTestFaults(trainArguments).filter { $0 != "--start-fresh" }
+      ["ddp-train"] + kept + ["--"] + FaultInjection.removed(from: trainArguments).filter { $0 != "--start-fresh" }
       + ["--resume"]
     setenv("DDP_TRAIN_RESUME_COMMAND", resume.map(shellQuoted).joined(separator: " "), 1)
     mpirunCommand.mpirunArguments = ["-x", "DDP_TRAIN_RESUME_COMMAND"] + cluster.mpirunArguments
@@ -122,23 +122,9 @@ struct LaunchCommand: ParsableCommand {
   func resolveTraining(_ file: ConfigFile) throws -> TrainingConfiguration {
     var training = TrainingConfiguration()
     try file.applyTrainSection(to: &training)
-    try TrainOption.apply(TrainOption.parse(Self.withoutTestFaults(trainArguments)), to: &training)
+    try TrainOption.apply(TrainOption.parse(FaultInjection.removed(from: trainArguments)), to: &training)
     try training.validate()
     return training
-  }
-
-  /// `words` without `--inject-fault KIND@RANK:STEP`.
-  static func withoutTestFaults(_ words: [String]) -> [String] {
-    var kept: [String] = []
-    var rest = words[...]
-    while let word = rest.popFirst() {
-      if word == "--inject-fault" {
-        _ = rest.popFirst()
-      } else if !word.hasPrefix("--inject-fault=") {
-        kept.append(word)
-      }
-    }
-    return kept
   }
 
   /// Runs one mpirun to its end and returns its exit status. The first SIGTERM or SIGINT becomes SIGUSR1 for
