@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 
@@ -25,6 +26,14 @@ void ddp_install_stop_handlers(void) {
   sigaction(SIGTERM, &action, NULL);
   sigaction(SIGINT, &action, NULL);
   sigaction(SIGUSR1, &action, NULL);
+  // A process inherits its blocked-signal mask: one started by a program whose thread blocked these (a test
+  // runner, a thread pool) would otherwise never see the stop it is asked for.
+  sigset_t stops;
+  sigemptyset(&stops);
+  sigaddset(&stops, SIGTERM);
+  sigaddset(&stops, SIGINT);
+  sigaddset(&stops, SIGUSR1);
+  pthread_sigmask(SIG_UNBLOCK, &stops, NULL);
 }
 
 int ddp_stop_signal(void) { return first_stop_signal; }

@@ -12,8 +12,12 @@
 public final class CheckpointLock {
   public static let fileName = ".lock"
   private let descriptor: Int32
+  private let path: String
 
-  private init(descriptor: Int32) { self.descriptor = descriptor }
+  private init(descriptor: Int32, path: String) {
+    self.descriptor = descriptor
+    self.path = path
+  }
 
   /// Takes the lock, or throws a `CheckpointError` naming the job holding it. Writes nothing: with `create`
   /// false, a directory without a lock file gives nil (nobody holds it; `create` it once the run is sure to go
@@ -23,7 +27,9 @@ public final class CheckpointLock {
   {
     let path = FileSystem.join(directory.path, fileName)
     if create { try FileSystem.makeDirectories(directory.path) }
-    let descriptor = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0o644)
+    // Held read-only: a descriptor open for writing would keep the file system from being remounted read-only
+    // (EBUSY), and a job's lock must not be what stops an administrator.
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC | (create ? O_CREAT : 0), 0o644)
     if descriptor < 0 && errno == ENOENT && !create { return nil }
     guard descriptor >= 0 else { throw FileSystem.osError(path, "open") }
     guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
@@ -39,14 +45,18 @@ public final class CheckpointLock {
         problem: "is in use by another job that is still running (\(text.isEmpty ? "unknown" : text))",
         hint: "Wait for it to end, stop it (SIGUSR1 or SIGTERM), or give this job another --checkpoint-dir")
     }
-    return CheckpointLock(descriptor: descriptor)
+    return CheckpointLock(descriptor: descriptor, path: path)
   }
 
   /// Records who holds the lock (replacing what a previous holder wrote): `owner` names the job for others.
+  /// Written through a descriptor of its own, closed at once (closing it keeps the flock, which belongs to the
+  /// held descriptor's open file). Best effort: the text only improves another job's message.
   public func record(owner: String) {
     let bytes = Array((owner + "\n").utf8)
-    _ = ftruncate(descriptor, 0)
-    _ = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+    let writer = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC)
+    guard writer >= 0 else { return }
+    _ = bytes.withUnsafeBytes { write(writer, $0.baseAddress, $0.count) }
+    close(writer)
   }
 
   deinit { close(descriptor) }

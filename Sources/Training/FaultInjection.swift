@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 
 /// `--inject-fault KIND@RANK:STEP`, for tests only: makes one rank misbehave at one step, reproducibly.
@@ -82,7 +83,10 @@ public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
     let target = step
     let fault = self
     let signal = kind == .killwrite ? SIGKILL : SIGTERM
-    return { step, _ in if step == target && fault.claimOnce() { raise(signal) } }
+    // After the first file only: a second SIGTERM would be a second stop request (which aborts).
+    return { step, file in
+      if step == target && file == CheckpointDirectory.modelFile && fault.claimOnce() { raise(signal) }
+    }
   }
 
   /// Called by every rank at the start of every step; acts only on the chosen rank and step.

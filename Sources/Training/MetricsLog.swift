@@ -3,9 +3,9 @@ import Foundation
 
 /// docs/INTERFACE.md's JSON Lines metrics file: rank 0 appends one object per line, each with "event".
 ///
-/// Each line is written with a single `write(2)` on an O_APPEND descriptor, so a reader (or a crash) never
-/// sees half an object from us. Non-finite numbers are written as the strings "NaN"/"Infinity"/"-Infinity"
-/// (JSON has no literal for them).
+/// Each line is written with one `write(2)` on an O_APPEND descriptor (a short write on a full disk is finished
+/// or taken back), so a reader never sees half an object from us. Non-finite numbers are written as the strings
+/// "NaN"/"Infinity"/"-Infinity" (JSON has no literal for them).
 public final class MetricsLog {
   public let path: String
   private let descriptor: Int32
@@ -31,9 +31,20 @@ public final class MetricsLog {
     }
     line += "}\n"
     let bytes = Array(line.utf8)
-    let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-    guard written == bytes.count else {
-      throw TrainingError.io(path: path, message: written < 0 ? String(cString: strerror(errno)) : "short write")
+    var size = stat()
+    let before = fstat(descriptor, &size) == 0 ? size.st_size : -1
+    var written = 0
+    while written < bytes.count {
+      let count = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, $0.count - written) }
+      if count < 0 && errno == EINTR { continue }
+      guard count > 0 else {
+        let problem = count < 0 ? String(cString: strerror(errno)) : "nothing written"
+        // A disk that filled mid-line: take the part back, so every line in the file stays whole JSON.
+        if written > 0 && before >= 0 { _ = ftruncate(descriptor, before) }
+        throw TrainingError.io(
+          path: path, message: "\(problem) (appending its \(event) event; the lines before it are complete)")
+      }
+      written += count
     }
   }
 }

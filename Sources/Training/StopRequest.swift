@@ -7,7 +7,7 @@ import Foundation
 /// learn of a request on any rank in the same step and stop after it together. A second signal ends the process
 /// at once (the signal's default action).
 public enum StopRequest {
-  /// Installs the handlers; `train` calls it before the first step. Without it the signals keep their defaults.
+  /// Installs the handlers; `train` calls it first thing, before MPI starts. Without it the signals keep their defaults.
   public static func install() { ddp_install_stop_handlers() }
 
   /// The first stop signal this process received, or nil.

@@ -96,14 +96,14 @@ extension Trainer {
     // A write that fails now (full disk, a directory removed or made read-only during the run) is a failure
     // while training, not an input error: the run had already written things (exit status 1).
     let location: CheckpointLocation
-    if checkpointLock != nil && !FileManager.default.fileExists(atPath: directory.path) {
-      // Locked (so it existed) and now gone: someone removed it; recreating it would hide that from the user.
-      throw TrainingError.io(
-        path: directory.path,
-        message:
-          "the checkpoint directory was removed during the run; the checkpoint of step \(step) cannot be saved. "
-          + "Restore the directory (or choose another --checkpoint-dir) and resume from a copy of it")
-    }
+    // Locked (so it existed) and now gone: someone removed it; recreating it would hide that from the user.
+    let removed = TrainingError.io(
+      path: directory.path,
+      message:
+        "the checkpoint directory was removed during the run; the checkpoint of step \(step) cannot be saved. "
+        + "Restore the directory (or choose another --checkpoint-dir) and resume from a copy of it")
+    func directoryIsGone() -> Bool { checkpointLock != nil && !FileManager.default.fileExists(atPath: directory.path) }
+    if directoryIsGone() { throw removed }
     do {
       location = try directory.write(
         step: step,
@@ -114,6 +114,8 @@ extension Trainer {
       lastCheckpoint = location.path
       if let keep = configuration.keep { try directory.prune(keep: keep) }
     } catch {
+      // Removed while this write was under way.
+      if directoryIsGone() { throw removed }
       let earlier = lastCheckpoint.map { "; the newest complete checkpoint is \($0)" } ?? ""
       throw TrainingError.io(
         path: error.path,

@@ -175,6 +175,12 @@ enum JobSignals {
     lock.withLock {
       process = child
       guard sources.isEmpty else { return }
+      // Inherited masks can block them (see ddp_install_stop_handlers); launch must see both.
+      var stops = sigset_t()
+      sigemptyset(&stops)
+      sigaddset(&stops, SIGINT)
+      sigaddset(&stops, SIGTERM)
+      pthread_sigmask(SIG_UNBLOCK, &stops, nil)
       signal(SIGINT, SIG_IGN)
       signal(SIGTERM, SIG_IGN)
       sources = [SIGINT, SIGTERM].map { number in

@@ -13,6 +13,9 @@ struct TrainCommand: ParsableCommand {
   @OptionGroup var options: TrainOptions
 
   func run() throws {
+    // First of all: a stop asked for while the job starts (MPI, data) is then kept for the first step, instead of
+    // killing the rank by the signal's default action.
+    StopRequest.install()
     // Input errors found here (options, config file) end every rank with status 2 before MPI starts;
     // DDPTrain.main prints them once, on rank 0.
     let configuration = try options.resolveConfiguration()
@@ -30,7 +33,6 @@ struct TrainCommand: ParsableCommand {
         try Trainer(
           configuration: configuration, communicator: communicator, data: data, console: console, faults: faults)
       }
-      StopRequest.install()
       let summary = try trainer.run()
       if summary.stoppedBy != nil {
         finishJob(communicator)

@@ -20,18 +20,6 @@ struct KillTests {
     }
   }
 
-  /// Verifies one checkpoint the way --resume does: both tensor files decode and match state.json's SHA-256.
-  static func verify(_ location: CheckpointLocation, in directory: CheckpointDirectory) throws {
-    let state =
-      try JSONSerialization.jsonObject(with: Data(directory.read("state.json", of: location))) as? [String: Any]
-    let files = state?["files"] as? [String: String] ?? [:]
-    for file in [CheckpointDirectory.modelFile, CheckpointDirectory.optimizerFile] {
-      let bytes = try directory.read(file, of: location)
-      _ = try SafeTensors.decode(bytes, path: location.path + "/" + file)
-      #expect(files[file] == SHA256.hexDigest(bytes), "\(location.path)/\(file) does not match its recorded hash")
-    }
-  }
-
   @Test("SIGKILL in the middle of a checkpoint write: the half-written one is never used, the previous one resumes")
   func killInsideAWrite() throws {
     let scratch = try makeScratchDirectory("killwrite")
@@ -100,12 +88,10 @@ struct KillTests {
       #expect(Self.processes(mentioning: directory.path).isEmpty, "round \(round): ranks still running after 10 s")
       process.waitUntilExit()
 
-      let checkpoints = CheckpointDirectory(path: directory.path)
-      let locations = try checkpoints.list()
+      let locations = try CheckpointDirectory(path: directory.path).list()
       #expect(!locations.isEmpty)
-      for location in locations { try Self.verify(location, in: checkpoints) }
-      leftoverTemporaryFolders += try FileManager.default.contentsOfDirectory(atPath: directory.path)
-        .filter { $0.hasPrefix(".tmp-") }.count
+      try JobWatching.verifyAll(in: directory)
+      leftoverTemporaryFolders += JobWatching.temporaryFolders(in: directory).count
 
       let evaluation = try DDPTrainProcess.run(["eval", "--checkpoint", directory.path])
       #expect(evaluation.status == 0, "round \(round): \(evaluation.output)")

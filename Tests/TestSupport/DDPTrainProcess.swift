@@ -95,7 +95,7 @@ public struct DDPTrainProcess {
     process.standardInput = FileHandle.nullDevice
     if let directory { process.currentDirectoryURL = directory }
     let start = Date()
-    try process.run()
+    try withNoSignalsBlocked { try process.run() }
     let helper = DispatchGroup()
     if let during {
       let pid = process.processIdentifier
@@ -124,6 +124,18 @@ public struct DDPTrainProcess {
       seconds: seconds, timedOut: timedOut,
       signal: process.terminationReason == .uncaughtSignal ? process.terminationStatus : nil)
   }
+}
+
+/// Runs `body` (which starts a child) with no signal blocked in this thread. A child inherits the blocked-signal
+/// mask of the thread that starts it, and the test runner's threads block nearly every signal: an mpirun started
+/// from one would never see the SIGTERM or SIGUSR1 a test sends it.
+func withNoSignalsBlocked<T>(_ body: () throws -> T) rethrows -> T {
+  var none = sigset_t()
+  var previous = sigset_t()
+  sigemptyset(&none)
+  pthread_sigmask(SIG_SETMASK, &none, &previous)
+  defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+  return try body()
 }
 
 /// A fresh temporary directory for one test, removed by the caller's `defer`.
