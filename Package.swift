@@ -57,11 +57,16 @@ let package = Package(
     // `ddp-train scaling`: plans trainings, runs them through mpirun as subprocesses, reads their metrics and
     // writes the report (Markdown, JSON, SVG charts). Never calls MPI itself.
     .target(name: "ScalingStudy", dependencies: ["Training", "Optimizers"]),
-    // The command-line tool: train (default), eval, launch, bench, scaling.
+    // What a trained model gets right and wrong, and how a run went: predictions with class names, the confusion
+    // matrix and per-class scores, PNG and SVG pictures of them, charts of metrics files (`predict`, `eval`, `plot`).
+    .target(
+      name: "Inspection",
+      dependencies: ["Training", "Layers", "Datasets", "Checkpoints", "ScalingStudy", "Diagnostics", "CZlib"]),
+    // The command-line tool: train (default), eval, predict, plot, launch, bench, scaling.
     .executableTarget(
       name: "ddp-train",
       dependencies: [
-        "Training", "MPICommunication", "Benchmarks", "ScalingStudy", "Diagnostics",
+        "Training", "MPICommunication", "Benchmarks", "ScalingStudy", "Inspection", "Diagnostics",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Yams", package: "Yams"),
       ]),
@@ -73,6 +78,7 @@ let package = Package(
     .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"]),
     .testTarget(name: "TrainingTests", dependencies: ["Training", "Communication"]),
     .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks"]),
+    .testTarget(name: "InspectionTests", dependencies: ["Inspection", "Layers", "Datasets", "CZlib"]),
     // Launches the built `ddp-train` through real `mpirun`; never calls MPI in-process.
     // Runs the built binary as a subprocess (alone or under mpirun) for the tests that launch it.
     .target(name: "TestSupport", path: "Tests/TestSupport"),

@@ -53,14 +53,15 @@ extension Trainer {
   func logEpoch(
     epoch: Int, learningRate: Double, trainLoss: Double, trainAccuracy: Double,
     evaluation: (loss: Double, accuracy: Double), samplesPerSecond: Double, epochSeconds: Double, elapsed: Double,
-    partial: Bool
+    partial: Bool, runSecondsLeft: Double?
   ) throws {
     let of = partial ? " (partial)" : "/\(plan.epochCount)"
     console.line(
       String(format: "epoch %3d", epoch) + of
         + String(
           format: "  train loss %.4f  test loss %.4f  test acc %.4f  lr %.5f  %8.0f samples/s  %6.1f s elapsed",
-          trainLoss, evaluation.loss, evaluation.accuracy, learningRate, samplesPerSecond, elapsed))
+          trainLoss, evaluation.loss, evaluation.accuracy, learningRate, samplesPerSecond, elapsed)
+        + (step < plan.totalSteps ? runSecondsLeft.map { "  ETA \(durationText($0))" } ?? "" : ""))
     var fields: [String: MetricValue] = [
       "epoch": .int(epoch), "step": .int(step), "lr": .double(learningRate), "train_loss": .double(trainLoss),
       "train_accuracy": .double(trainAccuracy), "test_loss": .double(evaluation.loss),

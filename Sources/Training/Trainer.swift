@@ -203,6 +203,8 @@ public final class Trainer {
   /// What the loop carries from step to step besides the checkpointed progress.
   struct LoopState {
     let trainStart = Date()
+    /// The step this process started from (0, or the resumed checkpoint's), for the run's ETA.
+    let startStep: Int
     var epochStart = Date()
     var epochSamples = 0
     var lastEvaluation = (loss: Double.nan, accuracy: Double.nan)
@@ -243,8 +245,9 @@ public final class Trainer {
       indices: .allocate(capacity: plan.batchSize),
       batch: BatchAssembler(featureCount: data.train.featureCount, maxBatch: plan.batchSize))
     defer { scratch.indices.deallocate() }
-    let progress = ProgressLine(console: console, stepsPerEpoch: plan.stepsPerEpoch)
-    var state = LoopState()
+    let progress = ProgressLine(
+      console: console, stepsPerEpoch: plan.stepsPerEpoch, totalSteps: plan.totalSteps, startStep: step)
+    var state = LoopState(startStep: step)
 
     while step < plan.totalSteps {
       let stepStart = Date()
@@ -279,7 +282,8 @@ public final class Trainer {
         }
       }
       progress.update(
-        epoch: epoch, stepInEpoch: step - epoch * plan.stepsPerEpoch, loss: epochLossSum / Double(epochSteps))
+        epoch: epoch, stepInEpoch: step - epoch * plan.stepsPerEpoch, step: step,
+        loss: epochLossSum / Double(epochSteps))
       if step % plan.stepsPerEpoch == 0 || step == plan.totalSteps {
         progress.clear()
         try finishEpoch(epoch: epoch, learningRate: learningRate, state: &state)
@@ -392,7 +396,10 @@ public final class Trainer {
     try logEpoch(
       epoch: epoch + 1, learningRate: learningRate, trainLoss: state.lastTrainLoss, trainAccuracy: trainAccuracy,
       evaluation: state.lastEvaluation, samplesPerSecond: samplesPerSecond, epochSeconds: trainSeconds,
-      elapsed: Date().timeIntervalSince(state.trainStart), partial: step % plan.stepsPerEpoch != 0)
+      elapsed: Date().timeIntervalSince(state.trainStart), partial: step % plan.stepsPerEpoch != 0,
+      runSecondsLeft: remainingSeconds(
+        done: step - state.startStep, total: plan.totalSteps - state.startStep,
+        seconds: Date().timeIntervalSince(state.trainStart)))
     times = StepTimes()
     epochLossSum = 0
     epochCorrect = 0

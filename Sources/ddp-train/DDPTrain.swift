@@ -15,7 +15,10 @@ struct DDPTrain: ParsableCommand {
       Run K workers with `mpirun -np K ddp-train [options]`, or one process alone for debugging.
       Each worker trains on its shard of every global batch K×B; gradients are averaged by all-reduce.
       """,
-    subcommands: [TrainCommand.self, EvalCommand.self, LaunchCommand.self, BenchCommand.self, ScalingCommand.self],
+    subcommands: [
+      TrainCommand.self, EvalCommand.self, PredictCommand.self, PlotCommand.self, LaunchCommand.self, BenchCommand.self,
+      ScalingCommand.self,
+    ],
     defaultSubcommand: TrainCommand.self)
 
   static func main() {

@@ -1,19 +1,22 @@
 import ArgumentParser
-import Checkpoints
 import Communication
 import Datasets
 import Foundation
-import Layers
+import Inspection
+import MPICommunication
 import Training
 
-/// `ddp-train eval --checkpoint DIR`: test loss and accuracy of a saved model.
+/// `ddp-train eval --checkpoint DIR`: test loss and accuracy of a saved model, per-class scores and the
+/// confusion matrix.
 struct EvalCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "eval",
-    abstract: "Print the test loss and accuracy of a saved model.",
+    abstract: "Print the test loss and accuracy of a saved model, its per-class scores and confusion matrix.",
     discussion: """
       DIR is a checkpoint folder (…/step-00001234) or a checkpoint directory, whose newest complete checkpoint
       is used. The dataset is the one the checkpoint was trained on unless --dataset/--data-dir say otherwise.
+      Per class: accuracy (the share of its samples predicted right, which is its recall), precision, recall, F1
+      and support; then the confusion matrix, rows true and columns predicted. Under mpirun, rank 0 does it all.
       """)
 
   @Option(help: "A checkpoint folder, or a --checkpoint-dir (its newest checkpoint).")
@@ -22,61 +25,47 @@ struct EvalCommand: ParsableCommand {
   var dataset: DatasetKind?
   @Option(name: .customLong("data-dir"), help: "Directory of IDX files (default: the checkpoint's).")
   var dataDir: String?
+  @Flag(help: "Print one JSON object instead of text.")
+  var json = false
+  @Option(help: "Also draw the confusion matrix as a heat map: FILE.svg or FILE.png.")
+  var confusion: String?
 
   func run() throws {
-    let location = try Self.locate(checkpoint)
-    let directory = CheckpointDirectory(path: (location.path as NSString).deletingLastPathComponent)
-    let stateBytes = try directory.read(CheckpointDirectory.stateFile, of: location)
-    let state: CheckpointState
-    do {
-      state = try CheckpointState.decode(stateBytes)
-    } catch {
-      throw CheckpointError(
-        path: location.path + "/" + CheckpointDirectory.stateFile,
-        problem: "is not a ddp-train checkpoint state (\(Trainer.describe(decodingError: error)))",
-        hint: "Point --checkpoint at a folder written by ddp-train train.")
+    // Checked before any work: a bad path writes nothing.
+    let picture = try confusion.map { try OutputFile(path: $0, option: "--confusion", formats: [.svg, .png]) }
+    guard MPICommunicator.launchRank == 0 else { return }
+    let saved = try SavedModel.load(checkpoint: checkpoint, dataset: dataset, dataDirectory: dataDir)
+    let test = saved.data.test
+    let result = try Trainer.evaluate(model: saved.model, dataset: test, communicator: SingleProcessCommunicator())
+    let matrix = ConfusionMatrix(
+      Predictor.predictAll(model: saved.model, dataset: test), classCount: saved.state.model.classCount)
+    let names = saved.classNames
+    if let picture {
+      let title = "--model \(saved.state.model.name) at step \(saved.state.step) on \(saved.data.kind.rawValue)"
+      switch picture.format {
+      case .svg: try picture.write(Array(matrix.heatMapSVG(names: names, title: title).utf8))
+      case .png: try picture.write(matrix.heatMapPNG(names: names, title: title))
+      }
     }
-    var configuration = state.configuration
-    if let dataset { configuration.dataset = dataset }
-    if let dataDir { configuration.dataDirectory = dataDir }
-    let data = try DatasetLoader.load(
-      configuration.dataset, directory: configuration.dataDirectory, synthetic: configuration.synthetic)
-    let model = Sequential(spec: state.model, maxBatch: Trainer.evaluationBatch)
-    let modelPath = location.path + "/" + CheckpointDirectory.modelFile
-    let tensors = try SafeTensors.decode(directory.read(CheckpointDirectory.modelFile, of: location), path: modelPath)
-    let flat = try Trainer.flatten(tensors.tensors, into: model, path: modelPath)
-    model.parameters.copy(from: flat)
-    let spec = state.model
-    let shapeFits =
-      spec.inputShape.count == 1 ? data.test.featureCount == spec.inputSize : data.test.sampleShape == spec.inputShape
-    guard shapeFits, data.test.classCount == spec.classCount else {
-      throw ConfigurationError(
-        option: "--dataset",
-        expected:
-          "data with samples of shape \(spec.inputShape.map(String.init).joined(separator: "x")) and \(spec.classCount) classes",
-        found: "\(data.test.sampleShape.map(String.init).joined(separator: "x")), \(data.test.classCount) classes")
+    if json {
+      var object = matrix.jsonObject(names: names)
+      object["checkpoint"] = saved.location.path
+      object["step"] = saved.state.step
+      object["model"] = saved.state.model.description
+      object["dataset"] = saved.data.kind.rawValue
+      object["test_loss"] = result.loss
+      object["test_accuracy"] = result.accuracy
+      if let picture { object["confusion_image"] = picture.path }
+      let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+      print(String(decoding: data, as: UTF8.self))
+      return
     }
-    let result = try Trainer.evaluate(model: model, dataset: data.test, communicator: SingleProcessCommunicator())
-    print("checkpoint: \(location.path) (step \(state.step), \(state.model))")
+    print("checkpoint: \(saved.location.path) (step \(saved.state.step), \(saved.state.model))")
     print(
       String(format: "test loss %.4f  test accuracy %.4f", result.loss, result.accuracy)
-        + "  (\(data.test.count) test samples of \(data.kind.rawValue))")
-  }
-
-  /// A step folder itself, or the newest complete checkpoint of a directory of them.
-  static func locate(_ path: String) throws -> CheckpointLocation {
-    let name = (path as NSString).lastPathComponent
-    if name.hasPrefix("step-"), let step = Int(name.dropFirst(5)) {
-      guard FileManager.default.fileExists(atPath: path + "/" + CheckpointDirectory.stateFile) else {
-        throw CheckpointError(path: path, problem: "state.json is missing", hint: "This checkpoint is incomplete.")
-      }
-      return CheckpointLocation(step: step, path: path)
-    }
-    guard let newest = try CheckpointDirectory(path: path).list().first else {
-      throw CheckpointError(
-        path: path, problem: "no complete checkpoint here (expected step-<8 digits> folders from ddp-train train)",
-        hint: "Pass the --checkpoint-dir of a training run, or one of its step folders.")
-    }
-    return newest
+        + "  (\(test.count) test samples of \(saved.data.kind.rawValue))")
+    print("")
+    print(matrix.text(names: names))
+    if let picture { print("confusion matrix drawn in \(picture.path)") }
   }
 }

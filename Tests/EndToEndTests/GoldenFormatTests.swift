@@ -164,6 +164,7 @@ import Testing
           of: #"(loss|acc|accuracy) [0-9.]+"#, with: "$1 <x>", options: .regularExpression)
         line = line.replacingOccurrences(
           of: #"[0-9.]+ (samples/s|s elapsed|s;)"#, with: "<t> $1", options: .regularExpression)
+        line = line.replacingOccurrences(of: #"ETA [0-9hms]+"#, with: "ETA <t>", options: .regularExpression)
         line = line.replacingOccurrences(of: #" +"#, with: " ", options: .regularExpression)
       }
       return line
