@@ -1,4 +1,5 @@
 import Foundation
+import ScalingStudy
 
 /// The confusion matrix as a heat map: rows true, columns predicted, each cell's count written in it and its
 /// colour by the share of its row (so rare and common classes read alike), the diagonal in green and mistakes
@@ -28,10 +29,7 @@ extension ConfusionMatrix {
     let layout = HeatMapLayout(labelWidth: 8 * (names.map(\.count).max() ?? 8))
     let width = layout.width(classCount)
     let height = layout.height(classCount)
-    func escape(_ text: String) -> String {
-      text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-        .replacingOccurrences(of: ">", with: "&gt;")
-    }
+    let escape = SVGLineChart.escape
     var svg = """
       <svg xmlns="http://www.w3.org/2000/svg" width="\(width)" height="\(height)" viewBox="0 0 \(width) \(height)" font-family="Helvetica, Arial, sans-serif" font-size="12">
       <rect width="100%" height="100%" fill="white"/>

@@ -1,4 +1,5 @@
 import Foundation
+import ScalingStudy
 
 /// A picture of predictions: one tile per test sample, in a grid, each showing the image with its index, its true
 /// class, the predicted class and that class's probability, framed green when right and red when wrong.
@@ -142,21 +143,7 @@ public enum PredictionGrid {
     return "\(Int((min(1, max(0, probability)) * 100).rounded()))%"
   }
 
-  /// `text` safe inside XML character data and attribute values.
-  static func escape(_ text: String) -> String {
-    var escaped = ""
-    for character in text {
-      switch character {
-      case "&": escaped += "&amp;"
-      case "<": escaped += "&lt;"
-      case ">": escaped += "&gt;"
-      case "\"": escaped += "&quot;"
-      case "'": escaped += "&apos;"
-      default: escaped.append(character)
-      }
-    }
-    return escaped
-  }
+  static func escape(_ text: String) -> String { SVGLineChart.escape(text) }
 
   /// Where everything goes, in pixels from the picture's top-left corner; shared by `png` and `svg`.
   struct Layout {

@@ -258,9 +258,20 @@ public struct SVGLineChart: Sendable {
     abs(value) < 1e15 ? String(Int(value.rounded())) : String(value)
   }
 
-  static func escape(_ text: String) -> String {
-    text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-      .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+  /// `text` safe inside XML character data and attribute values (every SVG this project writes uses it).
+  public static func escape(_ text: String) -> String {
+    var escaped = ""
+    for character in text {
+      switch character {
+      case "&": escaped += "&amp;"
+      case "<": escaped += "&lt;"
+      case ">": escaped += "&gt;"
+      case "\"": escaped += "&quot;"
+      case "'": escaped += "&apos;"
+      default: escaped.append(character)
+      }
+    }
+    return escaped
   }
 
   private func f(_ value: Double) -> String { String(format: "%.1f", value) }

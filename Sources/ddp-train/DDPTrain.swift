@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import MPICommunication
 
-/// `ddp-train [train] [options]`, `ddp-train eval`, `ddp-train launch`.
+/// `ddp-train [train] [options]`, and the subcommands `eval`, `predict`, `plot`, `launch`, `bench`, `scaling`.
 ///
 /// Exit statuses (docs/INTERFACE.md): 0 success; 2 usage, configuration or input error; 1 failure while training;
 /// 3 training diverged; 4 a rank stalled (the watchdog); 75 stopped on request, resumable. Argument errors are reported before MPI starts, by rank 0 only.

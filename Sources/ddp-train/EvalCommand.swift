@@ -19,12 +19,7 @@ struct EvalCommand: ParsableCommand {
       and support; then the confusion matrix, rows true and columns predicted. Under mpirun, rank 0 does it all.
       """)
 
-  @Option(help: "A checkpoint folder, or a --checkpoint-dir (its newest checkpoint).")
-  var checkpoint: String
-  @Option(help: "fashion-mnist | mnist | synthetic (default: the checkpoint's).")
-  var dataset: DatasetKind?
-  @Option(name: .customLong("data-dir"), help: "Directory of IDX files (default: the checkpoint's).")
-  var dataDir: String?
+  @OptionGroup var source: SavedModelOptions
   @Flag(help: "Print one JSON object instead of text.")
   var json = false
   @Option(help: "Also draw the confusion matrix as a heat map: FILE.svg or FILE.png.")
@@ -34,7 +29,7 @@ struct EvalCommand: ParsableCommand {
     // Checked before any work: a bad path writes nothing.
     let picture = try confusion.map { try OutputFile(path: $0, option: "--confusion", formats: [.svg, .png]) }
     guard MPICommunicator.launchRank == 0 else { return }
-    let saved = try SavedModel.load(checkpoint: checkpoint, dataset: dataset, dataDirectory: dataDir)
+    let saved = try source.load()
     let test = saved.data.test
     let result = try Trainer.evaluate(model: saved.model, dataset: test, communicator: SingleProcessCommunicator())
     let matrix = ConfusionMatrix(
@@ -67,5 +62,19 @@ struct EvalCommand: ParsableCommand {
     print("")
     print(matrix.text(names: names))
     if let picture { print("confusion matrix drawn in \(picture.path)") }
+  }
+}
+
+/// Where `eval` and `predict` find the model and its data.
+struct SavedModelOptions: ParsableArguments {
+  @Option(help: "A checkpoint folder, or a --checkpoint-dir (its newest checkpoint).")
+  var checkpoint: String
+  @Option(help: "fashion-mnist | mnist | synthetic (default: the checkpoint's).")
+  var dataset: DatasetKind?
+  @Option(name: .customLong("data-dir"), help: "Directory of IDX files (default: the checkpoint's).")
+  var dataDir: String?
+
+  func load() throws -> SavedModel {
+    try SavedModel.load(checkpoint: checkpoint, dataset: dataset, dataDirectory: dataDir)
   }
 }

@@ -19,12 +19,7 @@ struct PredictCommand: ParsableCommand {
       ones marked in red. Under mpirun, rank 0 does it all.
       """)
 
-  @Option(help: "A checkpoint folder, or a --checkpoint-dir (its newest checkpoint).")
-  var checkpoint: String
-  @Option(help: "fashion-mnist | mnist | synthetic (default: the checkpoint's).")
-  var dataset: DatasetKind?
-  @Option(name: .customLong("data-dir"), help: "Directory of IDX files (default: the checkpoint's).")
-  var dataDir: String?
+  @OptionGroup var source: SavedModelOptions
   @Option(help: "How many samples: the first N of the test set, or of the misclassified ones (default 10).")
   var count: Int?
   @Option(help: "Test-set indices, comma-separated (e.g. 0,7,42).")
@@ -51,7 +46,7 @@ struct PredictCommand: ParsableCommand {
     }
     let chosen = try indices.map(Self.parseIndices)
     guard MPICommunicator.launchRank == 0 else { return }
-    let saved = try SavedModel.load(checkpoint: checkpoint, dataset: dataset, dataDirectory: dataDir)
+    let saved = try source.load()
     let test = saved.data.test
     let classes = saved.state.model.classCount
     guard top >= 1 && top <= classes else {
