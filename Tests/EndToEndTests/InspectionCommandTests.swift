@@ -83,6 +83,28 @@ struct InspectionCommandTests {
     #expect(ranks.stdout == alone.stdout)
   }
 
+  @Test("predict and eval work for the convolutional network too (the images in their 1x28x28 shape)")
+  func convolutionalModel() throws {
+    let scratch = try makeScratchDirectory("inspect-cnn")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let checkpoints = scratch.appendingPathComponent("ck").path
+    let trained = try DDPTrainProcess.run([
+      "--dataset", "synthetic", "--synthetic-train", "256", "--synthetic-test", "64", "--model", "cnn",
+      "--batch-size", "32", "--max-steps", "8", "--checkpoint-dir", checkpoints,
+    ])
+    #expect(trained.status == 0, "\(trained.output)")
+    let image = scratch.appendingPathComponent("cnn.png").path
+    let predicted = try DDPTrainProcess.run([
+      "predict", "--checkpoint", checkpoints, "--count", "5", "--image", image, "--json",
+    ])
+    #expect(predicted.status == 0, "\(predicted.output)")
+    #expect((try json(predicted)["predictions"] as? [[String: Any]])?.count == 5)
+    #expect(FileManager.default.fileExists(atPath: image))
+    let evaluated = try json(try DDPTrainProcess.run(["eval", "--checkpoint", checkpoints, "--json"]))
+    #expect((evaluated["counts"] as? [[Int]])?.joined().reduce(0, +) == 64)
+    #expect((evaluated["model"] as? String)?.hasPrefix("cnn ") == true, "\(evaluated)")
+  }
+
   @Test("predict --image and eval --confusion write whole PNG and SVG files")
   func pictures() throws {
     let checkpoints = try Self.trained.get()
