@@ -7,11 +7,11 @@ import Testing
 /// checkpoints it, and `--resume` then ends bit for bit where an uninterrupted run ends.
 @Suite(.serialized, .enabled(if: DDPTrainProcess.mpirunAvailable, "mpirun is not installed (run launch/setup)"))
 struct StopTests {
-  /// About 3 s of training at 2 ranks here: long enough to be stopped in the middle, also by SIGTERM to mpirun,
-  /// which reaches the ranks a second later.
+  /// About 4.5 s of training at 2 ranks here: long enough to be stopped in the middle, also by SIGTERM to
+  /// mpirun, which reaches the ranks a second later (and on a machine a few times faster than this one).
   static let run = [
     "--dataset", "synthetic", "--synthetic-train", "2048", "--synthetic-test", "256", "--model", "mlp:32",
-    "--batch-size", "16", "--max-steps", "24000", "--checkpoint-every", "100", "--keep", "3",
+    "--batch-size", "16", "--max-steps", "36000", "--checkpoint-every", "100", "--keep", "3",
   ]
 
   /// The final parameters of the same run, uninterrupted (computed once for the suite).
@@ -51,7 +51,9 @@ struct StopTests {
       ranks: 2, Self.run + ["--checkpoint-dir", checkpoints.path, "--metrics", metrics.path], timeout: 120,
       sigkillTimeout: 1
     ) { mpirun in
-      guard JobWatching.waitForFirstCheckpoint(in: checkpoints) else { return }
+      // mpirun passes SIGTERM and SIGINT on a second late: send those early, so the run is still going then.
+      let mpirunEndsTheRanks = target == .mpirun && signal != SIGUSR1
+      guard JobWatching.waitForFirstCheckpoint(in: checkpoints, jitter: mpirunEndsTheRanks ? 0 : 0.3) else { return }
       let victims = target == .mpirun ? [mpirun] : Array(JobWatching.ranks(of: mpirun, count: 2).suffix(1))
       signalled = Date()
       for victim in victims { kill(victim, signal) }
@@ -102,12 +104,13 @@ struct StopTests {
   /// long enough for a second signal to land in it.
   static let slowStop = run.map { $0 == "mlp:32" ? "mlp:2048" : $0 }
 
-  /// Sends `signal` to `pid` three times, 5 ms apart while it lives: the first asks for the stop, and of the
-  /// others at least one arrives after the first was handled (two sent at once could merge into one).
+  /// Sends `signal` to `pid` every millisecond, up to ten times, while it lives: the first asks for the stop, and
+  /// a later one arrives after the first was handled (two sent at once could merge into one) but long before a
+  /// stop that takes a step and a 13 MB checkpoint write is over.
   static func signalRepeatedly(_ pid: pid_t, _ signal: Int32) {
-    for _ in 0..<3 {
+    for _ in 0..<10 {
       guard kill(pid, signal) == 0 else { return }
-      usleep(5_000)
+      usleep(1_000)
     }
   }
 
@@ -131,7 +134,7 @@ struct StopTests {
     let steps = try JobWatching.verifyAll(in: checkpoints)
     #expect(!steps.isEmpty)
     let resumed = try DDPTrainProcess.mpirun(
-      ranks: 2, arguments.map { $0 == "24000" ? String(steps[0] + 10) : $0 } + ["--resume"], timeout: 120)
+      ranks: 2, arguments.map { $0 == "36000" ? String(steps[0] + 10) : $0 } + ["--resume"], timeout: 120)
     #expect(resumed.status == 0, "\(resumed.output)")
     #expect(resumed.stdout.contains("at step \(steps[0])"), "\(resumed.stdout)")
   }

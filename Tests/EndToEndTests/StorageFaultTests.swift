@@ -100,7 +100,7 @@ struct StorageFaultTests {
     nonisolated(unsafe) var listingAfter: [String] = []
     nonisolated(unsafe) var firstPid: pid_t = 0
     let first = try DDPTrainProcess.run(
-      Self.run.map { $0 == "24000" ? "1000000" : $0 } + ["--checkpoint-dir", checkpoints.path], timeout: 120
+      Self.run.map { $0 == "36000" ? "1000000" : $0 } + ["--checkpoint-dir", checkpoints.path], timeout: 120
     ) { firstJob in
       firstPid = firstJob
       defer { kill(firstJob, SIGTERM) }
