@@ -66,21 +66,25 @@ struct StopTests {
     let stopSeconds = Date().timeIntervalSince(signalled ?? sent)
     #expect(stopSeconds < 5, "the stop took \(stopSeconds) s")
     // The metrics' stopped event says which step and checkpoint; that checkpoint is the newest, and it verifies.
+    // When mpirun ends the ranks itself (SIGCONT, T s, SIGTERM, T s, SIGKILL), they stop in the second T as a rule,
+    // but Open MPI may kill them first (seen once in a full suite run): then only the guarantees that hold for
+    // any kill are checked (every complete checkpoint verifies, and the newest resumes bitwise).
     let stopped = try JobWatching.events("stopped", in: metrics)
-    #expect(stopped.count == 1, "\(stopped)")
-    let step = stopped.first?["step"] as? Int
-    #expect(step != nil)
-    #expect(try JobWatching.verifyAll(in: checkpoints).first == step, "\(JobWatching.steps(in: checkpoints))")
-    #expect(
-      stopped.first?["checkpoint"] as? String
-        == checkpoints.appendingPathComponent(
-          String(format: "step-%08d", step ?? -1)
-        ).path, "\(stopped)")
-    // Rank 0's line; mpirun, while it tears the ranks down itself, may drop their last output.
-    if !mpirunEndsTheRanks || result.stdout.contains("stopped by") {
-      #expect(JobWatching.stoppedStep(in: result.stdout) == step, "\(result.output)")
-      #expect(result.stdout.contains("Continue with: mpirun -np 2 "), "\(result.stdout)")
-      #expect(result.stdout.components(separatedBy: "stopped by").count - 1 == 1, "printed by rank 0 only")
+    let newest = try JobWatching.verifyAll(in: checkpoints).first
+    if mpirunEndsTheRanks && stopped.isEmpty {
+      print("StopTests: \(target) \(signal): mpirun killed the ranks before they stopped (newest \(newest ?? -1))")
+    } else {
+      #expect(stopped.count == 1, "\(stopped)")
+      let step = stopped.first?["step"] as? Int
+      #expect(step != nil && newest == step, "\(JobWatching.steps(in: checkpoints))")
+      let folder = checkpoints.appendingPathComponent(String(format: "step-%08d", step ?? -1)).path
+      #expect(stopped.first?["checkpoint"] as? String == folder, "\(stopped)")
+      // Rank 0's line; mpirun, while it tears the ranks down itself, may drop their last output.
+      if !mpirunEndsTheRanks || result.stdout.contains("stopped by") {
+        #expect(JobWatching.stoppedStep(in: result.stdout) == step, "\(result.output)")
+        #expect(result.stdout.contains("Continue with: mpirun -np 2 "), "\(result.stdout)")
+        #expect(result.stdout.components(separatedBy: "stopped by").count - 1 == 1, "printed by rank 0 only")
+      }
     }
     try expectResumeMatchesUninterrupted(checkpoints)
   }
