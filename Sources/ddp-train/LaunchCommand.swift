@@ -39,6 +39,11 @@ struct LaunchCommand: ParsableCommand {
   ]
 
   func run() throws {
+    // A mask inherited from whoever started launch (a thread pool, a runtime) could block the signals launch must
+    // see and, inherited again, the SIGUSR1 mpirun must forward: launch and its mpirun start with none blocked.
+    var none = sigset_t()
+    sigemptyset(&none)
+    pthread_sigmask(SIG_SETMASK, &none, nil)
     let file = try ConfigFile.load(path: config)
     // Report a bad train: section or option now, not on every rank; the settings say where checkpoints go.
     let training = try resolveTraining(file)
@@ -175,12 +180,6 @@ enum JobSignals {
     lock.withLock {
       process = child
       guard sources.isEmpty else { return }
-      // Inherited masks can block them (see ddp_install_stop_handlers); launch must see both.
-      var stops = sigset_t()
-      sigemptyset(&stops)
-      sigaddset(&stops, SIGINT)
-      sigaddset(&stops, SIGTERM)
-      pthread_sigmask(SIG_UNBLOCK, &stops, nil)
       signal(SIGINT, SIG_IGN)
       signal(SIGTERM, SIG_IGN)
       sources = [SIGINT, SIGTERM].map { number in

@@ -89,6 +89,21 @@ struct StopTests {
     try expectResumeMatchesUninterrupted(checkpoints)
   }
 
+  @Test("a train started with its stop signals blocked (as by a thread pool) still stops on SIGTERM")
+  func stopWithInheritedBlockedSignals() throws {
+    let scratch = try makeScratchDirectory("stop-blocked")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let checkpoints = scratch.appendingPathComponent("ck")
+    let result = try DDPTrainProcess.run(
+      Self.run + ["--checkpoint-dir", checkpoints.path], timeout: 120, inheritBlockedSignals: true
+    ) { train in
+      guard JobWatching.waitForFirstCheckpoint(in: checkpoints) else { return }
+      kill(train, SIGTERM)
+    }
+    #expect(result.status == 75, "\(result.output)")
+    #expect(result.stdout.contains("stopped by SIGTERM after step"), "\(result.output)")
+  }
+
   @Test("SIGTERM during a checkpoint write: the write completes, the job stops after the next step and resumes bitwise")
   func stopDuringACheckpointWrite() throws {
     let scratch = try makeScratchDirectory("stop-write")
@@ -163,7 +178,9 @@ struct StopTests {
     let checkpoints = scratch.appendingPathComponent("ck")
     let config = try Self.clusterFile(in: scratch, checkpoints: checkpoints)
     nonisolated(unsafe) var signalled = Date()
-    let result = try DDPTrainProcess.run(["launch", "--config", config], timeout: 120) { launch in
+    // Started with every signal blocked, as by a thread pool: launch must unblock what it and mpirun need.
+    let result = try DDPTrainProcess.run(["launch", "--config", config], timeout: 120, inheritBlockedSignals: true) {
+      launch in
       guard JobWatching.waitForFirstCheckpoint(in: checkpoints) else { return }
       signalled = Date()
       kill(launch, SIGTERM)

@@ -48,13 +48,16 @@ public struct DDPTrainProcess {
   /// `stopSignal` and `grace`: how a child that outlives `timeout` is stopped before SIGKILL (SIGINT with a few
   /// seconds lets `ddp-train scaling` end its own mpirun first).
   /// `extraEnvironment` is added to `environment` (LD_PRELOAD, say).
+  /// `inheritBlockedSignals`: start the child with the test runner's blocked-signal mask (nearly every signal
+  /// blocked), as a thread pool or another runtime may start it; by default it starts with none blocked.
   public static func run(
     _ arguments: [String], timeout: Double = 120, directory: URL? = nil, stopSignal: Int32 = SIGTERM,
-    grace: Double = 0.5, extraEnvironment: [String: String] = [:], during: (@Sendable (pid_t) -> Void)? = nil
+    grace: Double = 0.5, extraEnvironment: [String: String] = [:], inheritBlockedSignals: Bool = false,
+    during: (@Sendable (pid_t) -> Void)? = nil
   ) throws -> Result {
     try execute(
       [binary] + arguments, timeout: timeout, directory: directory, stopSignal: stopSignal, grace: grace,
-      extraEnvironment: extraEnvironment, during: during)
+      extraEnvironment: extraEnvironment, inheritBlockedSignals: inheritBlockedSignals, during: during)
   }
 
   /// `mpirun -np ranks ddp-train arguments...`; mpirun's own --timeout backs up ours.
@@ -75,7 +78,8 @@ public struct DDPTrainProcess {
   /// one of its ranks, or change its files while it runs. The call still returns only when the process has ended.
   public static func execute(
     _ command: [String], timeout: Double, directory: URL?, stopSignal: Int32 = SIGTERM, grace: Double = 0.5,
-    extraEnvironment: [String: String] = [:], during: (@Sendable (pid_t) -> Void)? = nil
+    extraEnvironment: [String: String] = [:], inheritBlockedSignals: Bool = false,
+    during: (@Sendable (pid_t) -> Void)? = nil
   ) throws -> Result {
     let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("ddp-train-out-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
@@ -95,7 +99,17 @@ public struct DDPTrainProcess {
     process.standardInput = FileHandle.nullDevice
     if let directory { process.currentDirectoryURL = directory }
     let start = Date()
-    try withNoSignalsBlocked { try process.run() }
+    if inheritBlockedSignals {
+      // Block them here too, whatever this thread had: the child must see them blocked.
+      var all = sigset_t()
+      var previous = sigset_t()
+      sigfillset(&all)
+      pthread_sigmask(SIG_SETMASK, &all, &previous)
+      defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+      try process.run()
+    } else {
+      try withNoSignalsBlocked { try process.run() }
+    }
     let helper = DispatchGroup()
     if let during {
       let pid = process.processIdentifier
