@@ -1,6 +1,7 @@
 import Datasets
 import Foundation
 import Layers
+import Training
 
 /// What a model says about one test sample: its classes ranked by probability (softmax of the logits).
 public struct Prediction: Equatable, Sendable {
@@ -21,8 +22,9 @@ public struct Prediction: Equatable, Sendable {
 
 /// Runs a model over test samples and ranks its classes for each.
 public enum Predictor {
-  /// How many samples one forward takes (the model must have been made with at least this `maxBatch`).
-  public static let batch = 500
+  /// How many samples one forward takes (the model must have been made with at least this `maxBatch`): the
+  /// evaluation's batch, so one model serves `eval`'s loss and its predictions.
+  public static let batch = Trainer.evaluationBatch
 
   /// The prediction for each of `indices` (each in 0..<dataset.count), in that order.
   /// The softmax is computed in Double from the Float logits: p_k = exp(z_k − max z) / Σ_j exp(z_j − max z).
@@ -61,11 +63,8 @@ public enum Predictor {
 
   /// Labels by probability, highest first; a stable sort keeps ties in label order.
   static func ranked(_ probabilities: [Double]) -> [Prediction.Guess] {
-    probabilities.enumerated().map { Prediction.Guess(label: $0.offset, probability: $0.element) }
-      .enumerated().sorted { a, b in
-        a.element.probability != b.element.probability
-          ? a.element.probability > b.element.probability : a.offset < b.offset
-      }
-      .map(\.element)
+    probabilities.indices.sorted { a, b in
+      probabilities[a] != probabilities[b] ? probabilities[a] > probabilities[b] : a < b
+    }.map { Prediction.Guess(label: $0, probability: probabilities[$0]) }
   }
 }

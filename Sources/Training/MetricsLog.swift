@@ -31,16 +31,16 @@ public final class MetricsLog {
     }
     line += "}\n"
     let bytes = Array(line.utf8)
-    var size = stat()
-    let before = fstat(descriptor, &size) == 0 ? size.st_size : -1
     var written = 0
     while written < bytes.count {
       let count = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, $0.count - written) }
       if count < 0 && errno == EINTR { continue }
       guard count > 0 else {
         let problem = count < 0 ? String(cString: strerror(errno)) : "nothing written"
-        // A disk that filled mid-line: take the part back, so every line in the file stays whole JSON.
-        if written > 0 && before >= 0 { _ = ftruncate(descriptor, before) }
+        // A disk that filled mid-line: take the part back (this process is the file's one writer, so its end is
+        // that part's end), and every line in the file stays whole JSON.
+        var size = stat()
+        if written > 0 && fstat(descriptor, &size) == 0 { _ = ftruncate(descriptor, size.st_size - off_t(written)) }
         throw TrainingError.io(
           path: path, message: "\(problem) (appending its \(event) event; the lines before it are complete)")
       }
