@@ -66,7 +66,7 @@ let package = Package(
     .executableTarget(
       name: "ddp-train",
       dependencies: [
-        "Training", "MPICommunication", "Benchmarks", "ScalingStudy", "Inspection", "Diagnostics",
+        "Training", "MPICommunication", "Benchmarks", "ScalingStudy", "Inspection", "Diagnostics", "CKernels",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Yams", package: "Yams"),
       ]),

@@ -37,3 +37,14 @@ void ddp_install_stop_handlers(void) {
 }
 
 int ddp_stop_signal(void) { return first_stop_signal; }
+
+#include <sys/prctl.h>
+#include <unistd.h>
+
+bool ddp_die_with_parent(void) {
+  pid_t parent = getppid();
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return false;
+  // The parent may have died before the call: then nobody would ever send the signal.
+  if (getppid() != parent) raise(SIGKILL);
+  return true;
+}

@@ -22,6 +22,10 @@ static inline MPI_Request CMPI_REQUEST_NULL(void) { return MPI_REQUEST_NULL; }
 static inline int CMPI_Iallreduce_sum_float_in_place(float *buffer, int count, MPI_Comm comm, MPI_Request *request) {
   return MPI_Iallreduce(MPI_IN_PLACE, buffer, count, MPI_FLOAT, MPI_SUM, comm, request);
 }
+// The ranks of `comm` on this host (MPI_COMM_TYPE_SHARED and MPI_INFO_NULL are macros Swift cannot import).
+static inline int CMPI_Comm_split_by_host(MPI_Comm comm, int key, MPI_Comm *host) {
+  return MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, key, MPI_INFO_NULL, host);
+}
 static inline int CMPI_Test(MPI_Request *request, int *flag) { return MPI_Test(request, flag, MPI_STATUS_IGNORE); }
 static inline int CMPI_Wait(MPI_Request *request) { return MPI_Wait(request, MPI_STATUS_IGNORE); }
 

@@ -39,6 +39,21 @@ public protocol Communicator: AnyObject {
   /// Returns once the request is complete.
   func wait(_ request: CollectiveRequest) throws
 
+  /// Starts an all-to-all of bytes: `send` holds `size` blocks of equal length, block j for rank j; `receive`
+  /// (as long) gets rank j's block for this rank at block j. Buffers untouched until the request completes.
+  func startAllToAll(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws
+    -> CollectiveRequest
+  /// Starts `allGather(_:into:)` without waiting for it (the same buffer rules as `startAllToAll`).
+  func startAllGather(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws
+    -> CollectiveRequest
+
+  /// The ranks of this world that share this process's host, as a world of their own (ranked as in this world).
+  /// Collective. A communicator that knows nothing of hosts (the default) puts every rank on one host.
+  func splitByHost() throws -> Communicator
+  /// The ranks that pass the same `color`, as a world of their own, ranked by `key` (ties by rank in this world).
+  /// Collective. The default handles a world of one only.
+  func split(color: Int, key: Int) throws -> Communicator
+
   /// `byteCount` bytes of memory that every rank maps, or nil when the ranks do not all share one host's memory
   /// (or the implementation has none: the default). Collective. The memory lives until the process ends.
   func allocateSharedMemory(byteCount: Int) throws -> SharedMemoryWindow?
@@ -104,6 +119,41 @@ extension Communicator {
 
   public func wait(_ request: CollectiveRequest) throws {
     precondition(request == .completed, "this communicator never returns outstanding requests")
+  }
+
+  /// Blocking fallback over `allGather`: every rank gathers all blocks and keeps the ones sent to it (size times
+  /// the traffic of a real all-to-all; fine for the in-process worlds of the tests).
+  public func startAllToAll(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws
+    -> CollectiveRequest
+  {
+    precondition(send.count == receive.count && send.count % size == 0, "all-to-all blocks differ in size")
+    let block = send.count / size
+    var gathered = [UInt8](repeating: 0, count: send.count * size)
+    try gathered.withUnsafeMutableBytes { try allGather(send, into: $0) }
+    for source in 0..<size where block > 0 {
+      let from = (source * size + rank) * block
+      gathered.withUnsafeBytes { all in
+        receive.baseAddress!.advanced(by: source * block).copyMemory(
+          from: all.baseAddress!.advanced(by: from), byteCount: block)
+      }
+    }
+    return .completed
+  }
+
+  public func startAllGather(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws
+    -> CollectiveRequest
+  {
+    try allGather(send, into: receive)
+    return .completed
+  }
+
+  public func splitByHost() throws -> Communicator { self }
+
+  public func split(color: Int, key: Int) throws -> Communicator {
+    guard size == 1 else {
+      throw CommunicationError(operation: "split", message: "this communicator cannot split a world of \(size)")
+    }
+    return self
   }
 
   /// No shared memory: callers fall back to the collectives above.

@@ -3,18 +3,23 @@ import Foundation
 /// K ranks as K threads of one process, for in-process multi-rank tests of the trainer (no MPI).
 ///
 /// Collectives meet at a reusable barrier. An all-reduce sums the ranks' buffers in rank order (0, 1, ..., K−1)
-/// on every rank, so results are deterministic and identical everywhere.
+/// on every rank, so results are deterministic and identical everywhere. `hosts` pretends the threads run on
+/// several hosts (rank r on host `hosts[r]`): `splitByHost` groups them so, and a group that spans hosts has no
+/// shared memory, as with MPI on real hosts.
 public final class ThreadGroup: @unchecked Sendable {
   public let size: Int
+  /// The host of each rank.
+  public let hosts: [Int]
   private let condition = NSCondition()
   private var arrived = 0
   private var generation = 0
   /// Each rank's buffer address during a collective; valid between the collective's two barriers.
   private var slots: [UnsafeMutableRawPointer?]
 
-  public init(size: Int) {
-    precondition(size >= 1)
+  public init(size: Int, hosts: [Int]? = nil) {
+    precondition(size >= 1 && (hosts == nil || hosts!.count == size))
     self.size = size
+    self.hosts = hosts ?? Array(repeating: 0, count: size)
     slots = Array(repeating: nil, count: size)
   }
 
@@ -121,9 +126,32 @@ public final class ThreadGroupCommunicator: Communicator {
 
   public func barrier() throws { group.barrier() }
 
+  public func splitByHost() throws -> Communicator { try split(color: group.hosts[rank], key: rank) }
+
+  /// A new group for each color; the first member (by key, then rank) makes it and hands it to the others.
+  public func split(color: Int, key: Int) throws -> Communicator {
+    var pair = [Int64(color), Int64(key)]
+    var all = [Int64](repeating: 0, count: 2 * size)
+    try pair.withUnsafeMutableBytes { send in
+      try all.withUnsafeMutableBytes { try allGather(UnsafeRawBufferPointer(send), into: $0) }
+    }
+    let members = (0..<size).filter { all[2 * $0] == Int64(color) }.sorted {
+      (all[2 * $0 + 1], $0) < (all[2 * $1 + 1], $1)
+    }
+    let made = members.first == rank ? ThreadGroup(size: members.count, hosts: members.map { group.hosts[$0] }) : nil
+    var subgroup: ThreadGroup?
+    withExtendedLifetime(made) {
+      group.exchange(rank: rank, made.map { Unmanaged.passUnretained($0).toOpaque() }) { pointers in
+        subgroup = Unmanaged<ThreadGroup>.fromOpaque(pointers[members[0]]!).takeUnretainedValue()
+      }
+    }
+    return ThreadGroupCommunicator(group: subgroup!, rank: members.firstIndex(of: rank)!)
+  }
+
   /// Threads share the process's memory: rank 0 allocates, every rank gets its address. The group's barrier
-  /// (a lock) orders the threads' stores and loads.
+  /// (a lock) orders the threads' stores and loads. A group spanning pretend hosts has none (as MPI's).
   public func allocateSharedMemory(byteCount: Int) throws -> SharedMemoryWindow? {
+    guard Set(group.hosts).count == 1 else { return nil }
     let mine = rank == 0 ? ThreadGroupWindow(group: group, byteCount: byteCount) : nil
     var shared: ThreadGroupWindow?
     group.exchange(rank: rank, mine.map { Unmanaged.passUnretained($0).toOpaque() }) { all in

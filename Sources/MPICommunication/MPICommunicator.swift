@@ -1,11 +1,13 @@
 import CMPI
 import Communication
+import Foundation
 
 #if canImport(Glibc)
   import Glibc
 #endif
 
-/// `Communicator` over MPI_COMM_WORLD. This module is the only code in ddp-train that links MPI.
+/// `Communicator` over MPI_COMM_WORLD, or over a part of it (`split`, `splitByHost`). This module is the only code
+/// in ddp-train that links MPI.
 ///
 /// Errors are returned, not fatal (MPI_ERRORS_RETURN), and become `CommunicationError`s carrying
 /// `MPI_Error_string`'s text. Collectives are called from one thread at a time (MPI_THREAD_FUNNELED is
@@ -13,7 +15,10 @@ import Communication
 public final class MPICommunicator: Communicator {
   public let rank: Int
   public let size: Int
+  /// The ranks this communicator spans: MPI_COMM_WORLD, or a communicator split from it.
   private let world: MPI_Comm
+  /// Whether this is MPI_COMM_WORLD itself (only that one finalizes MPI).
+  private let isWorld: Bool
   private var finalized = false
   /// Slots for outstanding non-blocking collectives (`CollectiveRequest.slot` indexes them); allocated once,
   /// so starting a request allocates nothing. A free slot holds MPI_REQUEST_NULL.
@@ -37,7 +42,7 @@ public final class MPICommunicator: Communicator {
   }
 
   /// Initialises MPI. Call once per process.
-  public init() throws {
+  public convenience init() throws {
     // Waiting ranks yield the core instead of spinning (unless the user set it): on a host whose cores are
     // shared (other jobs, or ranks ≥ cores) a spinning rank starves the one it waits for; measured at K = 2 on a
     // busy 2-core host, 2-3x the throughput (BENCHMARKS.md). Read by MPI_Init, so set before it.
@@ -47,7 +52,12 @@ public final class MPICommunicator: Communicator {
     guard code == CMPI_SUCCESS() else {
       throw CommunicationError(operation: "MPI_Init_thread", message: Self.errorString(code))
     }
-    world = CMPI_COMM_WORLD()
+    self.init(communicator: CMPI_COMM_WORLD(), isWorld: true)
+  }
+
+  private init(communicator: MPI_Comm, isWorld: Bool) {
+    world = communicator
+    self.isWorld = isWorld
     MPI_Comm_set_errhandler(world, CMPI_ERRORS_RETURN())
     var rank: Int32 = 0
     var size: Int32 = 0
@@ -60,13 +70,27 @@ public final class MPICommunicator: Communicator {
     requestInUse = Array(repeating: false, count: Self.maxOutstandingRequests)
   }
 
+  /// MPI_Comm_split_type(MPI_COMM_TYPE_SHARED): the ranks on this host, ranked as here.
+  public func splitByHost() throws -> Communicator {
+    var host: MPI_Comm?
+    try check(CMPI_Comm_split_by_host(world, Int32(rank), &host), "MPI_Comm_split_type(shared)")
+    return MPICommunicator(communicator: host!, isWorld: false)
+  }
+
+  /// MPI_Comm_split(color, key).
+  public func split(color: Int, key: Int) throws -> Communicator {
+    var part: MPI_Comm?
+    try check(MPI_Comm_split(world, Int32(color), Int32(key), &part), "MPI_Comm_split")
+    return MPICommunicator(communicator: part!, isWorld: false)
+  }
+
   deinit {
     requests.deallocate()
   }
 
   /// Ends MPI cleanly; after this no collective may be called.
   public func finalize() {
-    guard !finalized else { return }
+    guard isWorld, !finalized else { return }
     finalized = true
     MPI_Finalize()
   }
@@ -143,6 +167,48 @@ public final class MPICommunicator: Communicator {
     try check(CMPI_Wait(requests + request.slot), "MPI_Wait")
   }
 
+  /// MPI_Ialltoall of bytes (equal blocks).
+  public func startAllToAll(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws
+    -> CollectiveRequest
+  {
+    precondition(send.count == receive.count && send.count % size == 0, "all-to-all blocks differ in size")
+    let block = send.count / size
+    precondition(block <= Int(Int32.max), "all-to-all blocks of more than 2^31-1 bytes")
+    guard block > 0 else { return .completed }
+    let slot = try freeSlot()
+    try check(
+      MPI_Ialltoall(
+        send.baseAddress, Int32(block), CMPI_BYTE(), receive.baseAddress, Int32(block), CMPI_BYTE(), world,
+        requests + slot),
+      "MPI_Ialltoall")
+    requestInUse[slot] = true
+    return CollectiveRequest(slot: slot)
+  }
+
+  /// MPI_Iallgather of bytes.
+  public func startAllGather(_ send: UnsafeRawBufferPointer, into receive: UnsafeMutableRawBufferPointer) throws
+    -> CollectiveRequest
+  {
+    precondition(receive.count == send.count * size, "all-gather buffers differ in size")
+    precondition(send.count <= Int(Int32.max), "all-gather of more than 2^31-1 bytes")
+    guard send.count > 0 else { return .completed }
+    let slot = try freeSlot()
+    try check(
+      MPI_Iallgather(
+        send.baseAddress, Int32(send.count), CMPI_BYTE(), receive.baseAddress, Int32(send.count), CMPI_BYTE(), world,
+        requests + slot),
+      "MPI_Iallgather")
+    requestInUse[slot] = true
+    return CollectiveRequest(slot: slot)
+  }
+
+  private func freeSlot() throws -> Int {
+    guard let slot = requestInUse.firstIndex(of: false) else {
+      preconditionFailure("more than \(Self.maxOutstandingRequests) outstanding non-blocking collectives")
+    }
+    return slot
+  }
+
   /// An MPI-3 shared-memory window (`CMPI_Shared_window`) when every rank is on this host, else nil. The bytes
   /// start 64-byte aligned: the window's address is padded by the same amount on every rank (checked, since the
   /// ranks map the segment at different addresses).
@@ -160,10 +226,20 @@ public final class MPICommunicator: Communicator {
     return MPISharedWindow(base: base + pad, byteCount: byteCount, window: window, world: world)
   }
 
+  /// How long `abort` lets MPI_Abort try before this process exits by itself.
+  public static let abortGraceSeconds: UInt32 = 3
+
+  /// MPI_Abort, bounded: it asks mpirun to end every rank, which needs every host's daemon to answer; a host whose
+  /// link is gone never does, and MPI_Abort then never returns ("abort is already in progress"). So it runs on a
+  /// thread of its own and this process exits with `code` after `abortGraceSeconds` whatever happened; mpirun
+  /// then sees a rank gone, and its daemon keepalive (`ddp-train launch` sets it across hosts) ends the rest.
   public func abort(code: Int32) -> Never {
     fflush(nil)
-    MPI_Abort(world, code)
-    // MPI_Abort does not return in practice; make sure of it.
+    let aborter = Thread { MPI_Abort(CMPI_COMM_WORLD(), code) }
+    aborter.name = "ddp-train MPI_Abort"
+    aborter.start()
+    sleep(Self.abortGraceSeconds)
+    fflush(nil)
     _exit(code)
   }
 

@@ -127,6 +127,16 @@ extension TrainOption {
         "overlap MPI's gradient all-reduce with backward (buckets in reverse layer order, non-blocking all-reduce); uses MPI, so it turns the shared-memory reduction off; off by default because it did not measure faster here (BENCHMARKS.md)",
       inStudy: .no),
     .flag(
+      "overlap-hosts", \.overlapAcrossHosts, property: "overlapAcrossHosts", default: "off",
+      help:
+        "ranks on several hosts: start each bucket's sum across hosts as soon as its host has summed it, while the backward computes the layers below (see \"Across hosts\")",
+      inStudy: .no),
+    .choice(
+      "compress", \.compress, property: "compress", default: "`none`",
+      help:
+        "what crosses hosts: fp32, or bfloat16 / half precision with error feedback (half the bytes; sums stay fp32; see \"Across hosts\")",
+      inStudy: .no),
+    .flag(
       "deterministic", \.deterministic, property: "deterministic", default: "off",
       help:
         "sum gradients in rank order, so results do not depend on MPI's algorithm (the shared-memory reduction already does; with `--no-shared-memory`, by an all-gather)",

@@ -90,7 +90,9 @@ public final class Trainer {
   /// Where this epoch's step time went (seconds, this rank).
   var times = StepTimes()
   /// How this run sums gradients across ranks, in words (the run header, `ddp-train bench`).
-  public var reductionName: String { reducer.name }
+  /// Why the reduction is not the one a user might expect (a flat fallback across hosts, an unused --compress).
+  let reductionNote: String?
+  public var reductionName: String { reducer.name + (reductionNote.map { " (\($0))" } ?? "") }
   /// The length of the buffer a step reduces: the parameters' gradients and the scalar tail.
   public var reducedCount: Int { model.parameterCount + GradientTail.count }
   /// Set by `ddp-train bench` before `run`: when each step's gradient collective began and ended on this rank.
@@ -126,15 +128,18 @@ public final class Trainer {
         datasetCount: plan.trainCount, worldSize: worldSize, rank: rank, batchSize: plan.batchSize,
         accumulationSteps: plan.accumulate, seed: configuration.seed)
     }
-    // The shared-memory reducer, when it applies, places the gradient buffer in its window (collective).
+    // The shared-memory and hierarchical reducers, when they apply, place the gradient buffer themselves
+    // (collective).
     let reducedCount = plan.model.parameterCount + GradientTail.count
-    let sharedReducer =
-      configuration.usesSharedMemoryReduction && configuration.simulateWorkers == nil
-      ? try SharedMemoryReducer.make(communicator: communicator, count: reducedCount)
+    let placed =
+      configuration.simulateWorkers == nil
+      ? try Self.makeHostAwareReducer(
+        configuration: configuration, communicator: communicator, count: reducedCount,
+        parameterCount: plan.model.parameterCount)
       : nil
     model = Sequential(
       spec: plan.model, maxBatch: max(plan.batchSize, Self.evaluationBatch), maxTrainingBatch: plan.batchSize,
-      gradientStorage: sharedReducer?.ownSlot ?? FloatBuffer(count: reducedCount))
+      gradientStorage: placed?.gradients ?? FloatBuffer(count: reducedCount))
     switch configuration.optimizer {
     case .sgd:
       optimizer = SGD(
@@ -153,11 +158,12 @@ public final class Trainer {
       directory.fileWrittenHook = faults?.checkpointHook
       return directory
     }
+    reductionNote = placed?.note
     if configuration.simulateWorkers != nil {
       reducer = SimulatedWorkersReducer(count: reducedCount)
     } else {
       reducer =
-        sharedReducer
+        placed?.reducer
         ?? Self.makeReducer(
           configuration: configuration, communicator: communicator, gradients: model.gradients,
           parameterCount: model.parameterCount)
@@ -234,6 +240,7 @@ public final class Trainer {
     try logRunEvent()
 
     let watchdog = Watchdog(communicator: communicator, timeout: configuration.stepTimeout, report: reportStall)
+    if communicator.size > 1 { watchdog.setHosts(try RankHosts.gather(communicator)) }
     self.watchdog = watchdog
     watchdog.start()
     ExitGuard.arm(communicator)

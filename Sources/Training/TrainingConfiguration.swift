@@ -61,6 +61,11 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   /// Sum gradients through memory shared by the ranks when they all run on one host (`SharedMemoryReducer`), unless
   /// `overlapCommunication` is on (the overlap is MPI's).
   public var sharedMemoryReduction = true
+  /// Across hosts (`HierarchicalReducer`): start each bucket's exchange between hosts as soon as the host has
+  /// summed it, while the backward computes the layers below.
+  public var overlapAcrossHosts = false
+  /// What crosses hosts: fp32, or 16 bits a gradient with error feedback (`PeerExchange`).
+  public var compress = GradientCompression.none
   /// Whether to try the shared-memory reducer (it still needs every rank on one host, K > 1).
   public var usesSharedMemoryReduction: Bool { sharedMemoryReduction && !overlapCommunication }
 

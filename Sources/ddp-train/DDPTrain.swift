@@ -55,6 +55,8 @@ enum ExitStatus {
   static let trainingFailure: Int32 = 1
   static let inputError: Int32 = 2
   static let diverged: Int32 = 3
+  /// A rank's watchdog ended the job: some rank stopped making progress (`--step-timeout`).
+  static let stalled: Int32 = 4
   /// Stopped on request (SIGTERM, SIGINT or SIGUSR1) after a step, with a checkpoint of that step when
   /// --checkpoint-dir is set: resumable. 75 is sysexits' EX_TEMPFAIL, "try again later".
   static let stopped: Int32 = 75

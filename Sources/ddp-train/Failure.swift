@@ -1,3 +1,4 @@
+import CKernels
 import Checkpoints
 import Communication
 import Datasets
@@ -51,7 +52,11 @@ func endJob(after error: Error, communicator: Communicator) -> Never {
 
 /// The world this process is part of: MPI when started by mpirun, else a world of one without MPI at all.
 func makeCommunicator() throws -> Communicator {
-  if MPICommunicator.isLaunchedByMPI { return try MPICommunicator() }
+  if MPICommunicator.isLaunchedByMPI {
+    // When this host's Open MPI daemon dies, its ranks go with it instead of waiting in a collective forever.
+    _ = ddp_die_with_parent()
+    return try MPICommunicator()
+  }
   return SingleProcessCommunicator()
 }
 

@@ -69,7 +69,10 @@ struct LaunchCommand: ParsableCommand {
       ["ddp-train"] + kept + ["--"] + FaultInjection.removed(from: trainArguments).filter { $0 != "--start-fresh" }
       + ["--resume"]
     setenv("DDP_TRAIN_RESUME_COMMAND", resume.map(shellQuoted).joined(separator: " "), 1)
-    mpirunCommand.mpirunArguments = ["-x", "DDP_TRAIN_RESUME_COMMAND"] + cluster.mpirunArguments
+    mpirunCommand.mpirunArguments =
+      ["-x", "DDP_TRAIN_RESUME_COMMAND"]
+      + (cluster.isLocalOnly ? [] : Self.daemonKeepalive(cluster: cluster, training: training))
+      + cluster.mpirunArguments
     var hostfile: String?
     if !cluster.isLocalOnly {
       let path = NSTemporaryDirectory() + "ddp-train-hostfile-\(getpid())"
@@ -92,7 +95,8 @@ struct LaunchCommand: ParsableCommand {
 
     var restarts = 0
     var resumedFrom: Int?
-    var status = try runJob(command)
+    let relay = cluster.isLocalOnly ? nil : FailureRelay(cluster: cluster)
+    var status = try runJob(command, relay: relay)
     while !Self.finalStatuses.contains(status) && !JobSignals.stopRequested {
       guard restarts < maxRestarts else {
         if maxRestarts > 0 { say("the job failed with status \(status); giving up after \(restarts) restart(s)") }
@@ -117,7 +121,7 @@ struct LaunchCommand: ParsableCommand {
       usleep(UInt32(pause * 1_000_000))
       // Later options win: resume when there is something to resume, and never start fresh again.
       let again = program + (newest == nil ? ["--no-resume"] : ["--resume"]) + ["--no-start-fresh"]
-      status = try runJob(mpirunCommand.words(program: again))
+      status = try runJob(mpirunCommand.words(program: again), relay: relay)
     }
     if status != 0 { throw ExitCode(status) }
   }
@@ -135,19 +139,65 @@ struct LaunchCommand: ParsableCommand {
   /// Runs one mpirun to its end and returns its exit status. The first SIGTERM or SIGINT becomes SIGUSR1 for
   /// mpirun, which forwards it to every rank (a stop after the current step, status 75); mpirun itself would
   /// answer SIGTERM or SIGINT by killing the ranks. A second one is passed on as SIGTERM: the job ends at once.
-  func runJob(_ command: [String]) throws -> Int32 {
+  /// With a `relay` (jobs across hosts) mpirun's stderr passes through launch, which, when the job fails, adds one
+  /// line naming the host that failed and the ranks it ran.
+  func runJob(_ command: [String], relay: FailureRelay? = nil) throws -> Int32 {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = command
+    let pipe = relay.map { _ in Pipe() }
+    if let pipe { process.standardError = pipe }
     do { try process.run() } catch {
       throw ConfigFileError(
         path: config, key: nil, problem: "could not start \(mpirun): \(error). Is openmpi-bin installed?")
     }
+    let reader = pipe.map { pipe in relay!.start(reading: pipe.fileHandleForReading) }
     JobSignals.forward(to: process)
+    var killedAfterWatchdog = false
+    if let relay {
+      // Note [A host mpirun cannot reach]: once a rank's watchdog has said it is ending the job, a reachable job
+      // is gone within a second; mpirun still there after `abortWait` is waiting for a daemon it cannot reach,
+      // and would wait for as long as TCP retransmits (a quarter of an hour). End it: the daemons it can reach then
+      // end their ranks, and the ranks it cannot reach end by their own watchdog.
+      while process.isRunning {
+        if let fired = relay.watchdogFiredAt, Date().timeIntervalSince(fired) > Self.abortWait {
+          kill(process.processIdentifier, SIGKILL)
+          killedAfterWatchdog = true
+          break
+        }
+        usleep(100_000)
+      }
+    }
     process.waitUntilExit()
     JobSignals.forward(to: nil)
-    if process.terminationReason == .uncaughtSignal { return 128 + process.terminationStatus }
-    return process.terminationStatus
+    if !killedAfterWatchdog { reader?.wait() }
+    var status =
+      process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+    if killedAfterWatchdog {
+      status = ExitStatus.stalled
+      say(
+        String(format: "a rank's watchdog ended the job, and mpirun was still waiting %.1f s later ", Self.abortWait)
+          + "for a host it cannot reach; ended mpirun")
+    }
+    if status != 0, !Self.finalStatuses.contains(status), let line = relay?.failedHostLine() { say(line) }
+    return status
+  }
+
+  /// How long after a rank's watchdog message launch lets mpirun end the job by itself.
+  static let abortWait: Double = 1.5
+
+  /// mpirun's daemons notice a host that stops answering (its link cut, the host down) only through TCP keepalive
+  /// on their connections, which Open MPI leaves at 300 s + 9 × 20 s. Probing every second ends such a job within
+  /// the ranks' own watchdog time plus a few seconds: after the watchdog (which names the ranks elsewhere), not
+  /// before it. The user's own `oob_tcp_keepalive` settings in mpirun-args win.
+  static func daemonKeepalive(cluster: ClusterSpec, training: TrainingConfiguration) -> [String] {
+    if cluster.mpirunArguments.contains(where: { $0.hasPrefix("oob_tcp_keepalive") }) { return [] }
+    let limit = training.stepTimeout ?? 60
+    let probes = Int((limit + max(2, 0.2 * limit)).rounded(.up)) + 2
+    return [
+      "--mca", "oob_tcp_keepalive_time", "1", "--mca", "oob_tcp_keepalive_intvl", "1",
+      "--mca", "oob_tcp_keepalive_probes", String(probes),
+    ]
   }
 
   func say(_ text: String) {
@@ -197,5 +247,84 @@ enum JobSignals {
       guard let process, process.isRunning else { return }
       kill(process.processIdentifier, received == 1 ? SIGUSR1 : SIGTERM)
     }
+  }
+}
+
+/// Passes mpirun's stderr through for a job across hosts, remembering the hosts Open MPI names in its failure
+/// reports ("on node X"), so that launch can say which host failed and which ranks ran there. Open MPI maps ranks
+/// by slot in hostfile order (launch's hostfile: the cluster's hosts, in order), so host i runs the ranks after
+/// the slots of hosts 0 ..< i.
+final class FailureRelay: @unchecked Sendable {
+  let cluster: ClusterSpec
+  private let lock = NSLock()
+  private var named: [String] = []
+  private var partial = ""
+  /// When a rank's watchdog said it was ending the job, and whom it suspected ("ranks 2-3 on ddpt-h2").
+  private var watchdogFired: Date?
+  private var suspects: String?
+
+  var watchdogFiredAt: Date? { lock.withLock { watchdogFired } }
+
+  init(cluster: ClusterSpec) { self.cluster = cluster }
+
+  /// Copies everything from `handle` to stderr on a thread of its own until end of file.
+  func start(reading handle: FileHandle) -> DispatchGroup {
+    let group = DispatchGroup()
+    group.enter()
+    Thread.detachNewThread { [self] in
+      while true {
+        let data = handle.availableData
+        if data.isEmpty { break }
+        FileHandle.standardError.write(data)
+        scan(String(decoding: data, as: UTF8.self))
+      }
+      group.leave()
+    }
+    return group
+  }
+
+  private func scan(_ text: String) {
+    lock.withLock {
+      let lines = (partial + text).split(separator: "\n", omittingEmptySubsequences: false)
+      partial = String(lines.last ?? "")
+      for line in lines.dropLast() {
+        if line.hasPrefix("ddp-train: error: rank "), line.hasSuffix("Ending the job.") {
+          if watchdogFired == nil { watchdogFired = Date() }
+          if suspects == nil, let range = line.range(of: "not answering may be ") {
+            suspects = String(line[range.upperBound...].prefix { $0 != "(" }).trimmingCharacters(in: .whitespaces)
+          }
+        }
+        // The HNP is mpirun's own node, not a failure; everything else "on node X" is.
+        guard !line.contains("HNP daemon"), let range = line.range(of: "on node ") else { continue }
+        let host = line[range.upperBound...].prefix { !$0.isWhitespace && $0 != "," && $0 != ")" }
+        if cluster.hosts.contains(where: { $0.name == host }), !named.contains(String(host)) {
+          named.append(String(host))
+        }
+      }
+    }
+  }
+
+  /// The ranks of `host` under by-slot mapping.
+  func ranks(of host: String) -> ClosedRange<Int>? {
+    var first = 0
+    for entry in cluster.hosts {
+      if entry.name == host { return first...(first + entry.slots - 1) }
+      first += entry.slots
+    }
+    return nil
+  }
+
+  /// "the job failed on host ddpt-h2 (ranks 2-3)", or what is known when Open MPI named no host.
+  func failedHostLine() -> String? {
+    let (hosts, suspects) = lock.withLock { (named, self.suspects) }
+    guard !hosts.isEmpty else {
+      if let suspects { return "the job failed: \(suspects) stopped answering (that host, its link or its daemon failed)" }
+      return "the job failed without Open MPI or a watchdog naming a host"
+    }
+    let parts = hosts.map { host in
+      let ranks = ranks(of: host).map { $0.count == 1 ? "rank \($0.lowerBound)" : "ranks \($0.lowerBound)-\($0.upperBound)" }
+      return "host \(host)" + (ranks.map { " (\($0))" } ?? "")
+    }
+    return "the job failed on " + parts.joined(separator: " and ")
   }
 }

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "Compression.h"
+
 /// torch.optim.SGD (dampening 0) with momentum μ > 0 over n elements:
 ///   d = g + wd·w;  v = μ·v + d;  w = w − lr·(nesterov ? d + μ·v : v)
 /// Returns false when some g[i] is NaN or ±Inf (the parameters are then not to be used: training has diverged).
@@ -77,3 +79,8 @@ void ddp_max_pool_backward(float *_Nonnull dx, const float *_Nonnull dy, const i
 void ddp_install_stop_handlers(void);
 // The first stop signal received, or 0.
 int ddp_stop_signal(void);
+
+/// Asks the kernel to SIGKILL this process when its parent ends (Linux PR_SET_PDEATHSIG). A rank's parent is
+/// Open MPI's daemon on its host: when the daemon is killed, its ranks would otherwise live on, stuck in a
+/// collective with nobody left to end them. False where the call is not available.
+bool ddp_die_with_parent(void);
