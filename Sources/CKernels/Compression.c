@@ -22,7 +22,10 @@ static inline uint16_t toBF16(float x) {
   // NaN: keep it a (quiet) NaN; rounding could carry it into the infinity pattern.
   if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x0040u);
   uint32_t roundingBias = 0x7fffu + ((bits >> 16) & 1u);
-  return (uint16_t)((bits + roundingBias) >> 16);
+  uint16_t rounded = (uint16_t)((bits + roundingBias) >> 16);
+  // A finite value that rounds to infinity is sent as the largest finite bfloat16 (the rest stays in the residual).
+  if ((bits & 0x7f800000u) != 0x7f800000u && (rounded & 0x7fffu) == 0x7f80u) rounded -= 1;
+  return rounded;
 }
 
 static inline float fromBF16(uint16_t h) { return floatOf((uint32_t)h << 16); }

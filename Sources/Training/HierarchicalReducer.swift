@@ -48,9 +48,13 @@ final class HierarchicalReducer: GradientReducer {
   private var deferredError: Error?
 
   var name: String {
-    let level = window == nil ? "MPI across \(hosts) hosts × 1 rank" : "shared memory within \(hosts) hosts × \(host.size) ranks, MPI across hosts"
+    let level =
+      window == nil
+      ? "MPI across \(hosts) hosts × 1 rank"
+      : "shared memory within \(hosts) hosts × \(host.size) ranks, MPI across hosts"
     let overlap = overlaps ? ", overlapping the backward" : ""
-    let wire = exchange.compression == .none ? "" : ", \(exchange.compression.rawValue) across hosts with error feedback"
+    let wire =
+      exchange.compression == .none ? "" : ", \(exchange.compression.rawValue) across hosts with error feedback"
     return level + overlap + wire
   }
 

@@ -132,7 +132,8 @@ extension Trainer {
   ) throws -> HostAwareReduction? {
     guard communicator.size > 1 else { return nil }
     let compress = configuration.compress
-    let unused = compress == .none ? nil : "--compress \(compress.rawValue) has nothing to do: it applies to what crosses hosts"
+    let unused =
+      compress == .none ? nil : "--compress \(compress.rawValue) has nothing to do: it applies to what crosses hosts"
     switch try HierarchicalReducer.layout(of: communicator) {
     case .oneHost:
       guard configuration.usesSharedMemoryReduction,

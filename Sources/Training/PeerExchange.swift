@@ -35,8 +35,8 @@ final class PeerExchange {
   private let values: FloatBuffer
   /// Error feedback, indexed like `values`: what this rank's sent values lost (phase 1), and what the sums of the
   /// chunks it owns lost (phase 2).
-  private let sendResidual: FloatBuffer?
-  private let ownerResidual: FloatBuffer?
+  let sendResidual: FloatBuffer?
+  let ownerResidual: FloatBuffer?
   /// Wire buffers per piece (keyed by its lower bound): the same pieces come back every step, so after the first
   /// step nothing is allocated.
   private var wires: [Int: Wire] = [:]
@@ -84,7 +84,8 @@ final class PeerExchange {
   }
 
   init(scatter: Communicator, gather: Communicator, compression: GradientCompression, values: FloatBuffer) {
-    precondition(scatter.size == gather.size && scatter.rank == gather.rank, "the two communicators must be the same peers")
+    precondition(
+      scatter.size == gather.size && scatter.rank == gather.rank, "the two communicators must be the same peers")
     self.scatter = scatter
     self.gather = gather
     self.compression = compression
@@ -115,7 +116,8 @@ final class PeerExchange {
       let upper = min(lower + wire.chunk, piece.upperBound)
       guard lower < upper else { continue }
       encode(
-        wire.send.baseAddress! + peer * wire.chunk, values.pointer + lower, sendResidual!.pointer + lower, upper - lower)
+        wire.send.baseAddress! + peer * wire.chunk, values.pointer + lower, sendResidual!.pointer + lower, upper - lower
+      )
     }
     let request = try scatter.startAllToAll(
       UnsafeRawBufferPointer(wire.send), into: UnsafeMutableRawBufferPointer(wire.received))

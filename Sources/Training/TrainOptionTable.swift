@@ -119,7 +119,7 @@ extension TrainOption {
     .flag(
       "shared-memory", \.sharedMemoryReduction, property: "sharedMemoryReduction", default: "on",
       help:
-        "when every rank runs on one host, sum gradients through memory the ranks share instead of MPI's all-reduce; ranks on several hosts use MPI's collectives whatever this says",
+        "sum gradients through memory the ranks of a host share instead of MPI's all-reduce (all ranks on one host; across hosts, the first of the two levels); off: MPI's collectives",
       inStudy: .no),
     .flag(
       "overlap", \.overlapCommunication, property: "overlapCommunication", default: "off",

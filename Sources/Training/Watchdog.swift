@@ -140,8 +140,10 @@ public struct RankHosts: Sendable, Equatable {
     }
     return order.map { host in
       let list = byHost[host]!
-      let text = list.count > 1 && list.last! - list.first! == list.count - 1
-        ? "ranks \(list.first!)-\(list.last!)" : (list.count == 1 ? "rank \(list[0])" : "ranks " + list.map(String.init).joined(separator: ", "))
+      let text =
+        list.count > 1 && list.last! - list.first! == list.count - 1
+        ? "ranks \(list.first!)-\(list.last!)"
+        : (list.count == 1 ? "rank \(list[0])" : "ranks " + list.map(String.init).joined(separator: ", "))
       return text + " on " + host
     }.joined(separator: ", ")
   }
@@ -151,6 +153,7 @@ public struct RankHosts: Sendable, Equatable {
   func elsewhere(than rank: Int) -> String {
     let others = hosts.indices.filter { hosts[$0] != hosts[rank] }
     guard !others.isEmpty else { return "every rank runs on \(hosts[rank])" }
-    return "rank \(rank) runs on \(hosts[rank]); not answering may be \(describeRanks(others)) (that host, its link or its daemon may have failed)"
+    return
+      "rank \(rank) runs on \(hosts[rank]); not answering may be \(describeRanks(others)) (that host, its link or its daemon may have failed)"
   }
 }

@@ -318,11 +318,15 @@ final class FailureRelay: @unchecked Sendable {
   func failedHostLine() -> String? {
     let (hosts, suspects) = lock.withLock { (named, self.suspects) }
     guard !hosts.isEmpty else {
-      if let suspects { return "the job failed: \(suspects) stopped answering (that host, its link or its daemon failed)" }
+      if let suspects {
+        return "the job failed: \(suspects) stopped answering (that host, its link or its daemon failed)"
+      }
       return "the job failed without Open MPI or a watchdog naming a host"
     }
     let parts = hosts.map { host in
-      let ranks = ranks(of: host).map { $0.count == 1 ? "rank \($0.lowerBound)" : "ranks \($0.lowerBound)-\($0.upperBound)" }
+      let ranks = ranks(of: host).map {
+        $0.count == 1 ? "rank \($0.lowerBound)" : "ranks \($0.lowerBound)-\($0.upperBound)"
+      }
       return "host \(host)" + (ranks.map { " (\($0))" } ?? "")
     }
     return "the job failed on " + parts.joined(separator: " and ")

@@ -17,6 +17,7 @@ import Training
     case "lr-scaling": return "sqrt"
     case "schedule": return "step:1,2"
     case "optimizer": return "lars"
+    case "compress": return "bf16"
     default: break
     }
     switch option.kind {

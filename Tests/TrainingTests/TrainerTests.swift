@@ -25,22 +25,31 @@ func loadSmallData(_ configuration: TrainingConfiguration) throws -> DatasetPair
 }
 
 /// Runs a trainer on each rank of a thread group and returns every rank's final parameters.
-func trainInThreads(ranks: Int, _ configuration: TrainingConfiguration, data: DatasetPair) throws -> [[Float]] {
-  let results = ResultSlots(count: ranks)
-  try ThreadGroup(size: ranks).run { communicator in
+/// `hosts` pretends the threads run on several hosts (see `ThreadGroup`); `reduction` receives rank 0's reducer name.
+func trainInThreads(
+  ranks: Int, hosts: [Int]? = nil, _ configuration: TrainingConfiguration, data: DatasetPair,
+  reduction: ((String) -> Void)? = nil
+) throws -> [[Float]] {
+  let results = ResultSlots(count: ranks + 1)
+  try ThreadGroup(size: ranks, hosts: hosts).run { communicator in
     let trainer = try Trainer(
       configuration: configuration, communicator: communicator, data: data, console: Console(enabled: false))
     _ = try trainer.run()
     results.set(communicator.rank, trainer.model.parameters.array)
+    if communicator.rank == 0 { results.setName(trainer.reductionName) }
   }
-  return results.values
+  if let reduction { reduction(results.name) }
+  return Array(results.values.prefix(ranks))
 }
 
 final class ResultSlots: @unchecked Sendable {
   private let lock = NSLock()
   private var slots: [[Float]]
   init(count: Int) { slots = Array(repeating: [], count: count) }
+  private var text = ""
   func set(_ index: Int, _ value: [Float]) { lock.withLock { slots[index] = value } }
+  func setName(_ name: String) { lock.withLock { text = name } }
+  var name: String { lock.withLock { text } }
   var values: [[Float]] { lock.withLock { slots } }
 }
 

@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// v = x[i] + residual[i]; out[i] = v rounded to bfloat16 (nearest, ties to even; NaN stays NaN);
-/// residual[i] = v − out[i] as fp32.
+/// v = x[i] + residual[i]; out[i] = v rounded to bfloat16 (nearest, ties to even; NaN stays NaN; a finite v never
+/// becomes infinite: past the largest bfloat16 it is sent as ±that); residual[i] = v − out[i] as fp32.
 void ddp_encode_bf16(uint16_t *_Nonnull out, const float *_Nonnull x, float *_Nonnull residual, ptrdiff_t n);
 /// The same with IEEE half precision; |v| beyond 65504 (the largest half) is sent as ±65504, the rest kept in the
 /// residual, so a finite gradient never becomes infinite on the wire.

@@ -1,0 +1,215 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Training across hosts through real mpirun, on namespace hosts `launch/cluster` makes on this machine: the sum
+/// in two levels against one host, `--deterministic` against `--simulate-workers`, checkpoints moved between
+/// topologies with each host seeing only its own checkpoint directory, `launch` with a two-host cluster.yaml, and
+/// the failures of a host (its ranks killed, its daemon killed, its link cut), each ending the job promptly.
+@Suite(
+  .serialized, .enabled(if: DDPTrainProcess.mpirunAvailable, "mpirun is not installed (run launch/setup)"),
+  .enabled(if: NamespaceCluster.available, "\(NamespaceCluster.unavailableReason)"))
+struct MultiHostTests {
+  /// A short run with momentum, weight decay and warmup active. `schedule` constant lets a run of 60 steps resumed
+  /// to 120 follow the same lr as one of 120 (cosine's horizon is the run's last step); its smaller lr keeps the
+  /// rounding differences of another summation order from growing past 1e-5 in 120 steps.
+  static func arguments(
+    batch: Int, steps: Int, checkpoints: String, schedule: String = "cosine", extra: [String] = []
+  ) -> [String] {
+    [
+      "--dataset", "synthetic", "--batch-size", String(batch), "--max-steps", String(steps), "--seed", "7",
+      "--lr", schedule == "cosine" ? "0.05" : "0.02", "--base-batch", "64", "--warmup-epochs", "0.5",
+      "--schedule", schedule, "--momentum", "0.9", "--weight-decay", "5e-4", "--checkpoint-dir", checkpoints,
+      "--checkpoint-every", "60", "--log-every", "1000",
+    ] + extra
+  }
+
+  @Test(
+    "2 hosts × 2 ranks end where 1 host × 4 ranks ends (1e-5); --deterministic across hosts is --simulate-workers 4")
+  func twoHostsEqualOneHost() throws {
+    let cluster = try NamespaceCluster(hosts: 2, slots: 2)
+    defer { cluster.down() }
+    let scratch = try makeScratchDirectory("hosts")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let path = { (name: String) in scratch.appendingPathComponent(name).path }
+
+    let oneHost = try DDPTrainProcess.mpirun(ranks: 4, Self.arguments(batch: 16, steps: 200, checkpoints: path("one")))
+    #expect(oneHost.status == 0, "\(oneHost.output)")
+    let twoHosts = try cluster.mpirun(
+      ranks: 4, Self.arguments(batch: 16, steps: 200, checkpoints: path("two"), extra: ["--check-consistency", "50"]))
+    #expect(twoHosts.status == 0, "\(twoHosts.output)")
+    #expect(
+      twoHosts.stdout.contains("gradients: shared memory within 2 hosts × 2 ranks, MPI across hosts"),
+      "\(twoHosts.stdout)")
+    let reference = try finalParameters(in: scratch.appendingPathComponent("one"))
+    let acrossHosts = try finalParameters(in: scratch.appendingPathComponent("two"))
+    #expect(relativeDistance(acrossHosts, reference) <= 1e-5)
+
+    // bf16 on the wire trains to nearly the same place, but not the same bits: the compression is really applied.
+    let compressed = try cluster.mpirun(
+      ranks: 4, Self.arguments(batch: 16, steps: 200, checkpoints: path("bf16"), extra: ["--compress", "bf16"]))
+    #expect(compressed.status == 0, "\(compressed.output)")
+    #expect(compressed.stdout.contains("bf16 across hosts with error feedback"), "\(compressed.stdout)")
+    let rounded = try finalParameters(in: scratch.appendingPathComponent("bf16"))
+    let gap = relativeDistance(rounded, reference)
+    #expect(gap > 1e-5 && gap < 0.5, "bf16 vs fp32: \(gap)")
+
+    let deterministic = try cluster.mpirun(
+      ranks: 4, Self.arguments(batch: 16, steps: 200, checkpoints: path("det"), extra: ["--deterministic"]))
+    #expect(deterministic.status == 0, "\(deterministic.output)")
+    let simulated = try DDPTrainProcess.run(
+      Self.arguments(batch: 16, steps: 200, checkpoints: path("sim"), extra: ["--simulate-workers", "4"]))
+    #expect(simulated.status == 0, "\(simulated.output)")
+    let difference = bitwiseDifference(
+      try finalParameters(in: scratch.appendingPathComponent("det")),
+      try finalParameters(in: scratch.appendingPathComponent("sim")))
+    #expect(difference == nil, "\(difference ?? "")")
+  }
+
+  @Test("a checkpoint of 2 hosts × 2 ranks resumes on 1 host × 4 and the reverse; only rank 0's host has it")
+  func checkpointsMoveBetweenTopologies() throws {
+    let cluster = try NamespaceCluster(hosts: 2, slots: 2)
+    defer { cluster.down() }
+    let scratch = try makeScratchDirectory("hosts-ck")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let path = { (name: String) in scratch.appendingPathComponent(name).path }
+    // Each host sees its own, empty checkpoint directory (a tmpfs mounted inside it), as separate machines would.
+    for directory in ["private-a", "private-b"] {
+      try FileManager.default.createDirectory(atPath: path(directory), withIntermediateDirectories: true)
+      for host in cluster.hosts {
+        #expect(cluster.exec(host, ["mount", "-t", "tmpfs", "tmpfs", path(directory)]).status == 0)
+      }
+    }
+    let uninterrupted = try DDPTrainProcess.mpirun(
+      ranks: 4, Self.arguments(batch: 16, steps: 120, checkpoints: path("whole"), schedule: "constant"))
+    #expect(uninterrupted.status == 0, "\(uninterrupted.output)")
+    let reference = try finalParameters(in: scratch.appendingPathComponent("whole"))
+
+    // 2 × 2 for 60 steps: the checkpoint exists on rank 0's host only.
+    let first = try cluster.mpirun(
+      ranks: 4, Self.arguments(batch: 16, steps: 60, checkpoints: path("private-a"), schedule: "constant"))
+    #expect(first.status == 0, "\(first.output)")
+    #expect(cluster.exec(cluster.hosts[0], ["ls", path("private-a")]).output.contains("step-00000060"))
+    #expect(!cluster.exec(cluster.hosts[1], ["ls", path("private-a")]).output.contains("step-"))
+    #expect(!FileManager.default.fileExists(atPath: path("private-a") + "/step-00000060"))
+    // Carried to one host with 4 ranks, resumed to step 120.
+    try FileManager.default.createDirectory(atPath: path("moved-a"), withIntermediateDirectories: true)
+    cluster.exec(cluster.hosts[0], ["cp", "-a", path("private-a") + "/step-00000060", path("moved-a")])
+    let resumedOnOneHost = try DDPTrainProcess.mpirun(
+      ranks: 4,
+      Self.arguments(batch: 16, steps: 120, checkpoints: path("moved-a"), schedule: "constant", extra: ["--resume"]))
+    #expect(resumedOnOneHost.status == 0, "\(resumedOnOneHost.output)")
+    #expect(relativeDistance(try finalParameters(in: scratch.appendingPathComponent("moved-a")), reference) <= 1e-5)
+
+    // The reverse: 1 host × 4 for 60 steps, carried to rank 0's host only, resumed there on 2 hosts × 2.
+    let local = try DDPTrainProcess.mpirun(
+      ranks: 4, Self.arguments(batch: 16, steps: 60, checkpoints: path("local"), schedule: "constant"))
+    #expect(local.status == 0, "\(local.output)")
+    cluster.exec(cluster.hosts[0], ["cp", "-a", path("local") + "/step-00000060", path("private-b")])
+    let resumedOnTwoHosts = try cluster.mpirun(
+      ranks: 4,
+      Self.arguments(batch: 16, steps: 120, checkpoints: path("private-b"), schedule: "constant", extra: ["--resume"]))
+    #expect(resumedOnTwoHosts.status == 0, "\(resumedOnTwoHosts.output)")
+    try FileManager.default.createDirectory(atPath: path("moved-b"), withIntermediateDirectories: true)
+    cluster.exec(cluster.hosts[0], ["cp", "-a", path("private-b") + "/step-00000120", path("moved-b")])
+    #expect(relativeDistance(try finalParameters(in: scratch.appendingPathComponent("moved-b")), reference) <= 1e-5)
+  }
+
+  /// A long two-host job through `launch`, with `fault` applied once both of host 2's ranks run; returns the
+  /// result and the seconds from the fault to the job's end.
+  func launchAndBreak(
+    _ cluster: NamespaceCluster, stepTimeout: Int, fault: @escaping @Sendable (NamespaceCluster) -> Void
+  ) throws -> (DDPTrainProcess.Result, Double) {
+    let scratch = try makeScratchDirectory("hosts-fault")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let config = scratch.appendingPathComponent("cluster.yaml")
+    try
+      (cluster.yaml
+      + "train:\n  dataset: synthetic\n  model: mlp:32\n  max-steps: 10000000\n  log-every: 1000000\n"
+      + "  step-timeout: \(stepTimeout)\n").write(to: config, atomically: true, encoding: .utf8)
+    let faultTime = TimeBox()
+    nonisolated(unsafe) let target = cluster
+    let result = try DDPTrainProcess.run(["launch", "--config", config.path], timeout: 90) { _ in
+      _ = JobWatching.wait(timeout: 30) {
+        target.processes(on: target.hosts[1]).filter { $0.name == "ddp-train" }.count == target.slots
+      }
+      usleep(1_500_000)
+      faultTime.set(Date())
+      fault(target)
+    }
+    let end = Date()
+    return (result, end.timeIntervalSince(faultTime.value ?? end))
+  }
+
+  @Test("every rank of a host killed: the job ends within 5 s, non-zero, naming the host and its ranks")
+  func ranksOfAHostKilled() throws {
+    let cluster = try NamespaceCluster(hosts: 2, slots: 2)
+    defer { cluster.down() }
+    let (result, seconds) = try launchAndBreak(cluster, stepTimeout: 10) { cluster in
+      for process in cluster.processes(on: cluster.hosts[1]) where process.name == "ddp-train" {
+        kill(process.pid, SIGKILL)
+      }
+    }
+    #expect(!result.timedOut && result.status != 0, "\(result.output)")
+    #expect(seconds < 5, "ended \(seconds) s after the kill")
+    #expect(result.stderr.contains("the job failed on host \(cluster.hosts[1]) (ranks 2-3)"), "\(result.stderr)")
+  }
+
+  @Test("a host's Open MPI daemon killed: the job ends within 5 s, naming the host; its ranks do not live on")
+  func daemonOfAHostKilled() throws {
+    let cluster = try NamespaceCluster(hosts: 2, slots: 2)
+    defer { cluster.down() }
+    let (result, seconds) = try launchAndBreak(cluster, stepTimeout: 10) { cluster in
+      for process in cluster.processes(on: cluster.hosts[1]) where process.name == "orted" {
+        kill(process.pid, SIGKILL)
+      }
+    }
+    #expect(!result.timedOut && result.status != 0, "\(result.output)")
+    #expect(seconds < 5, "ended \(seconds) s after the kill")
+    #expect(result.stderr.contains("the job failed on host \(cluster.hosts[1]) (ranks 2-3)"), "\(result.stderr)")
+    // The ranks whose daemon died follow it (they would otherwise wait in a collective until their watchdog).
+    let orphansGone = JobWatching.wait(timeout: 3) {
+      cluster.processes(on: cluster.hosts[1]).allSatisfy { $0.name != "ddp-train" }
+    }
+    #expect(orphansGone, "\(cluster.processes(on: cluster.hosts[1]))")
+  }
+
+  @Test("a host's link cut: the watchdog ends the job within --step-timeout + 5 s, naming who stopped answering")
+  func linkOfAHostCut() throws {
+    let cluster = try NamespaceCluster(hosts: 2, slots: 2)
+    defer { cluster.down() }
+    let (result, seconds) = try launchAndBreak(cluster, stepTimeout: 10) { cluster in
+      cluster.link(cluster.hosts[1], up: false)
+    }
+    #expect(!result.timedOut, "\(result.output)")
+    #expect(result.status == 4, "\(result.output)")
+    #expect(seconds < 15, "ended \(seconds) s after the link went down")
+    #expect(result.stderr.contains("not answering may be ranks 2-3 on \(cluster.hosts[1])"), "\(result.stderr)")
+    #expect(result.stderr.contains("ranks 2-3 on \(cluster.hosts[1]) stopped answering"), "\(result.stderr)")
+  }
+
+  @Test("launch with a two-host cluster.yaml trains across them")
+  func launchAcrossHosts() throws {
+    let cluster = try NamespaceCluster(hosts: 2, slots: 2)
+    defer { cluster.down() }
+    let scratch = try makeScratchDirectory("hosts-launch")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let config = scratch.appendingPathComponent("cluster.yaml")
+    try (cluster.yaml + "train:\n  dataset: synthetic\n  model: mlp:32\n  max-steps: 300\n  log-every: 1000\n").write(
+      to: config, atomically: true, encoding: .utf8)
+    let result = try DDPTrainProcess.run(["launch", "--config", config.path], timeout: 90)
+    #expect(result.status == 0, "\(result.output)")
+    #expect(result.stdout.contains("4 workers × 64 = global batch 256"), "\(result.stdout)")
+    #expect(
+      result.stdout.contains("gradients: shared memory within 2 hosts × 2 ranks, MPI across hosts"), "\(result.stdout)")
+    #expect(result.stdout.contains("done: 300 steps"), "\(result.stdout)")
+  }
+}
+
+/// A time set by one thread and read by another.
+final class TimeBox: @unchecked Sendable {
+  private let lock = NSLock()
+  private var time: Date?
+  func set(_ value: Date) { lock.withLock { time = value } }
+  var value: Date? { lock.withLock { time } }
+}

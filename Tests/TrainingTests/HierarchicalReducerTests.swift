@@ -1,0 +1,230 @@
+import CKernels
+import Communication
+import Foundation
+import Tensors
+import Testing
+
+@testable import Training
+
+/// `HierarchicalReducer` and `PeerExchange` over thread-ranks that pretend to run on several hosts: the sums
+/// against naive references computed here, element by element, and training across pretend hosts against one
+/// rank with the global batch.
+@Suite struct HierarchicalReducerTests {
+  static func value(rank: Int, element: Int, step: Int) -> Float {
+    var generator = Xoshiro256(seed: UInt64(1000 * step + rank), stream: UInt64(element))
+    return generator.nextFloat(in: -1, 1) * Float([1, 1e-3, 3e2, 7e-2, 5, 2e-2][rank % 6])
+  }
+
+  /// bfloat16 by another route than the kernel's bit trick: the two neighbours (truncated, and one unit up),
+  /// whichever is nearer, the even one on a tie; never infinity for a finite value (the wire saturates).
+  static func referenceBF16(_ x: Float) -> Float {
+    let bits = x.bitPattern
+    let down = Float(bitPattern: bits & 0xffff_0000)
+    let up = Float(bitPattern: (bits & 0xffff_0000) &+ 0x1_0000)
+    let toDown = abs(Double(x) - Double(down))
+    let toUp = up.isInfinite ? Double.infinity : abs(Double(up) - Double(x))
+    if toDown != toUp { return toDown < toUp ? down : up }
+    return (bits >> 16) & 1 == 0 ? down : up
+  }
+
+  /// The world's ranks, host by host: ranks/hosts per host, in rank order.
+  static func hostsOf(ranks: Int, perHost: Int) -> [Int] { (0..<ranks).map { $0 / perHost } }
+
+  // 3 hosts × 2 ranks and 2 hosts × 3; with and without overlap (the ranges as the backward would report them).
+  @Test(arguments: [(6, 2), (6, 3), (2, 1)], [false, true])
+  func sumsAreHostSumsThenPeerSums(layout: (Int, Int), overlaps: Bool) throws {
+    let (ranks, perHost) = layout
+    let parameterCount = 1030
+    let count = parameterCount + 7
+    let steps = 2
+    let results = ResultSlots(count: ranks * steps + 1)
+    try ThreadGroup(size: ranks, hosts: Self.hostsOf(ranks: ranks, perHost: perHost)).run { communicator in
+      guard case .hosts(let layout) = try HierarchicalReducer.layout(of: communicator) else {
+        throw CommunicationError(operation: "layout", message: "expected several hosts")
+      }
+      let reducer = try #require(
+        try HierarchicalReducer.make(
+          layout: layout, count: count, parameterCount: parameterCount, compression: .none, overlaps: overlaps,
+          bucketElements: 300))
+      if communicator.rank == 0 { results.setName(reducer.name) }
+      for step in 0..<steps {
+        for element in 0..<count {
+          reducer.ownSlot[element] = Self.value(rank: communicator.rank, element: element, step: step)
+        }
+        if overlaps {
+          for range in [900..<1030, 610..<900, 200..<610, 0..<200] { reducer.gradientsReady(range) }
+        }
+        results.set(communicator.rank * steps + step, try reducer.finish(reducer.ownSlot).array)
+      }
+    }
+    let hosts = ranks / perHost
+    for step in 0..<steps {
+      let expected = (0..<count).map { element in
+        // Within each host in rank order, then the host sums in host order (the thread group's all-reduce).
+        let hostSums = (0..<hosts).map { host in
+          (1..<perHost).reduce(Self.value(rank: host * perHost, element: element, step: step)) {
+            $0 + Self.value(rank: host * perHost + $1, element: element, step: step)
+          }
+        }
+        return hostSums.dropFirst().reduce(hostSums[0], +)
+      }
+      let expectedBits: [UInt32] = expected.map(\.bitPattern)
+      for rank in 0..<ranks {
+        let got: [UInt32] = results.values[rank * steps + step].map(\.bitPattern)
+        #expect(got == expectedBits, "rank \(rank) step \(step)")
+      }
+    }
+    let name = results.name
+    let prefix: String =
+      perHost == 1
+      ? "MPI across \(hosts) hosts × 1 rank"
+      : "shared memory within \(hosts) hosts × \(perHost) ranks, MPI across hosts"
+    #expect(name.hasPrefix(prefix))
+    let saysOverlap = name.contains("overlapping")
+    #expect(saysOverlap == overlaps)
+  }
+
+  @Test("bf16 on the wire: the first step is the rounded sum of the rounded values; error feedback loses nothing")
+  func bf16WithErrorFeedback() throws {
+    let parameterCount = 999
+    let count = parameterCount + 3
+    let steps = 4
+    let ranks = 3
+    let results = ResultSlots(count: ranks * (steps + 2))
+    try ThreadGroup(size: ranks, hosts: [0, 1, 2]).run { communicator in
+      guard case .hosts(let layout) = try HierarchicalReducer.layout(of: communicator) else {
+        throw CommunicationError(operation: "layout", message: "expected several hosts")
+      }
+      let reducer = try #require(
+        try HierarchicalReducer.make(
+          layout: layout, count: count, parameterCount: parameterCount, compression: .bf16, overlaps: false))
+      for step in 0..<steps {
+        for element in 0..<count {
+          reducer.ownSlot[element] = Self.value(rank: communicator.rank, element: element, step: step)
+        }
+        results.set(communicator.rank * (steps + 2) + step, try reducer.finish(reducer.ownSlot).array)
+      }
+      results.set(communicator.rank * (steps + 2) + steps, reducer.exchange.sendResidual!.array)
+      results.set(communicator.rank * (steps + 2) + steps + 1, reducer.exchange.ownerResidual!.array)
+    }
+    let all = results.values
+    // Every rank decoded the same bits.
+    for step in 0..<steps {
+      for rank in 1..<ranks {
+        #expect(all[rank * (steps + 2) + step].map(\.bitPattern) == all[step].map(\.bitPattern))
+      }
+    }
+    // Step 0: each value rounded to bf16, summed in fp32 in peer order, the sum rounded to bf16.
+    for element in 0..<parameterCount {
+      let rounded = (0..<ranks).map { Self.referenceBF16(Self.value(rank: $0, element: element, step: 0)) }
+      let expected = Self.referenceBF16(rounded.dropFirst().reduce(rounded[0], +))
+      #expect(all[0][element].bitPattern == expected.bitPattern, "element \(element)")
+    }
+    // The scalar tail is never compressed: the exact fp32 sum.
+    for element in parameterCount..<count {
+      let exact = (1..<ranks).reduce(Self.value(rank: 0, element: element, step: 0)) {
+        $0 + Self.value(rank: $1, element: element, step: 0)
+      }
+      #expect(all[0][element] == exact)
+    }
+    // Error feedback: what was delivered over the steps plus what the residuals hold is what was sent, so no
+    // gradient is lost, only delayed (to fp32 rounding of the bookkeeping).
+    var worst = 0.0
+    for element in 0..<parameterCount {
+      var sent = 0.0
+      var magnitude = 0.0
+      var delivered = 0.0
+      for step in 0..<steps {
+        for rank in 0..<ranks {
+          sent += Double(Self.value(rank: rank, element: element, step: step))
+          magnitude += abs(Double(Self.value(rank: rank, element: element, step: step)))
+        }
+        delivered += Double(all[step][element])
+      }
+      var held = 0.0
+      for rank in 0..<ranks {
+        held += Double(all[rank * (steps + 2) + steps][element]) + Double(all[rank * (steps + 2) + steps + 1][element])
+      }
+      worst = max(worst, abs(delivered + held - sent) / magnitude)
+    }
+    #expect(worst < 1e-5, "delivered + residuals differ from what was sent by \(worst)")
+  }
+
+  @Test("fp16 on the wire: a value past half precision's range is sent as ±65504, the rest kept")
+  func fp16Saturates() {
+    var out: [UInt16] = [0, 0, 0]
+    var residual: [Float] = [0, 0, 0]
+    let values: [Float] = [1e5, -70000, 1.5]
+    ddp_encode_fp16(&out, values, &residual, 3)
+    let sent: [UInt16] = [Float16(65504).bitPattern, Float16(-65504).bitPattern, Float16(1.5).bitPattern]
+    let kept: [Float] = [100_000 - 65504, -70000 + 65504, 0]
+    #expect(out == sent)
+    #expect(residual == kept)
+  }
+
+  @Test("bf16 kernel rounds like the reference on awkward values (ties, NaN, near the largest float)")
+  func bf16Kernel() {
+    let values: [Float] = [
+      1, 1 + 1.0 / 256, 1 + 3.0 / 256, -2.0078125, .greatestFiniteMagnitude, -.greatestFiniteMagnitude, 1e-40,
+      3.14159265,
+    ]
+    var out = [UInt16](repeating: 0, count: values.count)
+    var residual = [Float](repeating: 0, count: values.count)
+    ddp_encode_bf16(&out, values, &residual, values.count)
+    for (index, value) in values.enumerated() {
+      let decoded: Float = Float(bitPattern: UInt32(out[index]) << 16)
+      let expected: Float = Self.referenceBF16(value)
+      #expect(decoded.bitPattern == expected.bitPattern)
+    }
+    var nan: [UInt16] = [0]
+    var zero: [Float] = [0]
+    ddp_encode_bf16(&nan, [Float.nan], &zero, 1)
+    let decodedNaN: Float = Float(bitPattern: UInt32(nan[0]) << 16)
+    #expect(decodedNaN.isNaN)
+  }
+
+  @Test("training across pretend hosts equals one rank with the global batch; unequal hosts fall back")
+  func trainingAcrossHosts() throws {
+    let reference = smallConfiguration(batch: 32, steps: 40)
+    let data = try loadSmallData(reference)
+    let one = try trainInThreads(ranks: 1, reference, data: data)[0]
+    var split = reference
+    split.batchSize = 8
+    var name = ""
+    let four = try trainInThreads(ranks: 4, hosts: [0, 0, 1, 1], split, data: data) { name = $0 }
+    #expect(name == "shared memory within 2 hosts × 2 ranks, MPI across hosts")
+    for rank in 1..<4 { #expect(four[rank].map(\.bitPattern) == four[0].map(\.bitPattern)) }
+    #expect(maxRelativeDifference(four[0], one) < 1e-5)
+    // Overlapped: the same additions, so the same bits.
+    var overlapped = split
+    overlapped.overlapAcrossHosts = true
+    let overlapping = try trainInThreads(ranks: 4, hosts: [0, 0, 1, 1], overlapped, data: data)
+    #expect(overlapping[0].map(\.bitPattern) == four[0].map(\.bitPattern))
+    // bf16 across hosts: close to fp32 after 40 steps, not equal (it does round).
+    var compressed = split
+    compressed.compress = .bf16
+    let rounded = try trainInThreads(ranks: 4, hosts: [0, 0, 1, 1], compressed, data: data)[0]
+    let gap = maxRelativeDifference(rounded, one)
+    #expect(gap > 0 && gap < 0.05, "bf16 vs fp32: \(gap)")
+    // 2 + 1 ranks: the flat all-reduce, saying why.
+    var three = reference
+    three.maxSteps = 10
+    _ = try trainInThreads(ranks: 3, hosts: [0, 0, 1], three, data: data) { name = $0 }
+    #expect(name.hasPrefix("MPI all-reduce (hosts run 2, 1 ranks"), "\(name)")
+  }
+
+  @Test("split groups ranks by color, ordered by key")
+  func threadGroupSplit() throws {
+    let results = ResultSlots(count: 6)
+    try ThreadGroup(size: 6).run { communicator in
+      let part = try communicator.split(color: communicator.rank % 2, key: -communicator.rank)
+      var values: [Float] = [Float(communicator.rank)]
+      try part.allReduceSum(&values)
+      results.set(communicator.rank, [Float(part.rank), Float(part.size), values[0]])
+    }
+    // Colors 0 = {0, 2, 4}, 1 = {1, 3, 5}; key −rank puts the highest rank first.
+    #expect(results.values[4] == [0, 3, 6])
+    #expect(results.values[0] == [2, 3, 6])
+    #expect(results.values[5] == [0, 3, 9])
+  }
+}
