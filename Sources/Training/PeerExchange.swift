@@ -121,7 +121,7 @@ final class PeerExchange {
     }
     let request = try scatter.startAllToAll(
       UnsafeRawBufferPointer(wire.send), into: UnsafeMutableRawBufferPointer(wire.received))
-    bytesSentThisStep += 2 * wire.chunk * 2 * (peers - 1)
+    bytesSentThisStep += 2 * wire.chunk * (peers - 1)
     operations.append(Operation(piece: piece, stage: .scattering, request: request, compressed: true))
   }
 

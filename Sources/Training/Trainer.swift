@@ -92,6 +92,8 @@ public final class Trainer {
   /// How this run sums gradients across ranks, in words (the run header, `ddp-train bench`).
   /// Why the reduction is not the one a user might expect (a flat fallback across hosts, an unused --compress).
   let reductionNote: String?
+  /// The bytes this rank handed to other hosts in the last step (the sum in two levels only; nil otherwise).
+  public var bytesSentAcrossHostsLastStep: Int? { (reducer as? HierarchicalReducer)?.bytesSentLastStep }
   public var reductionName: String { reducer.name + (reductionNote.map { " (\($0))" } ?? "") }
   /// The length of the buffer a step reduces: the parameters' gradients and the scalar tail.
   public var reducedCount: Int { model.parameterCount + GradientTail.count }

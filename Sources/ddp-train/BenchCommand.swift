@@ -127,7 +127,7 @@ struct BenchCommand: ParsableCommand {
     try communicator.barrier()
     let report = BenchReport(
       configuration: configuration, plan: plan, reduction: communicator.size > 1 ? trainer.reductionName : nil,
-      epochs: epochs, warmup: warmup, profile: profile,
+      crossHostBytes: trainer.bytesSentAcrossHostsLastStep, epochs: epochs, warmup: warmup, profile: profile,
       gemmAlone: reference, allReduceAlone: allReduceAlone, skew: skew, hostSteal: steal,
       peakRank0: Int(rank0Peak), peakMax: Int(peak[0]))
     for line in report.lines { print(line) }
@@ -172,6 +172,8 @@ struct BenchReport {
   let plan: RunPlan
   /// How gradients were summed (K > 1).
   let reduction: String?
+  /// Bytes rank 0 sent to other hosts in a step (the sum in two levels), counted by `PeerExchange`.
+  var crossHostBytes: Int? = nil
   let epochs: [EpochRecord]
   let warmup: Int
   let profile: StepProfile
@@ -236,6 +238,12 @@ struct BenchReport {
         format: "  samples/s: %.0f (median of %d epochs after %d warm-up; min %.0f, max %.0f)",
         samplesPerSecond,
         rates.count, warmup, rates.min() ?? 0, rates.max() ?? 0))
+    if let crossHostBytes {
+      out.append(
+        String(
+          format: "  across hosts: %.3f MB sent by rank 0 per step (%@)", Double(crossHostBytes) / 1e6,
+          configuration.compress == .none ? "fp32" : configuration.compress.rawValue))
+    }
     let split = self.split
     let step = split[0].1
     var parts = split.dropFirst().map { name, value in
@@ -315,7 +323,8 @@ struct BenchReport {
       "bench": "ddp-train", "world_size": plan.worldSize, "batch_size": plan.batchSize,
       "global_batch": plan.globalBatch, "blas_core": BLAS.coreName,
       "blas_core_forced": BLAS.forcedCoreType ?? "",
-      "overlap": overlap, "reduction": reduction ?? "none", "samples_per_sec": samplesPerSecond,
+      "overlap": overlap, "reduction": reduction ?? "none", "cross_host_bytes_per_step": crossHostBytes ?? 0,
+      "samples_per_sec": samplesPerSecond,
       "window_samples_per_sec": windows.dropFirst(warmup).map(\.samplesPerSecond), "steps": steps,
       "peak_rss_mb": Double(peakMax) / 1e6,
       "gemm_gflops": gigaflops(profile.gemmFlops, seconds: gemmSeconds),

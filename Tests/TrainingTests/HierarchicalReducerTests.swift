@@ -104,10 +104,14 @@ import Testing
         }
         results.set(communicator.rank * (steps + 2) + step, try reducer.finish(reducer.ownSlot).array)
       }
+      // Bytes sent per step: every value of the 999 but this rank's own third goes out once in each phase, as 16
+      // bits (chunks of 333), plus the fp32 all-reduce of the 3-value tail (its ring estimate, 4·3·2·2/3 = 16).
+      if communicator.rank == 0 { results.setName("\(reducer.bytesSentLastStep)") }
       results.set(communicator.rank * (steps + 2) + steps, reducer.exchange.sendResidual!.array)
       results.set(communicator.rank * (steps + 2) + steps + 1, reducer.exchange.ownerResidual!.array)
     }
     let all = results.values
+    #expect(results.name == "\(2 * 333 * 2 * 2 + 16)")
     // Every rank decoded the same bits.
     for step in 0..<steps {
       for rank in 1..<ranks {
