@@ -139,10 +139,7 @@ public final class MPICommunicator: Communicator {
   {
     guard buffer.count > 0, size > 1 else { return .completed }
     precondition(buffer.count <= Int(Int32.max), "all-reduce of more than 2^31-1 elements")
-    guard let slot = requestInUse.firstIndex(of: false) else {
-      preconditionFailure(
-        "more than \(Self.maxOutstandingRequests) outstanding non-blocking collectives")
-    }
+    let slot = freeSlot()
     try check(
       CMPI_Iallreduce_sum_float_in_place(
         buffer.baseAddress, Int32(buffer.count), world, requests + slot),
@@ -175,7 +172,7 @@ public final class MPICommunicator: Communicator {
     let block = send.count / size
     precondition(block <= Int(Int32.max), "all-to-all blocks of more than 2^31-1 bytes")
     guard block > 0 else { return .completed }
-    let slot = try freeSlot()
+    let slot = freeSlot()
     try check(
       MPI_Ialltoall(
         send.baseAddress, Int32(block), CMPI_BYTE(), receive.baseAddress, Int32(block), CMPI_BYTE(), world,
@@ -192,7 +189,7 @@ public final class MPICommunicator: Communicator {
     precondition(receive.count == send.count * size, "all-gather buffers differ in size")
     precondition(send.count <= Int(Int32.max), "all-gather of more than 2^31-1 bytes")
     guard send.count > 0 else { return .completed }
-    let slot = try freeSlot()
+    let slot = freeSlot()
     try check(
       MPI_Iallgather(
         send.baseAddress, Int32(send.count), CMPI_BYTE(), receive.baseAddress, Int32(send.count), CMPI_BYTE(), world,
@@ -202,7 +199,7 @@ public final class MPICommunicator: Communicator {
     return CollectiveRequest(slot: slot)
   }
 
-  private func freeSlot() throws -> Int {
+  private func freeSlot() -> Int {
     guard let slot = requestInUse.firstIndex(of: false) else {
       preconditionFailure("more than \(Self.maxOutstandingRequests) outstanding non-blocking collectives")
     }

@@ -143,23 +143,14 @@ final class HierarchicalReducer: GradientReducer {
 
   /// Local rank r's piece of `range`: L pieces, each a whole number of cache lines except the last.
   func piece(of range: Range<Int>) -> Range<Int> {
-    let size = host.size
-    guard size > 1 else { return range }
-    let length = ((range.count + size - 1) / size + 15) / 16 * 16
-    let lower = min(range.lowerBound + host.rank * length, range.upperBound)
-    return lower..<min(lower + length, range.upperBound)
+    host.size > 1 ? SharedMemoryReducer.piece(of: range, rank: host.rank, size: host.size) : range
   }
 
   /// Moves 2 for `range` (move 1, the synchronization, is the caller's).
   private func sumWithinHostAndStart(_ range: Range<Int>, compressible: Bool) throws {
     let mine = piece(of: range)
-    if let slots, !mine.isEmpty {
-      let first = slots + mine.lowerBound
-      let out = sums.pointer + mine.lowerBound
-      Elementwise.sum(first, first + stride, into: out, count: mine.count)
-      for other in 2..<max(host.size, 2) {
-        RankOrderSum.add(first + other * stride, into: out, count: mine.count)
-      }
+    if let slots {
+      SharedMemoryReducer.sumSlots(slots, stride: stride, size: host.size, over: mine, into: sums.pointer)
     }
     try exchange.start(mine, compressible: compressible)
   }
@@ -207,5 +198,56 @@ final class HierarchicalReducer: GradientReducer {
     try exchange.waitAll()
     try window?.synchronize()
     return sums
+  }
+}
+
+/// A reducer that decided where the gradient buffer lives (in a shared window), or a note on why none applied.
+struct HostAwareReduction {
+  var reducer: GradientReducer?
+  var gradients: FloatBuffer?
+  /// Said after the reducer's name in the run header: why the two-level sum or `--compress` is not used.
+  var note: String?
+}
+
+extension Trainer {
+  /// The reducers that know about hosts (collective; every rank takes the same branch): all ranks on one host sum
+  /// through shared memory (`SharedMemoryReducer`); ranks on several hosts, the same number on each, in two levels
+  /// (`HierarchicalReducer`). Nil reducer: `makeReducer` picks a flat one, and `note` says why.
+  static func makeHostAwareReducer(
+    configuration: TrainingConfiguration, communicator: Communicator, count: Int, parameterCount: Int
+  ) throws -> HostAwareReduction? {
+    guard communicator.size > 1 else { return nil }
+    let compress = configuration.compress
+    let unused =
+      compress == .none ? nil : "--compress \(compress.rawValue) has nothing to do: it applies to what crosses hosts"
+    switch try HierarchicalReducer.layout(of: communicator) {
+    case .oneHost:
+      guard configuration.usesSharedMemoryReduction,
+        let reducer = try SharedMemoryReducer.make(communicator: communicator, count: count)
+      else { return HostAwareReduction(note: unused) }
+      return HostAwareReduction(reducer: reducer, gradients: reducer.ownSlot, note: unused)
+    case .unequal(let ranksPerHost):
+      return HostAwareReduction(
+        note: "hosts run \(ranksPerHost.map(String.init).joined(separator: ", ")) ranks: the sum in two levels needs "
+          + "the same number on every host" + (compress == .none ? "" : ", and --compress needs the two levels"))
+    case .hosts(let layout):
+      let flat: String?
+      if configuration.deterministic {
+        flat = "--deterministic sums every rank's gradients in rank order, across hosts too"
+      } else if configuration.overlapCommunication {
+        flat = "--overlap asks for MPI's all-reduce in buckets; --overlap-hosts overlaps the sum in two levels"
+      } else if layout.ranksPerHost > 1 && !configuration.sharedMemoryReduction {
+        flat = "--no-shared-memory turns off the sum within hosts"
+      } else {
+        flat = nil
+      }
+      if let flat { return HostAwareReduction(note: flat + (compress == .none ? "" : "; --compress not used")) }
+      guard
+        let reducer = try HierarchicalReducer.make(
+          layout: layout, count: count, parameterCount: parameterCount, compression: compress,
+          overlaps: configuration.overlapAcrossHosts)
+      else { return HostAwareReduction(note: "the hosts offer no shared memory; --compress not used") }
+      return HostAwareReduction(reducer: reducer, gradients: reducer.ownSlot, note: nil)
+    }
   }
 }

@@ -115,56 +115,7 @@ final class OverlappingReducer: GradientReducer {
   }
 }
 
-/// A reducer that decided where the gradient buffer lives (in a shared window), or a note on why none applied.
-struct HostAwareReduction {
-  var reducer: GradientReducer?
-  var gradients: FloatBuffer?
-  /// Said after the reducer's name in the run header: why the two-level sum or `--compress` is not used.
-  var note: String?
-}
-
 extension Trainer {
-  /// The reducers that know about hosts (collective; every rank takes the same branch): all ranks on one host sum
-  /// through shared memory (`SharedMemoryReducer`); ranks on several hosts, the same number on each, in two levels
-  /// (`HierarchicalReducer`). Nil reducer: `makeReducer` picks a flat one, and `note` says why.
-  static func makeHostAwareReducer(
-    configuration: TrainingConfiguration, communicator: Communicator, count: Int, parameterCount: Int
-  ) throws -> HostAwareReduction? {
-    guard communicator.size > 1 else { return nil }
-    let compress = configuration.compress
-    let unused =
-      compress == .none ? nil : "--compress \(compress.rawValue) has nothing to do: it applies to what crosses hosts"
-    switch try HierarchicalReducer.layout(of: communicator) {
-    case .oneHost:
-      guard configuration.usesSharedMemoryReduction,
-        let reducer = try SharedMemoryReducer.make(communicator: communicator, count: count)
-      else { return HostAwareReduction(note: unused) }
-      return HostAwareReduction(reducer: reducer, gradients: reducer.ownSlot, note: unused)
-    case .unequal(let ranksPerHost):
-      return HostAwareReduction(
-        note: "hosts run \(ranksPerHost.map(String.init).joined(separator: ", ")) ranks: the sum in two levels needs "
-          + "the same number on every host" + (compress == .none ? "" : ", and --compress needs the two levels"))
-    case .hosts(let layout):
-      let flat: String?
-      if configuration.deterministic {
-        flat = "--deterministic sums every rank's gradients in rank order, across hosts too"
-      } else if configuration.overlapCommunication {
-        flat = "--overlap asks for MPI's all-reduce in buckets; --overlap-hosts overlaps the sum in two levels"
-      } else if layout.ranksPerHost > 1 && !configuration.sharedMemoryReduction {
-        flat = "--no-shared-memory turns off the sum within hosts"
-      } else {
-        flat = nil
-      }
-      if let flat { return HostAwareReduction(note: flat + (compress == .none ? "" : "; --compress not used")) }
-      guard
-        let reducer = try HierarchicalReducer.make(
-          layout: layout, count: count, parameterCount: parameterCount, compression: compress,
-          overlaps: configuration.overlapAcrossHosts)
-      else { return HostAwareReduction(note: "the hosts offer no shared memory; --compress not used") }
-      return HostAwareReduction(reducer: reducer, gradients: reducer.ownSlot, note: nil)
-    }
-  }
-
   /// The run's reducer across processes: `DeterministicReducer` for --deterministic, `OverlappingReducer` for K > 1
   /// with --overlap, else one blocking all-reduce. A world of one always gets the blocking one (a no-op), so a
   /// run without mpirun and `mpirun -np 1` compute the same bits whatever the communicator.

@@ -60,23 +60,36 @@ final class SharedMemoryReducer: GradientReducer {
     slots = window.base.bindMemory(to: Float.self, capacity: (size + 1) * stride)
     ownSlot = FloatBuffer(viewing: slots + rank * stride, count: count, owner: window)
     sums = FloatBuffer(viewing: slots + size * stride, count: count, owner: window)
-    let piece = ((count + size - 1) / size + 15) / 16 * 16
-    let lower = min(rank * piece, count)
-    shard = lower..<min(lower + piece, count)
+    shard = Self.piece(of: 0..<count, rank: rank, size: size)
+  }
+
+  /// Rank `rank`'s piece of `range` among `size` ranks: `size` pieces, each a whole number of cache lines (16
+  /// floats) except the last; some may be empty.
+  static func piece(of range: Range<Int>, rank: Int, size: Int) -> Range<Int> {
+    let length = ((range.count + size - 1) / size + 15) / 16 * 16
+    let lower = min(range.lowerBound + rank * length, range.upperBound)
+    return lower..<min(lower + length, range.upperBound)
+  }
+
+  /// sums[i] = ((slot₀[i] + slot₁[i]) + slot₂[i]) + … over `piece`, for `size` ≥ 2 slots `stride` floats apart: the
+  /// first addition in one pass over both slots, then one per slot.
+  static func sumSlots(
+    _ slots: UnsafeMutablePointer<Float>, stride: Int, size: Int, over piece: Range<Int>,
+    into sums: UnsafeMutablePointer<Float>
+  ) {
+    guard !piece.isEmpty else { return }
+    let first = slots + piece.lowerBound
+    let out = sums + piece.lowerBound
+    Elementwise.sum(first, first + stride, into: out, count: piece.count)
+    for other in 2..<max(size, 2) {
+      RankOrderSum.add(first + other * stride, into: out, count: piece.count)
+    }
   }
 
   func finish(_ buffer: FloatBuffer) throws -> FloatBuffer {
     precondition(buffer === ownSlot, "the model's gradients must live in this rank's slot")
     try window.synchronize()
-    if !shard.isEmpty {
-      // ((slot₀ + slot₁) + slot₂) + …: the first addition in one pass over both slots, then one per slot.
-      let first = slots + shard.lowerBound
-      let out = sums.pointer + shard.lowerBound
-      Elementwise.sum(first, first + stride, into: out, count: shard.count)
-      for other in 2..<max(size, 2) {
-        RankOrderSum.add(first + other * stride, into: out, count: shard.count)
-      }
-    }
+    Self.sumSlots(slots, stride: stride, size: size, over: shard, into: sums.pointer)
     try window.synchronize()
     return sums
   }

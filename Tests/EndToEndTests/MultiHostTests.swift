@@ -146,9 +146,7 @@ struct MultiHostTests {
     let cluster = try NamespaceCluster(hosts: 2, slots: 2)
     defer { cluster.down() }
     let (result, seconds) = try launchAndBreak(cluster, stepTimeout: 10) { cluster in
-      for process in cluster.processes(on: cluster.hosts[1]) where process.name == "ddp-train" {
-        kill(process.pid, SIGKILL)
-      }
+      cluster.killAll(named: "ddp-train", on: cluster.hosts[1])
     }
     #expect(!result.timedOut && result.status != 0, "\(result.output)")
     #expect(seconds < 5, "ended \(seconds) s after the kill")
@@ -160,9 +158,7 @@ struct MultiHostTests {
     let cluster = try NamespaceCluster(hosts: 2, slots: 2)
     defer { cluster.down() }
     let (result, seconds) = try launchAndBreak(cluster, stepTimeout: 10) { cluster in
-      for process in cluster.processes(on: cluster.hosts[1]) where process.name == "orted" {
-        kill(process.pid, SIGKILL)
-      }
+      cluster.killAll(named: "orted", on: cluster.hosts[1])
     }
     #expect(!result.timedOut && result.status != 0, "\(result.output)")
     #expect(seconds < 5, "ended \(seconds) s after the kill")

@@ -86,6 +86,11 @@ final class NamespaceCluster {
 
   /// Runs `command` to its end (at most 60 s), through the same runner as the trainings: output through files (the
   /// hosts' holder processes outlive the command, and a pipe would wait for them), signals unblocked.
+  /// SIGKILLs every process named `name` inside `host`.
+  func killAll(named name: String, on host: String) {
+    for process in processes(on: host) where process.name == name { kill(process.pid, SIGKILL) }
+  }
+
   static func shell(_ command: [String]) -> (status: Int32, output: String) {
     guard let result = try? DDPTrainProcess.execute(command, timeout: 60, directory: nil) else {
       return (127, "could not run \(command[0])")
