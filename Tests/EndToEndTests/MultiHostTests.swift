@@ -163,8 +163,9 @@ struct MultiHostTests {
     #expect(!result.timedOut && result.status != 0, "\(result.output)")
     #expect(seconds < 5, "ended \(seconds) s after the kill")
     #expect(result.stderr.contains("the job failed on host \(cluster.hosts[1]) (ranks 2-3)"), "\(result.stderr)")
-    // The ranks whose daemon died follow it (they would otherwise wait in a collective until their watchdog).
-    let orphansGone = JobWatching.wait(timeout: 3) {
+    // The ranks whose daemon died follow it at once. Without PR_SET_PDEATHSIG they lived on for 1-1.5 s after the
+    // job had ended (until Open MPI's PMIx client noticed), so a longer wait could not tell the two apart.
+    let orphansGone = JobWatching.wait(timeout: 0.5) {
       cluster.processes(on: cluster.hosts[1]).allSatisfy { $0.name != "ddp-train" }
     }
     #expect(orphansGone, "\(cluster.processes(on: cluster.hosts[1]))")
