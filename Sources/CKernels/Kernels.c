@@ -19,25 +19,34 @@ static inline uint32_t exponentOf(const float *x, ptrdiff_t i) {
   return bits & exponentMask;
 }
 
-DDP_CLONES
-bool ddp_sgd_momentum_step(float *restrict w, const float *restrict g, float *restrict v, ptrdiff_t n, float lr,
-                           float wd, float mu, bool nesterov) {
+// The gradient element i: g[i], or g[i] + g2[i] when a second addend is given (the rank-order sum of two ranks'
+// gradients, left to the update's pass by SharedMemoryPairReducer). The same addition the separate sum makes, so
+// both give the same bits.
+#define DDP_GRADIENT(i) (twoAddends ? g[i] + g2[i] : g[i])
+
+// One body for the update with and without the second addend: `twoAddends` is a constant in each inlined copy.
+static inline __attribute__((always_inline)) bool sgdMomentum(float *restrict w, const float *restrict g,
+                                                              const float *restrict g2, bool twoAddends,
+                                                              float *restrict v, ptrdiff_t n, float lr, float wd,
+                                                              float mu, bool nesterov) {
   uint32_t worst = 0;
   // One loop per variant, not a branch inside one loop, so that each vectorises without relying on unswitching.
   if (nesterov) {
     for (ptrdiff_t i = 0; i < n; i++) {
-      uint32_t e = exponentOf(g, i);
+      float gradient = DDP_GRADIENT(i);
+      uint32_t e = exponentOf(&gradient, 0);
       worst = worst > e ? worst : e;
-      float d = g[i] + wd * w[i];
+      float d = gradient + wd * w[i];
       float velocity = mu * v[i] + d;
       v[i] = velocity;
       w[i] = w[i] - lr * (d + mu * velocity);
     }
   } else {
     for (ptrdiff_t i = 0; i < n; i++) {
-      uint32_t e = exponentOf(g, i);
+      float gradient = DDP_GRADIENT(i);
+      uint32_t e = exponentOf(&gradient, 0);
       worst = worst > e ? worst : e;
-      float d = g[i] + wd * w[i];
+      float d = gradient + wd * w[i];
       float velocity = mu * v[i] + d;
       v[i] = velocity;
       w[i] = w[i] - lr * velocity;
@@ -46,16 +55,41 @@ bool ddp_sgd_momentum_step(float *restrict w, const float *restrict g, float *re
   return worst != exponentMask;
 }
 
-DDP_CLONES
-bool ddp_sgd_plain_step(float *restrict w, const float *restrict g, ptrdiff_t n, float lr, float wd) {
+static inline __attribute__((always_inline)) bool sgdPlain(float *restrict w, const float *restrict g,
+                                                           const float *restrict g2, bool twoAddends, ptrdiff_t n,
+                                                           float lr, float wd) {
   uint32_t worst = 0;
   for (ptrdiff_t i = 0; i < n; i++) {
-    uint32_t e = exponentOf(g, i);
+    float gradient = DDP_GRADIENT(i);
+    uint32_t e = exponentOf(&gradient, 0);
     worst = worst > e ? worst : e;
-    float d = g[i] + wd * w[i];
+    float d = gradient + wd * w[i];
     w[i] = w[i] - lr * d;
   }
   return worst != exponentMask;
+}
+
+DDP_CLONES
+bool ddp_sgd_momentum_step(float *restrict w, const float *restrict g, float *restrict v, ptrdiff_t n, float lr,
+                           float wd, float mu, bool nesterov) {
+  return sgdMomentum(w, g, g, false, v, n, lr, wd, mu, nesterov);
+}
+
+DDP_CLONES
+bool ddp_sgd_momentum_step2(float *restrict w, const float *restrict g, const float *restrict g2, float *restrict v,
+                            ptrdiff_t n, float lr, float wd, float mu, bool nesterov) {
+  return sgdMomentum(w, g, g2, true, v, n, lr, wd, mu, nesterov);
+}
+
+DDP_CLONES
+bool ddp_sgd_plain_step(float *restrict w, const float *restrict g, ptrdiff_t n, float lr, float wd) {
+  return sgdPlain(w, g, g, false, n, lr, wd);
+}
+
+DDP_CLONES
+bool ddp_sgd_plain_step2(float *restrict w, const float *restrict g, const float *restrict g2, ptrdiff_t n, float lr,
+                         float wd) {
+  return sgdPlain(w, g, g2, true, n, lr, wd);
 }
 
 DDP_CLONES
@@ -251,4 +285,20 @@ void ddp_max_pool_backward(float *restrict dx, const float *restrict dy, const i
 bool ddp_cpu_has_avx512(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f");
+}
+
+// 16 floats (one cache line) with the alignment a float has, for unaligned loads from src.
+typedef float ddp_line_unaligned __attribute__((ext_vector_type(16), aligned(4)));
+typedef float ddp_line __attribute__((ext_vector_type(16), aligned(64)));
+
+DDP_CLONES
+void ddp_stream_copy(float *_Nonnull dst, const float *_Nonnull src, ptrdiff_t n) {
+  ptrdiff_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    ddp_line_unaligned line = *(const ddp_line_unaligned *)(src + i);
+    __builtin_nontemporal_store((ddp_line)line, (ddp_line *)(dst + i));
+  }
+  for (; i < n; i++) dst[i] = src[i];
+  // Non-temporal stores are weakly ordered: without the fence a later store (the barrier's) could be seen first.
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }

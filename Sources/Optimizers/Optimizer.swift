@@ -11,7 +11,17 @@ public protocol Optimizer: AnyObject {
   func step(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate: Float) -> Bool
 }
 
-extension SGD: Optimizer {}
+/// An optimizer that can add two ranks' gradients inside its own pass over them (what `SharedMemoryPairReducer`
+/// leaves it: one pass fewer over the gradient each step). Bit for bit `step` on the buffer of first[i] + second[i].
+public protocol TwoAddendOptimizer: Optimizer {
+  @discardableResult
+  func step(
+    parameters: UnsafeMutablePointer<Float>, gradients first: UnsafePointer<Float>, plus second: UnsafePointer<Float>,
+    learningRate: Float
+  ) -> Bool
+}
+
+extension SGD: TwoAddendOptimizer {}
 
 /// The settings SGD and LARS share, checked the same way: momentum and weight decay finite and ≥ 0, Nesterov only
 /// with momentum. (The CLI rejects bad values with a message first; this guards other callers.)

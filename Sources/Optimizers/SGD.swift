@@ -47,4 +47,19 @@ public final class SGD {
     return ddp_sgd_momentum_step(
       parameters, gradients, momentumBuffer.pointer, count, learningRate, wd, mu, options.nesterov)
   }
+
+  /// `step` on the gradient first[i] + second[i] (rank order), added inside the same pass: the same bits as
+  /// summing into a buffer and calling `step` on it.
+  @discardableResult
+  public func step(
+    parameters: UnsafeMutablePointer<Float>, gradients first: UnsafePointer<Float>, plus second: UnsafePointer<Float>,
+    learningRate: Float
+  ) -> Bool {
+    let count = momentumBuffer.count
+    let wd = Float(options.weightDecay)
+    let mu = Float(options.momentum)
+    if mu == 0 { return ddp_sgd_plain_step2(parameters, first, second, count, learningRate, wd) }
+    return ddp_sgd_momentum_step2(
+      parameters, first, second, momentumBuffer.pointer, count, learningRate, wd, mu, options.nesterov)
+  }
 }

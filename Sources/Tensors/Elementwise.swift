@@ -88,6 +88,13 @@ public enum Elementwise {
     ddp_add(out, part, count)
   }
 
+  /// dst[i] = source[i] for i in 0..<count with non-temporal stores (to memory, bypassing this core's cache), then
+  /// a full fence; dst 64-byte aligned. For a buffer another core reads next (`SharedMemoryPairReducer`).
+  public static func streamCopy(_ source: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count: Int) {
+    precondition(Int(bitPattern: dst) % 64 == 0, "streamCopy needs a 64-byte aligned destination")
+    ddp_stream_copy(dst, source, count)
+  }
+
   /// out[i] = a[i] + b[i] for i in 0..<count, one pass (same rounding on every CPU); out aliases neither input.
   public static func sum(
     _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int

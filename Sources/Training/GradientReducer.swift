@@ -21,6 +21,26 @@ protocol GradientReducer: AnyObject {
   func finish(_ buffer: FloatBuffer) throws -> FloatBuffer
 }
 
+/// What step 3 hands the update: the summed buffer, whose parameters' part may be left as two addends.
+struct ReducedGradients {
+  /// The sums: always the scalar tail (what follows the parameters' gradients); the parameters' gradients too,
+  /// unless `addends` is set.
+  let sums: FloatBuffer
+  /// The parameters' summed gradient as first[i] + second[i] (rank order), for the update's pass to add.
+  let addends: (first: UnsafePointer<Float>, second: UnsafePointer<Float>)?
+}
+
+/// A reducer that can leave the parameters' last addition to the optimizer (`TwoAddendOptimizer`), which adds
+/// the two rank-ordered addends in its own pass: one pass fewer over the gradient each step.
+protocol AddendReducer: GradientReducer {
+  /// `finish`, except that the first `parameterCount` elements are not summed into the returned buffer: their sum
+  /// is `first[i] + second[i]`, valid until the next step's `finish`. The returned buffer holds the summed scalar
+  /// tail (what follows `parameterCount`).
+  func finishLeavingParameterSum(_ buffer: FloatBuffer, parameterCount: Int) throws -> (
+    sums: FloatBuffer, first: UnsafePointer<Float>, second: UnsafePointer<Float>
+  )
+}
+
 extension GradientReducer {
   var wantsGradientRanges: Bool { false }
   func gradientsReady(_ range: Range<Int>) {}

@@ -1,3 +1,4 @@
+import Foundation
 import Communication
 import Tensors
 
@@ -222,8 +223,12 @@ extension Trainer {
       compress == .none ? nil : "--compress \(compress.rawValue) has nothing to do: it applies to what crosses hosts"
     switch try HierarchicalReducer.layout(of: communicator) {
     case .oneHost:
-      guard configuration.usesSharedMemoryReduction,
-        let reducer = try SharedMemoryReducer.make(communicator: communicator, count: count)
+      guard configuration.usesSharedMemoryReduction else { return HostAwareReduction(note: unused) }
+      // Two ranks: one synchronization a step and streamed slots (Note [Streaming between two cores]).
+      if getenv("DDPT_OLD") == nil, let pair = try SharedMemoryPairReducer.make(communicator: communicator, count: count) {
+        return HostAwareReduction(reducer: pair, gradients: nil, note: unused)
+      }
+      guard let reducer = try SharedMemoryReducer.make(communicator: communicator, count: count)
       else { return HostAwareReduction(note: unused) }
       return HostAwareReduction(reducer: reducer, gradients: reducer.ownSlot, note: unused)
     case .unequal(let ranksPerHost):

@@ -275,10 +275,11 @@ public final class Trainer {
       }
       // 3. The sum over the ranks: mean gradient, global mean loss, global correct count (and noise-scale norms),
       // and whether any rank was asked to stop.
-      let gradients = try reduceGradients()
+      let reduced = try reduceGradients(measureNoise: measureNoise)
+      let gradients = reduced.sums
       let stopRequested = gradients[model.parameterCount + GradientTail.stopRequests] > 0
       // 4. The update, identical on every rank.
-      let (loss, learningRate, noiseFields) = try update(with: gradients, measureNoise: measureNoise)
+      let (loss, learningRate, noiseFields) = try update(with: reduced, measureNoise: measureNoise)
       // 5. Bookkeeping.
       try recordStep(
         loss: loss, correct: Double(gradients[model.parameterCount + GradientTail.correct]),
@@ -338,33 +339,50 @@ public final class Trainer {
     }
   }
 
-  /// Step 3: the reducer's sum of every rank's gradient buffer, timed and watched.
-  func reduceGradients() throws -> FloatBuffer {
+  /// Step 3: the reducer's sum of every rank's gradient buffer, timed and watched. Where the reducer and the
+  /// optimizer can (`AddendReducer`, `TwoAddendOptimizer`), the parameters' last addition is left to the update;
+  /// not on a noise-scale step, which needs the summed gradient's norm first.
+  func reduceGradients(measureNoise: Bool) throws -> ReducedGradients {
     watchdog?.beat(step: step, phase: .collective("gradient all-reduce"))
     var clock = Clock()
     let entry = collectiveTimestamps == nil ? 0 : CollectiveTimestamps.now()
-    let gradients = try reducer.finish(model.gradients)
+    let reduced: ReducedGradients
+    if !measureNoise, optimizer is TwoAddendOptimizer, let pair = reducer as? AddendReducer {
+      let (sums, first, second) = try pair.finishLeavingParameterSum(
+        model.gradients, parameterCount: model.parameterCount)
+      reduced = ReducedGradients(sums: sums, addends: (first, second))
+    } else {
+      reduced = ReducedGradients(sums: try reducer.finish(model.gradients), addends: nil)
+    }
     times.allReduce += clock.lap()
     collectiveTimestamps?.record(step: step, entry: entry, exit: CollectiveTimestamps.now())
-    return gradients
+    return reduced
   }
 
   /// Step 4: the optimizer step with lr(step) on the summed `gradients`. Returns the global mean loss, the lr and
   /// the noise-scale metrics fields; throws `diverged` (nothing saved) when the loss or a gradient is not finite.
-  func update(with gradients: FloatBuffer, measureNoise: Bool) throws -> (
+  func update(with reduced: ReducedGradients, measureNoise: Bool) throws -> (
     loss: Double, learningRate: Double, noiseFields: [String: MetricValue]
   ) {
     watchdog?.beat(step: step, phase: .compute("updating its parameters"))
     var clock = Clock()
+    let gradients = reduced.sums
     let loss = Double(gradients[model.parameterCount + GradientTail.lossSum])
     let learningRate = plan.learningRate.learningRate(atStep: step)
     var noiseFields: [String: MetricValue] = [:]
     if measureNoise && loss.isFinite { noiseFields = measureNoiseScale(gradients) }
     // The update also tells whether every gradient was finite.
-    let finite =
-      loss.isFinite
-      && optimizer.step(
+    let finite: Bool
+    if !loss.isFinite {
+      finite = false
+    } else if let (first, second) = reduced.addends, let optimizer = optimizer as? TwoAddendOptimizer {
+      finite = optimizer.step(
+        parameters: model.parameters.pointer, gradients: first, plus: second, learningRate: Float(learningRate))
+    } else {
+      precondition(reduced.addends == nil, "an optimizer that cannot add the gradient's addends was handed them")
+      finite = optimizer.step(
         parameters: model.parameters.pointer, gradients: gradients.pointer, learningRate: Float(learningRate))
+    }
     times.other += clock.lap()
     guard finite else {
       // Every rank sees the same reduced values: rank 0 reports, the others end silently with it. The

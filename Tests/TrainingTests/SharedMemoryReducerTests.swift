@@ -46,6 +46,49 @@ import Testing
     }
   }
 
+  /// Two ranks: `SharedMemoryPairReducer`, the model's buffer private, slots streamed into and alternated. Each
+  /// rank writes its next step's gradients as soon as `finish` returns, while the other may still be reading its
+  /// slot: Note [Two sets need one synchronization] is what keeps the sums right.
+  @Test(arguments: [5, 1037])
+  func pairSumsAreTheRankOrderSumOnBothRanks(count: Int) throws {
+    let steps = 5
+    let results = ResultSlots(count: 2 * steps)
+    try ThreadGroup(size: 2).run { communicator in
+      let reducer = try #require(try SharedMemoryPairReducer.make(communicator: communicator, count: count))
+      let gradients = FloatBuffer(count: count)
+      for step in 0..<steps {
+        for element in 0..<count {
+          gradients[element] = Self.value(rank: communicator.rank, element: element, step: step)
+        }
+        let sums = try reducer.finish(gradients)
+        #expect(sums !== gradients)
+        results.set(communicator.rank * steps + step, sums.array)
+      }
+    }
+    for step in 0..<steps {
+      let expected = (0..<count).map {
+        Self.value(rank: 0, element: $0, step: step) + Self.value(rank: 1, element: $0, step: step)
+      }
+      for rank in 0..<2 {
+        let got = results.values[rank * steps + step]
+        #expect(got.map(\.bitPattern) == expected.map(\.bitPattern), "rank \(rank) step \(step)")
+      }
+    }
+  }
+
+  @Test("the streamed copy is exact for every length and source alignment")
+  func streamCopyIsExact() {
+    let source = FloatBuffer(count: 1100)
+    for element in 0..<source.count { source[element] = Self.value(rank: 2, element: element, step: 0) }
+    let destination = FloatBuffer(count: 1100)
+    for (offset, count) in [(0, 0), (0, 1), (1, 15), (3, 16), (5, 17), (7, 1037)] {
+      destination.pointer.update(repeating: .nan, count: destination.count)
+      Elementwise.streamCopy(source.pointer + offset, to: destination.pointer, count: count)
+      #expect((0..<count).allSatisfy { destination[$0].bitPattern == source[offset + $0].bitPattern })
+      #expect((count..<destination.count).allSatisfy { destination[$0].isNaN }, "wrote past \(count)")
+    }
+  }
+
   @Test("shards cover every element once, in cache-line-aligned pieces")
   func shardsPartitionTheBuffer() throws {
     for (ranks, count) in [(2, 235_149), (3, 1037), (4, 5), (16, 33)] {
@@ -63,28 +106,38 @@ import Testing
 
   @Test("the trainer sums through shared memory by default, through MPI's collectives when told not to")
   func trainerChoosesTheReducer() throws {
+    // Two ranks get the pair reducer (one synchronization a step), more the sharded one.
     let data = try loadSmallData(smallConfiguration(batch: 8, steps: 1))
     for (option, expectShared) in [(true, true), (false, false)] {
       var settings = smallConfiguration(batch: 8, steps: 1)
       settings.sharedMemoryReduction = option
       let configuration = settings
-      let kinds = ResultSlots(count: 2)
-      try ThreadGroup(size: 2).run { communicator in
-        let trainer = try Trainer(
-          configuration: configuration, communicator: communicator, data: data, console: Console(enabled: false))
-        kinds.set(communicator.rank, [trainer.reducer is SharedMemoryReducer ? 1 : 0])
+      for ranks in [2, 3] {
+        let kinds = ResultSlots(count: ranks)
+        try ThreadGroup(size: ranks).run { communicator in
+          let trainer = try Trainer(
+            configuration: configuration, communicator: communicator, data: data, console: Console(enabled: false))
+          let shared = ranks == 2 ? trainer.reducer is SharedMemoryPairReducer : trainer.reducer is SharedMemoryReducer
+          kinds.set(communicator.rank, [shared ? 1 : 0])
+        }
+        #expect(
+          kinds.values == Array(repeating: [expectShared ? 1 : 0], count: ranks),
+          "option \(String(describing: option)), \(ranks) ranks")
       }
-      #expect(kinds.values == [[expectShared ? 1 : 0], [expectShared ? 1 : 0]], "option \(String(describing: option))")
     }
   }
 
-  @Test("K thread-ranks through shared memory compute bit for bit what one process simulating K workers computes")
-  func sharedMemoryEqualsSimulatedWorkers() throws {
+  @Test(
+    "K thread-ranks through shared memory compute bit for bit what one process simulating K workers computes",
+    arguments: [2, 3])
+  func sharedMemoryEqualsSimulatedWorkers(ranks: Int) throws {
     var configuration = smallConfiguration(batch: 8, steps: 30)
     let data = try loadSmallData(configuration)
-    let three = try trainInThreads(ranks: 3, configuration, data: data)
-    configuration.simulateWorkers = 3
+    let trained = try trainInThreads(ranks: ranks, configuration, data: data)
+    configuration.simulateWorkers = ranks
     let simulated = try trainInThreads(ranks: 1, configuration, data: data)[0]
-    for rank in 0..<3 { #expect(three[rank].map(\.bitPattern) == simulated.map(\.bitPattern), "rank \(rank)") }
+    for rank in 0..<ranks {
+      #expect(trained[rank].map(\.bitPattern) == simulated.map(\.bitPattern), "rank \(rank)")
+    }
   }
 }

@@ -23,6 +23,13 @@ bool ddp_sgd_momentum_step(float *_Nonnull w, const float *_Nonnull g, float *_N
 /// torch.optim.SGD without momentum: w = w − lr·(g + wd·w). Returns false when some g[i] is NaN or ±Inf.
 bool ddp_sgd_plain_step(float *_Nonnull w, const float *_Nonnull g, ptrdiff_t n, float lr, float wd);
 
+/// ddp_sgd_momentum_step and ddp_sgd_plain_step on the gradient g[i] + g2[i] (two ranks' gradients, summed in
+/// rank order inside the update's pass): bit for bit the same as summing into a buffer first and updating from it.
+bool ddp_sgd_momentum_step2(float *_Nonnull w, const float *_Nonnull g, const float *_Nonnull g2, float *_Nonnull v,
+                            ptrdiff_t n, float lr, float wd, float mu, bool nesterov);
+bool ddp_sgd_plain_step2(float *_Nonnull w, const float *_Nonnull g, const float *_Nonnull g2, ptrdiff_t n, float lr,
+                         float wd);
+
 /// True when no element of x[0..<n] is NaN or ±Inf (an integer max over the exponent bits, which vectorises).
 bool ddp_all_finite(const float *_Nonnull x, ptrdiff_t n);
 
@@ -31,6 +38,11 @@ void ddp_add(float *_Nonnull out, const float *_Nonnull part, ptrdiff_t n);
 
 /// out[i] = a[i] + b[i] for i in 0..<n: the first step of a rank-order sum in one pass (out aliases neither).
 void ddp_sum(float *_Nonnull out, const float *_Nonnull a, const float *_Nonnull b, ptrdiff_t n);
+
+/// dst[i] = src[i] for i in 0..<n with non-temporal stores: the lines go to memory, not into this core's cache, and
+/// any other core's copy of them is invalidated without waiting for it. Ends with a full fence, so the stores are
+/// visible before anything this thread writes after it (a flag, a barrier). dst must be 64-byte aligned.
+void ddp_stream_copy(float *_Nonnull dst, const float *_Nonnull src, ptrdiff_t n);
 
 /// dst[i] = (float)src[i] / 255 for i in 0..<n: pixels to [0, 1] as PyTorch's ToTensor does (a correctly rounded
 /// division, so every clone gives the same bits).
