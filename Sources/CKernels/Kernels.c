@@ -1,7 +1,9 @@
 #include "Kernels.h"
 
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 // One rounding per operation: a fused multiply-add would round once for `mu*v + d` and change the last bit
 // depending on the clone (AVX2/AVX-512 have FMA, the baseline has not).
@@ -301,4 +303,64 @@ void ddp_stream_copy(float *_Nonnull dst, const float *_Nonnull src, ptrdiff_t n
   for (; i < n; i++) dst[i] = src[i];
   // Non-temporal stores are weakly ordered: without the fence a later store (the barrier's) could be seen first.
   __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+static double monotonicNanoseconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+// Waits until the counter reads `value`: spins (with the pause hint) for 20 µs, then yields between looks, so that
+// a rank waiting for a late partner leaves the CPU to whatever else wants it.
+static void waitForCounter(int64_t *line, int64_t value) {
+  double spinUntil = 0;
+  for (int64_t looks = 0; __atomic_load_n(line, __ATOMIC_ACQUIRE) != value; looks++) {
+    if (looks < 64) {
+#if defined(__x86_64__)
+      __builtin_ia32_pause();
+#endif
+      continue;
+    }
+    if (spinUntil == 0) spinUntil = monotonicNanoseconds() + 20e3;
+    if (monotonicNanoseconds() > spinUntil) sched_yield();
+  }
+}
+
+int32_t ddp_pair_meet(int64_t *_Nonnull line, int32_t rank, int64_t *_Nonnull base, int32_t rounds,
+                      double thresholdNanoseconds, double *_Nonnull roundTripNanoseconds) {
+  int64_t *counter = line;
+  int64_t *published = line + 1;  // the round trip's bits, then the choice, written by rank 0 before the last store
+  int64_t b = *base;
+  int64_t last = b + 2 * (int64_t)rounds + 3;
+  int32_t choice;
+  double roundTrip;
+  if (rank == 0) {
+    __atomic_store_n(counter, b + 1, __ATOMIC_RELEASE);
+    waitForCounter(counter, b + 2);
+    double start = monotonicNanoseconds();
+    for (int32_t i = 1; i <= rounds; i++) {
+      __atomic_store_n(counter, b + 2 * i + 1, __ATOMIC_RELEASE);
+      waitForCounter(counter, b + 2 * i + 2);
+    }
+    roundTrip = (monotonicNanoseconds() - start) / (rounds > 0 ? rounds : 1);
+    choice = roundTrip > thresholdNanoseconds ? 1 : 0;
+    int64_t bits;
+    memcpy(&bits, &roundTrip, sizeof bits);
+    __atomic_store_n(published, bits, __ATOMIC_RELAXED);
+    __atomic_store_n(published + 1, (int64_t)choice, __ATOMIC_RELAXED);
+    __atomic_store_n(counter, last, __ATOMIC_RELEASE);
+  } else {
+    for (int32_t i = 0; i <= rounds; i++) {
+      waitForCounter(counter, b + 2 * i + 1);
+      __atomic_store_n(counter, b + 2 * i + 2, __ATOMIC_RELEASE);
+    }
+    waitForCounter(counter, last);
+    int64_t bits = __atomic_load_n(published, __ATOMIC_RELAXED);
+    memcpy(&roundTrip, &bits, sizeof roundTrip);
+    choice = (int32_t)__atomic_load_n(published + 1, __ATOMIC_RELAXED);
+  }
+  *base = last;
+  *roundTripNanoseconds = roundTrip;
+  return choice;
 }

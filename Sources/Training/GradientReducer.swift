@@ -33,11 +33,11 @@ struct ReducedGradients {
 /// A reducer that can leave the parameters' last addition to the optimizer (`TwoAddendOptimizer`), which adds
 /// the two rank-ordered addends in its own pass: one pass fewer over the gradient each step.
 protocol AddendReducer: GradientReducer {
-  /// `finish`, except that the first `parameterCount` elements are not summed into the returned buffer: their sum
-  /// is `first[i] + second[i]`, valid until the next step's `finish`. The returned buffer holds the summed scalar
-  /// tail (what follows `parameterCount`).
+  /// `finish`, except that when `addends` is set, the first `parameterCount` elements are not summed into `sums`:
+  /// their sum is `first[i] + second[i]`, valid until the next step's `finish`. `sums` always holds the summed
+  /// scalar tail (what follows `parameterCount`).
   func finishLeavingParameterSum(_ buffer: FloatBuffer, parameterCount: Int) throws -> (
-    sums: FloatBuffer, first: UnsafePointer<Float>, second: UnsafePointer<Float>
+    sums: FloatBuffer, addends: (first: UnsafePointer<Float>, second: UnsafePointer<Float>)?
   )
 }
 

@@ -1,4 +1,3 @@
-import Foundation
 import Communication
 import Tensors
 
@@ -224,9 +223,9 @@ extension Trainer {
     switch try HierarchicalReducer.layout(of: communicator) {
     case .oneHost:
       guard configuration.usesSharedMemoryReduction else { return HostAwareReduction(note: unused) }
-      // Two ranks: one synchronization a step and streamed slots (Note [Streaming between two cores]).
-      if getenv("DDPT_OLD") == nil, let pair = try SharedMemoryPairReducer.make(communicator: communicator, count: count) {
-        return HostAwareReduction(reducer: pair, gradients: nil, note: unused)
+      // Two ranks: the exchange that suits where the two cores are (Note [Two exchanges for two cores]).
+      if let pair = try SharedMemoryPairReducer.make(communicator: communicator, count: count) {
+        return HostAwareReduction(reducer: pair, gradients: pair.ownSlot, note: unused)
       }
       guard let reducer = try SharedMemoryReducer.make(communicator: communicator, count: count)
       else { return HostAwareReduction(note: unused) }

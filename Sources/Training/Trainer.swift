@@ -94,6 +94,12 @@ public final class Trainer {
   let reductionNote: String?
   /// The bytes this rank handed to other hosts in the last step (the sum in two levels only; nil otherwise).
   public var bytesSentAcrossHostsLastStep: Int? { (reducer as? HierarchicalReducer)?.bytesSentLastStep }
+  /// Two ranks on one host: how many steps used each exchange (Note [Two exchanges for two cores]), and the last
+  /// round trip between the two cores they were chosen from, in ns.
+  public var pairExchangeSteps: (streamed: Int, sharded: Int, roundTripNanoseconds: Double)? {
+    guard let pair = reducer as? SharedMemoryPairReducer else { return nil }
+    return (pair.steps[.streamed] ?? 0, pair.steps[.sharded] ?? 0, pair.lastRoundTripNanoseconds)
+  }
   public var reductionName: String { reducer.name + (reductionNote.map { " (\($0))" } ?? "") }
   /// The length of the buffer a step reduces: the parameters' gradients and the scalar tail.
   public var reducedCount: Int { model.parameterCount + GradientTail.count }
@@ -348,9 +354,8 @@ public final class Trainer {
     let entry = collectiveTimestamps == nil ? 0 : CollectiveTimestamps.now()
     let reduced: ReducedGradients
     if !measureNoise, optimizer is TwoAddendOptimizer, let pair = reducer as? AddendReducer {
-      let (sums, first, second) = try pair.finishLeavingParameterSum(
-        model.gradients, parameterCount: model.parameterCount)
-      reduced = ReducedGradients(sums: sums, addends: (first, second))
+      let (sums, addends) = try pair.finishLeavingParameterSum(model.gradients, parameterCount: model.parameterCount)
+      reduced = ReducedGradients(sums: sums, addends: addends)
     } else {
       reduced = ReducedGradients(sums: try reducer.finish(model.gradients), addends: nil)
     }

@@ -127,7 +127,8 @@ struct BenchCommand: ParsableCommand {
     try communicator.barrier()
     let report = BenchReport(
       configuration: configuration, plan: plan, reduction: communicator.size > 1 ? trainer.reductionName : nil,
-      crossHostBytes: trainer.bytesSentAcrossHostsLastStep, epochs: epochs, warmup: warmup, profile: profile,
+      crossHostBytes: trainer.bytesSentAcrossHostsLastStep, pairExchange: trainer.pairExchangeSteps, epochs: epochs,
+      warmup: warmup, profile: profile,
       gemmAlone: reference, allReduceAlone: allReduceAlone, skew: skew, hostSteal: steal,
       peakRank0: Int(rank0Peak), peakMax: Int(peak[0]))
     for line in report.lines { print(line) }
@@ -174,6 +175,8 @@ struct BenchReport {
   let reduction: String?
   /// Bytes rank 0 sent to other hosts in a step (the sum in two levels), counted by `PeerExchange`.
   var crossHostBytes: Int? = nil
+  /// Two ranks on one host: the steps of each exchange and the last round trip between the cores (rank 0's).
+  var pairExchange: (streamed: Int, sharded: Int, roundTripNanoseconds: Double)? = nil
   let epochs: [EpochRecord]
   let warmup: Int
   let profile: StepProfile
@@ -243,6 +246,12 @@ struct BenchReport {
         String(
           format: "  across hosts: %.3f MB sent by rank 0 per step (%@)", Double(crossHostBytes) / 1e6,
           configuration.compress == .none ? "fp32" : configuration.compress.rawValue))
+    }
+    if let pairExchange {
+      out.append(
+        String(
+          format: "  between the two cores: %d steps streamed through memory, %d sharded (last round trip %.0f ns)",
+          pairExchange.streamed, pairExchange.sharded, pairExchange.roundTripNanoseconds))
     }
     let split = self.split
     let step = split[0].1

@@ -160,4 +160,39 @@ import Testing
       #expect(!sgd.step(parameters: &w, gradients: g, learningRate: 0.1), "bad gradient at \(position)")
     }
   }
+
+  /// The update that adds two ranks' gradients in its own pass (`SharedMemoryPairReducer`'s) against summing them
+  /// into a buffer first and updating from it: the same bits, every variant, lengths with and without a vector
+  /// tail; and a NaN in either addend is reported.
+  @Test(arguments: [
+    SGDOptions(), SGDOptions(weightDecay: 0.01), SGDOptions(momentum: 0.9, weightDecay: 5e-4),
+    SGDOptions(momentum: 0.5, weightDecay: 0.02, nesterov: true),
+  ])
+  func twoAddendsEqualTheSummedGradient(options: SGDOptions) {
+    for count in [5, 37, 1037] {
+      var generator = Xoshiro256(seed: 91)
+      let start = (0..<count).map { _ in generator.nextFloat(in: -1, 1) }
+      var summedW = start
+      var fusedW = start
+      let summed = SGD(parameterCount: count, options: options)
+      let fused = SGD(parameterCount: count, options: options)
+      for step in 0..<4 {
+        // Magnitudes apart, so that the rounding of first + second shows.
+        let first = (0..<count).map { _ in generator.nextFloat(in: -1, 1) * 3e3 }
+        let second = (0..<count).map { _ in generator.nextFloat(in: -1, 1) * 1e-3 }
+        let sum = zip(first, second).map { $0 + $1 }
+        let lr = Float(0.1) / Float(step + 1)
+        #expect(summed.step(parameters: &summedW, gradients: sum, learningRate: lr))
+        #expect(fused.step(parameters: &fusedW, gradients: first, plus: second, learningRate: lr))
+        #expect(fusedW.map(\.bitPattern) == summedW.map(\.bitPattern), "\(count) elements, step \(step)")
+        #expect(fused.momentumBuffer.array.map(\.bitPattern) == summed.momentumBuffer.array.map(\.bitPattern))
+      }
+      var withNaN = (0..<count).map { _ in Float(0.5) }
+      withNaN[count - 1] = .nan
+      let zeros = [Float](repeating: 0, count: count)
+      var w = start
+      #expect(!fused.step(parameters: &w, gradients: zeros, plus: withNaN, learningRate: 0.1))
+      #expect(!fused.step(parameters: &w, gradients: withNaN, plus: zeros, learningRate: 0.1))
+    }
+  }
 }

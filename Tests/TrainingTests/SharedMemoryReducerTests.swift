@@ -46,24 +46,40 @@ import Testing
     }
   }
 
-  /// Two ranks: `SharedMemoryPairReducer`, the model's buffer private, slots streamed into and alternated. Each
-  /// rank writes its next step's gradients as soon as `finish` returns, while the other may still be reading its
-  /// slot: Note [Two sets need one synchronization] is what keeps the sums right.
-  @Test(arguments: [5, 1037])
-  func pairSumsAreTheRankOrderSumOnBothRanks(count: Int) throws {
-    let steps = 5
+  /// Two ranks: `SharedMemoryPairReducer`, each exchange alone and the two alternating in patterns that put every
+  /// switch (sharded → streamed, streamed → sharded, streamed twice, sharded twice) between consecutive steps. Each
+  /// rank writes its next step's gradients as soon as `finish` returns, while the other may still be reading:
+  /// Note [One synchronization for a streamed step] is what keeps the sums right. `finish` and
+  /// `finishLeavingParameterSum` (the addends added here) both.
+  @Test(
+    arguments: [[.sharded], [.streamed], [.sharded, .streamed], [.streamed, .streamed, .sharded, .sharded]]
+      as [[SharedMemoryPairReducer.Exchange]], [5, 1037])
+  func pairSumsAreTheRankOrderSumOnBothRanks(schedule: [SharedMemoryPairReducer.Exchange], count: Int) throws {
+    let steps = 9
+    let tail = 3
     let results = ResultSlots(count: 2 * steps)
     try ThreadGroup(size: 2).run { communicator in
-      let reducer = try #require(try SharedMemoryPairReducer.make(communicator: communicator, count: count))
-      let gradients = FloatBuffer(count: count)
+      let reducer = try #require(
+        try SharedMemoryPairReducer.make(communicator: communicator, count: count, schedule: schedule))
+      let gradients = reducer.ownSlot
       for step in 0..<steps {
         for element in 0..<count {
           gradients[element] = Self.value(rank: communicator.rank, element: element, step: step)
         }
-        let sums = try reducer.finish(gradients)
-        #expect(sums !== gradients)
-        results.set(communicator.rank * steps + step, sums.array)
+        var got: [Float]
+        if step % 3 == 2 {
+          let (sums, addends) = try reducer.finishLeavingParameterSum(gradients, parameterCount: count - tail)
+          got = sums.array
+          if let (first, second) = addends {
+            for element in 0..<(count - tail) { got[element] = first[element] + second[element] }
+          }
+        } else {
+          got = try reducer.finish(gradients).array
+        }
+        results.set(communicator.rank * steps + step, got)
       }
+      #expect(reducer.steps.values.reduce(0, +) == steps)
+      if schedule.count > 1 { #expect(reducer.steps[.sharded]! > 0 && reducer.steps[.streamed]! > 0) }
     }
     for step in 0..<steps {
       let expected = (0..<count).map {
@@ -71,9 +87,25 @@ import Testing
       }
       for rank in 0..<2 {
         let got = results.values[rank * steps + step]
-        #expect(got.map(\.bitPattern) == expected.map(\.bitPattern), "rank \(rank) step \(step)")
+        #expect(got.map(\.bitPattern) == expected.map(\.bitPattern), "rank \(rank) step \(step) \(schedule)")
       }
     }
+  }
+
+  @Test("two ranks meet and choose an exchange, the same on both")
+  func pairMeetingsAgree() throws {
+    let choices = ResultSlots(count: 2)
+    try ThreadGroup(size: 2).run { communicator in
+      let reducer = try #require(try SharedMemoryPairReducer.make(communicator: communicator, count: 40))
+      for _ in 0..<(2 * SharedMemoryPairReducer.meetingInterval + 1) {
+        _ = try reducer.finish(reducer.ownSlot)
+      }
+      choices.set(
+        communicator.rank,
+        [Float(reducer.steps[.streamed]!), Float(reducer.steps[.sharded]!), Float(reducer.lastRoundTripNanoseconds)])
+    }
+    #expect(choices.values[0] == choices.values[1])
+    #expect(choices.values[0][2] > 0)
   }
 
   @Test("the streamed copy is exact for every length and source alignment")

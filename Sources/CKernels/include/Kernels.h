@@ -44,6 +44,15 @@ void ddp_sum(float *_Nonnull out, const float *_Nonnull a, const float *_Nonnull
 /// visible before anything this thread writes after it (a flag, a barrier). dst must be 64-byte aligned.
 void ddp_stream_copy(float *_Nonnull dst, const float *_Nonnull src, ptrdiff_t n);
 
+/// The round trip between the two ranks of a pair through one cache line they share, and the pair's choice made
+/// from it, in one meeting. `line` (64-byte aligned, zero at first) holds a counter and the choice; `*base` is the
+/// counter when the meeting starts, the same on both ranks (zero at first; this call advances it). Rank 0 bounces
+/// the line `rounds` times after a first, untimed exchange (which waits for rank 1 to arrive), computes the mean
+/// round trip in ns, and publishes `choose(round trip)` to rank 1; both return the round trip (rank 1 gets rank
+/// 0's) through `*roundTripNanoseconds` and the choice as the result. A wait spins for 20 µs, then yields the CPU.
+int32_t ddp_pair_meet(int64_t *_Nonnull line, int32_t rank, int64_t *_Nonnull base, int32_t rounds,
+                      double thresholdNanoseconds, double *_Nonnull roundTripNanoseconds);
+
 /// dst[i] = (float)src[i] / 255 for i in 0..<n: pixels to [0, 1] as PyTorch's ToTensor does (a correctly rounded
 /// division, so every clone gives the same bits).
 void ddp_unit_floats_from_bytes(float *_Nonnull dst, const unsigned char *_Nonnull src, ptrdiff_t n);
