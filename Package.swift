@@ -49,6 +49,8 @@ let package = Package(
       name: "Training",
       dependencies: [
         "Tensors", "Layers", "Optimizers", "Datasets", "Communication", "Checkpoints", "Diagnostics", "CKernels",
+        // The host's steal beside each epoch (`CPUTimes`).
+        "Benchmarks",
       ]),
     // The one target that links MPI.
     .target(name: "MPICommunication", dependencies: ["CMPI", "Communication"]),

@@ -52,8 +52,8 @@ extension Trainer {
 
   func logEpoch(
     epoch: Int, learningRate: Double, trainLoss: Double, trainAccuracy: Double,
-    evaluation: (loss: Double, accuracy: Double), samplesPerSecond: Double, epochSeconds: Double, elapsed: Double,
-    partial: Bool, runSecondsLeft: Double?
+    evaluation: (loss: Double, accuracy: Double), samplesPerSecond: Double, epochSeconds: Double, steal: Double?,
+    elapsed: Double, partial: Bool, runSecondsLeft: Double?
   ) throws {
     let of = partial ? " (partial)" : "/\(plan.epochCount)"
     console.line(
@@ -61,6 +61,9 @@ extension Trainer {
         + String(
           format: "  train loss %.4f  test loss %.4f  test acc %.4f  lr %.5f  %8.0f samples/s  %6.1f s elapsed",
           trainLoss, evaluation.loss, evaluation.accuracy, learningRate, samplesPerSecond, elapsed)
+        // The hypervisor's share of the host's CPU time during the epoch's training: a slow epoch with steal was
+        // slowed by other guests, not by the run.
+        + (steal.map { String(format: "  steal %.1f%%", 100 * $0) } ?? "")
         + (step < plan.totalSteps ? runSecondsLeft.map { "  ETA \(durationText($0))" } ?? "" : ""))
     var fields: [String: MetricValue] = [
       "epoch": .int(epoch), "step": .int(step), "lr": .double(learningRate), "train_loss": .double(trainLoss),
@@ -68,6 +71,7 @@ extension Trainer {
       "test_accuracy": .double(evaluation.accuracy), "samples_per_sec": .double(samplesPerSecond),
       "epoch_s": .double(epochSeconds), "elapsed_s": .double(elapsed),
     ]
+    if let steal { fields["host_steal"] = .double(steal) }
     if partial { fields["partial"] = .bool(true) }
     // This rank's (rank 0's) time split over the epoch's steps.
     fields["time_data_s"] = .double(times.data)

@@ -1,3 +1,4 @@
+import Benchmarks
 import Checkpoints
 import Communication
 import Datasets
@@ -220,6 +221,8 @@ public final class Trainer {
     /// The step this process started from (0, or the resumed checkpoint's), for the run's ETA.
     let startStep: Int
     var epochStart = Date()
+    /// The host's CPU counters when the epoch started (nil where /proc/stat cannot be read), for its steal.
+    var epochCPUTimes = CPUTimes.current()
     var epochSamples = 0
     var lastEvaluation = (loss: Double.nan, accuracy: Double.nan)
     var lastTrainLoss = Double.nan
@@ -421,13 +424,15 @@ public final class Trainer {
   /// Step 5, at the end of an epoch (or of a run cut by --max-steps): evaluate, report, reset the epoch's sums.
   func finishEpoch(epoch: Int, learningRate: Double, state: inout LoopState) throws {
     let trainSeconds = Date().timeIntervalSince(state.epochStart)
+    // nil only where /proc/stat cannot be read; an epoch shorter than the counters' tick (10 ms) stole nothing.
+    let steal = state.epochCPUTimes.flatMap { start in CPUTimes.current().map { $0.stealFraction(since: start) ?? 0 } }
     state.lastTrainLoss = epochLossSum / Double(max(epochSteps, 1))
     let trainAccuracy = epochCorrect / Double(max(epochSteps, 1) * plan.globalBatch)
     state.lastEvaluation = try evaluate(data.test)
     let samplesPerSecond = Double(state.epochSamples) / max(trainSeconds, 1e-9)
     try logEpoch(
       epoch: epoch + 1, learningRate: learningRate, trainLoss: state.lastTrainLoss, trainAccuracy: trainAccuracy,
-      evaluation: state.lastEvaluation, samplesPerSecond: samplesPerSecond, epochSeconds: trainSeconds,
+      evaluation: state.lastEvaluation, samplesPerSecond: samplesPerSecond, epochSeconds: trainSeconds, steal: steal,
       elapsed: Date().timeIntervalSince(state.trainStart), partial: step % plan.stepsPerEpoch != 0,
       runSecondsLeft: remainingSeconds(
         done: step - state.startStep, total: plan.totalSteps - state.startStep,
@@ -438,6 +443,7 @@ public final class Trainer {
     epochSteps = 0
     state.epochSamples = 0
     state.epochStart = Date()
+    state.epochCPUTimes = CPUTimes.current()
   }
 
   /// Step 5, after the step count moved on: the parameter consistency check and the checkpoint, when due.

@@ -99,7 +99,8 @@ import Testing
   /// Keys whose values come from floating-point arithmetic or the clock.
   static let measuredKeys: Set<String> = [
     "loss", "train_loss", "test_loss", "train_accuracy", "test_accuracy", "accuracy", "elapsed_s", "epoch_s",
-    "samples_per_sec", "time_allreduce_s", "time_compute_s", "time_data_s", "time_other_s", "epoch_loss_sum",
+    "samples_per_sec", "host_steal", "time_allreduce_s", "time_compute_s", "time_data_s", "time_other_s",
+    "epoch_loss_sum",
     "epoch_correct", "seconds", "wall_s", "grad_norm", "weight_norm",
   ]
 
@@ -165,6 +166,7 @@ import Testing
         line = line.replacingOccurrences(
           of: #"[0-9.]+ (samples/s|s elapsed|s;)"#, with: "<t> $1", options: .regularExpression)
         line = line.replacingOccurrences(of: #"ETA [0-9hms]+"#, with: "ETA <t>", options: .regularExpression)
+        line = line.replacingOccurrences(of: #"steal [0-9.]+%"#, with: "steal <x>%", options: .regularExpression)
         line = line.replacingOccurrences(of: #" +"#, with: " ", options: .regularExpression)
       }
       return line
