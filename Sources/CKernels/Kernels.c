@@ -364,3 +364,12 @@ int32_t ddp_pair_meet(int64_t *_Nonnull line, int32_t rank, int64_t *_Nonnull ba
   *roundTripNanoseconds = roundTrip;
   return choice;
 }
+
+void ddp_prefetch_rows(const unsigned char *_Nonnull base, ptrdiff_t rowBytes, const int32_t *_Nonnull rows,
+                       ptrdiff_t n) {
+  for (ptrdiff_t i = 0; i < n; i++) {
+    const unsigned char *row = base + (ptrdiff_t)rows[i] * rowBytes;
+    for (ptrdiff_t offset = 0; offset < rowBytes; offset += 64) __builtin_prefetch(row + offset, 0, 2);
+    __builtin_prefetch(row + rowBytes - 1, 0, 2);
+  }
+}

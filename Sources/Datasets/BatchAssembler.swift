@@ -46,6 +46,16 @@ public final class BatchAssembler {
     }
   }
 
+  /// Starts loading rows `indices` of `dataset` into the CPU's caches and returns at once, so that a later
+  /// `assemble` of them finds them there (the dataset is far larger than the caches, and its rows are read in a
+  /// shuffled order the hardware prefetchers cannot guess).
+  public func prefetch(from dataset: Dataset, indices: UnsafeBufferPointer<Int32>) {
+    guard let first = indices.baseAddress, !indices.isEmpty else { return }
+    dataset.pixels.withUnsafeBufferPointer { pixels in
+      ddp_prefetch_rows(pixels.baseAddress!, featureCount, first, indices.count)
+    }
+  }
+
   /// Rows `range` of `dataset`, in order, for evaluation. `range.count <= maxBatch`.
   public func assemble(from dataset: Dataset, range: Range<Int>) {
     precondition(

@@ -235,6 +235,8 @@ public final class Trainer {
   /// Per-step scratch, allocated once: the sample indices and the assembled batch.
   struct BatchScratch {
     let indices: UnsafeMutablePointer<Int32>
+    /// The next micro-batch's indices, whose rows are prefetched while this one trains.
+    let nextIndices: UnsafeMutablePointer<Int32>
     let batch: BatchAssembler
   }
 
@@ -260,9 +262,12 @@ public final class Trainer {
       ExitGuard.disarm()
     }
     let scratch = BatchScratch(
-      indices: .allocate(capacity: plan.batchSize),
+      indices: .allocate(capacity: plan.batchSize), nextIndices: .allocate(capacity: plan.batchSize),
       batch: BatchAssembler(featureCount: data.train.featureCount, maxBatch: plan.batchSize))
-    defer { scratch.indices.deallocate() }
+    defer {
+      scratch.indices.deallocate()
+      scratch.nextIndices.deallocate()
+    }
     let progress = ProgressLine(
       console: console, stepsPerEpoch: plan.stepsPerEpoch, totalSteps: plan.totalSteps, startStep: step)
     var state = LoopState(startStep: step)
@@ -342,7 +347,7 @@ public final class Trainer {
       }
       let local = computeLocalGradients(
         sampler: sampler, stepInEpoch: stepInEpoch, permutation: permutation, indices: scratch.indices,
-        batch: scratch.batch, reportsRanges: !measureNoise)
+        nextIndices: scratch.nextIndices, batch: scratch.batch, reportsRanges: !measureNoise)
       writeGradientTail(local, measureNoise: measureNoise)
       reducer.workerFinished(worker, gradients: model.gradients)
     }
@@ -546,13 +551,21 @@ public final class Trainer {
   /// micro-batch reports its finished gradient ranges to the reducer.
   func computeLocalGradients(
     sampler: DistributedSampler, stepInEpoch: Int, permutation: UnsafeBufferPointer<Int32>,
-    indices: UnsafeMutablePointer<Int32>, batch: BatchAssembler, reportsRanges: Bool
+    indices: UnsafeMutablePointer<Int32>, nextIndices: UnsafeMutablePointer<Int32>, batch: BatchAssembler,
+    reportsRanges: Bool
   ) -> BatchResult {
     var local = BatchResult(lossSum: 0, correct: 0)
     var clock = Clock()
     for microBatch in 0..<plan.accumulate {
       sampler.fillIndices(step: stepInEpoch, microBatch: microBatch, permutation: permutation, into: indices)
       batch.assemble(from: data.train, indices: UnsafeBufferPointer(start: indices, count: plan.batchSize))
+      // The rows of this sampler's next micro-batch in the epoch start on their way into the caches now and
+      // arrive while this one trains (the next epoch's permutation is not known yet: its first step is not).
+      let next = microBatch + 1 < plan.accumulate ? (stepInEpoch, microBatch + 1) : (stepInEpoch + 1, 0)
+      if next.0 < plan.stepsPerEpoch {
+        sampler.fillIndices(step: next.0, microBatch: next.1, permutation: permutation, into: nextIndices)
+        batch.prefetch(from: data.train, indices: UnsafeBufferPointer(start: nextIndices, count: plan.batchSize))
+      }
       times.data += clock.lap()
       let result = accumulateGradients(
         batch, reportsRanges: reportsRanges && microBatch == plan.accumulate - 1)

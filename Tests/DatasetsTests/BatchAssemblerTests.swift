@@ -37,6 +37,19 @@ struct BatchAssemblerTests {
     #expect(Self.reference(255) == 1 && Self.reference(0) == 0)
   }
 
+  @Test("prefetching rows (a hint to the caches) leaves the assembled batch as it was, and is safe at the ends")
+  func prefetchChangesNothing() {
+    let assembler = BatchAssembler(featureCount: 3, maxBatch: 4)
+    let current: [Int32] = [9, 0, 255, 3]
+    current.withUnsafeBufferPointer { assembler.assemble(from: Self.dataset, indices: $0) }
+    let before = Array(UnsafeBufferPointer(start: assembler.inputs, count: 12))
+    let next: [Int32] = [255, 0, 128, 255]  // the last row: its final line prefetched, not past it
+    next.withUnsafeBufferPointer { assembler.prefetch(from: Self.dataset, indices: $0) }
+    [Int32]().withUnsafeBufferPointer { assembler.prefetch(from: Self.dataset, indices: $0) }
+    #expect(Array(UnsafeBufferPointer(start: assembler.inputs, count: 12)) == before)
+    #expect(assembler.labels[2] == 5)
+  }
+
   @Test("rows long enough for the vectorised kernel: every byte value, bit for bit")
   func longRows() {
     // 2 rows of 1037 = 64·16 + 13 pixels: a vector body and a scalar tail, all 256 byte values in both.

@@ -53,6 +53,11 @@ void ddp_stream_copy(float *_Nonnull dst, const float *_Nonnull src, ptrdiff_t n
 int32_t ddp_pair_meet(int64_t *_Nonnull line, int32_t rank, int64_t *_Nonnull base, int32_t rounds,
                       double thresholdNanoseconds, double *_Nonnull roundTripNanoseconds);
 
+/// Asks the CPU to start loading rows `rows[0..<n]` of `base` (each `rowBytes` long) into its caches, and returns
+/// at once: the next batch's samples arrive while this one trains.
+void ddp_prefetch_rows(const unsigned char *_Nonnull base, ptrdiff_t rowBytes, const int32_t *_Nonnull rows,
+                       ptrdiff_t n);
+
 /// dst[i] = (float)src[i] / 255 for i in 0..<n: pixels to [0, 1] as PyTorch's ToTensor does (a correctly rounded
 /// division, so every clone gives the same bits).
 void ddp_unit_floats_from_bytes(float *_Nonnull dst, const unsigned char *_Nonnull src, ptrdiff_t n);
