@@ -252,6 +252,13 @@ struct BenchReport {
         String(
           format: "  between the two cores: %d steps streamed through memory, %d sharded (last round trip %.0f ns)",
           pairExchange.streamed, pairExchange.sharded, pairExchange.roundTripNanoseconds))
+      // Measured on the project's VMs: ~35 ns when the hypervisor put both vCPUs on one physical core (every K=2
+      // step then as slow as ~2 K=1 steps), 60-110 ns for two cores sharing a cache (BENCHMARKS.md).
+      if pairExchange.roundTripNanoseconds > 0 && pairExchange.roundTripNanoseconds < 50 {
+        out.append(
+          "  note: a round trip this short suggests the two ranks' CPUs are two hardware threads of one core; "
+            + "they then share its arithmetic units, and K=2 cannot run much faster than K=1")
+      }
     }
     let split = self.split
     let step = split[0].1
@@ -334,6 +341,8 @@ struct BenchReport {
       "blas_core_forced": BLAS.forcedCoreType ?? "",
       "overlap": overlap, "reduction": reduction ?? "none", "cross_host_bytes_per_step": crossHostBytes ?? 0,
       "samples_per_sec": samplesPerSecond,
+      "pair_streamed_steps": pairExchange?.streamed ?? 0, "pair_sharded_steps": pairExchange?.sharded ?? 0,
+      "pair_round_trip_ns": pairExchange?.roundTripNanoseconds ?? 0,
       "window_samples_per_sec": windows.dropFirst(warmup).map(\.samplesPerSecond), "steps": steps,
       "peak_rss_mb": Double(peakMax) / 1e6,
       "gemm_gflops": gigaflops(profile.gemmFlops, seconds: gemmSeconds),
