@@ -311,11 +311,13 @@ static double monotonicNanoseconds(void) {
   return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
 }
 
-// Waits until the counter reads `value`: spins (with the pause hint) for 20 µs, then yields between looks, so that
-// a rank waiting for a late partner leaves the CPU to whatever else wants it.
+// Waits until the counter reads `value` or more: spins (with the pause hint) for 20 µs, then yields between looks,
+// so that a rank waiting for a late partner leaves the CPU to whatever else wants it. The counter only grows; "or
+// more" matters when rank 0 ends a meeting with `last` and at once starts the next one (nothing in between, as in
+// the tests): rank 1 may first look after the next store, b + 1, and must not wait for `last` forever.
 static void waitForCounter(int64_t *line, int64_t value) {
   double spinUntil = 0;
-  for (int64_t looks = 0; __atomic_load_n(line, __ATOMIC_ACQUIRE) != value; looks++) {
+  for (int64_t looks = 0; __atomic_load_n(line, __ATOMIC_ACQUIRE) < value; looks++) {
     if (looks < 64) {
 #if defined(__x86_64__)
       __builtin_ia32_pause();

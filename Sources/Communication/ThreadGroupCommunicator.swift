@@ -40,6 +40,10 @@ public final class ThreadGroup: @unchecked Sendable {
     if let error = errors.first { throw error }
   }
 
+  /// How long a rank waits at a barrier before the process stops: ranks that disagree on their collectives
+  /// (a bug under test) end the test run with a message instead of hanging it. No test step takes this long.
+  public static let barrierTimeoutSeconds = 120.0
+
   func barrier() {
     condition.lock()
     let myGeneration = generation
@@ -49,7 +53,14 @@ public final class ThreadGroup: @unchecked Sendable {
       generation += 1
       condition.broadcast()
     } else {
-      while generation == myGeneration { condition.wait() }
+      let deadline = Date(timeIntervalSinceNow: Self.barrierTimeoutSeconds)
+      while generation == myGeneration {
+        if !condition.wait(until: deadline) && generation == myGeneration {
+          fatalError(
+            "ThreadGroup: \(arrived) of \(size) ranks waited \(Self.barrierTimeoutSeconds) s at a barrier; "
+              + "the others never came (the ranks disagree on their collectives)")
+        }
+      }
     }
     condition.unlock()
   }

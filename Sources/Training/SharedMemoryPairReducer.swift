@@ -128,13 +128,7 @@ final class SharedMemoryPairReducer: AddendReducer {
   }
 
   func finish(_ buffer: FloatBuffer) throws -> FloatBuffer {
-    switch try startStep(buffer) {
-    case .sharded: return try shardedSum()
-    case .streamed:
-      let (first, second) = try streamedExchange()
-      Elementwise.sum(first, second, into: ownSums.pointer, count: count)
-      return ownSums
-    }
+    try finishLeavingParameterSum(buffer, parameterCount: 0).sums
   }
 
   /// Streamed: only the scalar tail is summed here; the update adds the parameters' two addends itself.
@@ -156,19 +150,23 @@ final class SharedMemoryPairReducer: AddendReducer {
   /// The step's exchange: after a meeting every `meetingInterval` steps, the one chosen there.
   private func startStep(_ buffer: FloatBuffer) throws -> Exchange {
     precondition(buffer === ownSlot, "the model's gradients must live in this rank's slot")
-    if stepsUntilMeeting == 0 {
-      var roundTrip = 0.0
-      let choice = ddp_pair_meet(
-        control, Int32(rank), &meetingBase, Self.meetingRounds, Self.farRoundTripNanoseconds, &roundTrip)
-      exchange = choice == 1 ? .streamed : .sharded
-      lastRoundTripNanoseconds = roundTrip
-      stepsUntilMeeting = Self.meetingInterval
-    }
+    if stepsUntilMeeting == 0 { meet() }
     if let schedule { exchange = schedule[stepsTaken % schedule.count] }
     stepsTaken += 1
     stepsUntilMeeting -= 1
     steps[exchange, default: 0] += 1
     return exchange
+  }
+
+  /// The two ranks meet in the control line and leave with the same `exchange` for the next `meetingInterval`
+  /// steps, chosen by rank 0 from the round trips it timed. Collective: both ranks call it at the same step.
+  func meet() {
+    var roundTrip = 0.0
+    let choice = ddp_pair_meet(
+      control, Int32(rank), &meetingBase, Self.meetingRounds, Self.farRoundTripNanoseconds, &roundTrip)
+    exchange = choice == 1 ? .streamed : .sharded
+    lastRoundTripNanoseconds = roundTrip
+    stepsUntilMeeting = Self.meetingInterval
   }
 
   /// Sharded steps 1-3; returns the shared sums.

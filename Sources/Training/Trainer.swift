@@ -46,6 +46,9 @@ public final class Trainer {
   public let model: Sequential
   let optimizer: any Optimizer
   let reducer: GradientReducer
+  /// The same two, when the reducer can leave the parameters' last addition to an optimizer that makes it in its
+  /// update (`AddendReducer`, `TwoAddendOptimizer`); found once here, not cast at every step.
+  let addendPath: (reducer: AddendReducer, optimizer: TwoAddendOptimizer)?
 
   /// Where the scalars riding along the gradient reduction live: the gradient buffer is the model's
   /// parameterCount gradients followed by these `count` slots, which the model never sees.
@@ -176,6 +179,11 @@ public final class Trainer {
         ?? Self.makeReducer(
           configuration: configuration, communicator: communicator, gradients: model.gradients,
           parameterCount: model.parameterCount)
+    }
+    if let pair = reducer as? AddendReducer, let twoAddend = optimizer as? TwoAddendOptimizer {
+      addendPath = (pair, twoAddend)
+    } else {
+      addendPath = nil
     }
     let localBatch = plan.batchSize * plan.accumulate
     if plan.globalBatch > localBatch {
@@ -361,7 +369,7 @@ public final class Trainer {
     var clock = Clock()
     let entry = collectiveTimestamps == nil ? 0 : CollectiveTimestamps.now()
     let reduced: ReducedGradients
-    if !measureNoise, optimizer is TwoAddendOptimizer, let pair = reducer as? AddendReducer {
+    if !measureNoise, let pair = addendPath?.reducer {
       let (sums, addends) = try pair.finishLeavingParameterSum(model.gradients, parameterCount: model.parameterCount)
       reduced = ReducedGradients(sums: sums, addends: addends)
     } else {
@@ -388,7 +396,7 @@ public final class Trainer {
     let finite: Bool
     if !loss.isFinite {
       finite = false
-    } else if let (first, second) = reduced.addends, let optimizer = optimizer as? TwoAddendOptimizer {
+    } else if let (first, second) = reduced.addends, let optimizer = addendPath?.optimizer {
       finite = optimizer.step(
         parameters: model.parameters.pointer, gradients: first, plus: second, learningRate: Float(learningRate))
     } else {
@@ -429,8 +437,11 @@ public final class Trainer {
   /// Step 5, at the end of an epoch (or of a run cut by --max-steps): evaluate, report, reset the epoch's sums.
   func finishEpoch(epoch: Int, learningRate: Double, state: inout LoopState) throws {
     let trainSeconds = Date().timeIntervalSince(state.epochStart)
-    // nil only where /proc/stat cannot be read; an epoch shorter than the counters' tick (10 ms) stole nothing.
-    let steal = state.epochCPUTimes.flatMap { start in CPUTimes.current().map { $0.stealFraction(since: start) ?? 0 } }
+    // Only the coordinator reports it: nil on the other ranks and where /proc/stat cannot be read; an epoch
+    // shorter than the counters' tick (10 ms) stole nothing.
+    let steal =
+      communicator.isCoordinator
+      ? state.epochCPUTimes.flatMap { start in CPUTimes.current().map { $0.stealFraction(since: start) ?? 0 } } : nil
     state.lastTrainLoss = epochLossSum / Double(max(epochSteps, 1))
     let trainAccuracy = epochCorrect / Double(max(epochSteps, 1) * plan.globalBatch)
     state.lastEvaluation = try evaluate(data.test)
@@ -448,7 +459,7 @@ public final class Trainer {
     epochSteps = 0
     state.epochSamples = 0
     state.epochStart = Date()
-    state.epochCPUTimes = CPUTimes.current()
+    state.epochCPUTimes = communicator.isCoordinator ? CPUTimes.current() : nil
   }
 
   /// Step 5, after the step count moved on: the parameter consistency check and the checkpoint, when due.
