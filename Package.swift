@@ -78,7 +78,7 @@ let package = Package(
     .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "Layers"]),
     .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
     .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"]),
-    .testTarget(name: "TrainingTests", dependencies: ["Training", "Communication"]),
+    .testTarget(name: "TrainingTests", dependencies: ["Training", "Communication", "Checkpoints"]),
     .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks"]),
     .testTarget(name: "InspectionTests", dependencies: ["Inspection", "Layers", "Datasets", "CZlib"]),
     // Launches the built `ddp-train` through real `mpirun`; never calls MPI in-process.

@@ -34,6 +34,9 @@ public struct CheckpointDirectory: Sendable {
   public static let modelFile = "model.safetensors", optimizerFile = "optimizer.safetensors",
     stateFile = "state.json"
   static let requiredFiles = [modelFile, optimizerFile, stateFile]
+  /// Present only in checkpoints of runs that carry reducer state between steps (`--compress` across hosts);
+  /// listed with its SHA-256 in state.json when present.
+  public static let reducerStateFile = "reducer-state.safetensors"
 
   /// For validation before training starts, writing nothing: OK if `path` does not exist but its parent is (or can be) a
   /// writable directory, or it is a writable directory; CheckpointError if it is a file, or not writable.

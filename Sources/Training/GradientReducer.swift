@@ -19,6 +19,21 @@ protocol GradientReducer: AnyObject {
   /// Sums `buffer` over the ranks and returns where the sums are: `buffer` itself for the in-place reducers,
   /// a buffer of the same length otherwise (valid until the next step's `finish`).
   func finish(_ buffer: FloatBuffer) throws -> FloatBuffer
+  /// State this rank carries from one step to the next besides the model and optimizer (the error-feedback
+  /// residuals of `--compress`), which a checkpoint must hold for a resumed run to stay bitwise; nil when none.
+  var carriedState: CarriedReducerState? { get }
+}
+
+/// A reducer's per-rank state between steps, and what it is only valid for: a resumed run restores it only when
+/// its own reducer describes itself by the same `layout` (the same compression, hosts and ranks per host).
+struct CarriedReducerState {
+  /// e.g. "bf16 error feedback over 2 hosts × 2 ranks (2 × 235160 values)"
+  let layout: String
+  /// This rank's buffers by name (the checkpoint's tensor names), saved and restored in this order.
+  let buffers: [(name: String, values: FloatBuffer)]
+
+  /// Floats of all the buffers together.
+  var count: Int { buffers.reduce(0) { $0 + $1.values.count } }
 }
 
 /// What step 3 hands the update: the summed buffer, whose parameters' part may be left as two addends.
@@ -42,6 +57,7 @@ protocol AddendReducer: GradientReducer {
 }
 
 extension GradientReducer {
+  var carriedState: CarriedReducerState? { nil }
   var wantsGradientRanges: Bool { false }
   func gradientsReady(_ range: Range<Int>) {}
   func workerFinished(_ worker: Int, gradients: FloatBuffer) {}

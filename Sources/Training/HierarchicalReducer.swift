@@ -60,6 +60,17 @@ final class HierarchicalReducer: GradientReducer {
 
   var wantsGradientRanges: Bool { overlaps }
 
+  /// The error-feedback residuals, sender's then owner's, when compressing; they depend on the layout (which
+  /// elements this rank sends and owns), so they are valid only for the same hosts, ranks per host and format.
+  var carriedState: CarriedReducerState? {
+    guard let send = exchange.sendResidual, let owner = exchange.ownerResidual else { return nil }
+    return CarriedReducerState(
+      layout:
+        "\(exchange.compression.rawValue) error feedback over \(hosts) hosts × \(host.size) "
+        + (host.size == 1 ? "rank" : "ranks") + " (2 × \(count) values)",
+      buffers: [("send_residual", send), ("owner_residual", owner)])
+  }
+
   /// Bytes this rank sent to other hosts in the last step.
   var bytesSentLastStep: Int { exchange.bytesSentThisStep }
 

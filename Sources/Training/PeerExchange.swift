@@ -21,7 +21,8 @@ public enum GradientCompression: String, CaseIterable, Codable, Sendable {
 ///      16 bits (keeping what rounding lost in ownerResidual) and an all-gather hands every peer every chunk's
 ///      sum, which each decodes into the piece.
 /// Every peer decodes the same bits, so the sums are identical on all ranks. The residuals are per rank and live
-/// for the run (see README, "Compressing what crosses hosts": a resumed run starts them at zero).
+/// for the run; checkpoints hold every rank's, and a run resumed on the same layout restores them
+/// (`HierarchicalReducer.carriedState`).
 ///
 /// Note [Collective order]: MPI matches collectives by their order on a communicator. Phase 1 (and the fp32
 /// all-reduces) run on `scatter`, phase 2 on `gather`, a second communicator over the same peers; pieces start

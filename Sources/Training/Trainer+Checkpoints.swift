@@ -11,6 +11,15 @@ struct LoadedCheckpoint {
   var state: CheckpointState
   var parameters: [Float]
   var momentum: [Float]
+  /// The reducer state every rank carried (`reducer-state.safetensors`), when the checkpoint has it.
+  var reducerState: SavedReducerState?
+}
+
+/// Every rank's `CarriedReducerState`, as a checkpoint holds it: tensor `name` is [world size, n], row r rank r's.
+struct SavedReducerState {
+  var layout: String
+  var worldSize: Int
+  var tensors: [NamedTensor]
 }
 
 extension Trainer {
@@ -62,9 +71,46 @@ extension Trainer {
     }
   }
 
-  /// Rank 0 writes DIR/step-<step>/ atomically; other ranks return at once (their parameters are identical).
+  /// Every rank's carried reducer state, gathered (collective: every rank calls it at the same step), as the
+  /// checkpoint's tensors; nil when the reducer carries none.
+  func gatherReducerState() throws -> SavedReducerState? {
+    guard let carried = reducer.carriedState else { return nil }
+    let ranks = communicator.size
+    var own = [Float]()
+    own.reserveCapacity(carried.count)
+    for (_, values) in carried.buffers { own += values.array }
+    var all = [Float](repeating: 0, count: ranks * carried.count)
+    try own.withUnsafeBytes { send in try all.withUnsafeMutableBytes { try communicator.allGather(send, into: $0) } }
+    // `all` is [rank][buffer][element]; a tensor is one buffer of every rank, [rank][element].
+    var offset = 0
+    var tensors: [NamedTensor] = []
+    for (name, values) in carried.buffers {
+      var rows = [Float]()
+      rows.reserveCapacity(ranks * values.count)
+      for rank in 0..<ranks {
+        let start = rank * carried.count + offset
+        rows += all[start..<(start + values.count)]
+      }
+      tensors.append(NamedTensor(name: name, shape: [ranks, values.count], values: rows))
+      offset += values.count
+    }
+    return SavedReducerState(layout: carried.layout, worldSize: ranks, tensors: tensors)
+  }
+
+  /// Rank 0 writes DIR/step-<step>/ atomically; the other ranks only hand it their reducer state (collective:
+  /// every rank calls it at the same step; their parameters are identical).
   func saveCheckpoint(to directory: CheckpointDirectory) throws {
+    let reducerState = try gatherReducerState()
     guard communicator.isCoordinator else { return }
+    let reducerBytes = reducerState.map { saved in
+      SafeTensors.encode(
+        saved.tensors,
+        metadata: [
+          "ddp_train.reducer_state": saved.layout,
+          "ddp_train.world_size": String(saved.worldSize),
+          "ddp_train.step": String(step),
+        ])
+    }
     let modelBytes = SafeTensors.encode(tensors(from: model.parameters), metadata: modelMetadata)
     let optimizerBytes = SafeTensors.encode(
       tensors(from: optimizer.momentumBuffer),
@@ -90,7 +136,7 @@ extension Trainer {
       files: [
         CheckpointDirectory.modelFile: SHA256.hexDigest(modelBytes),
         CheckpointDirectory.optimizerFile: SHA256.hexDigest(optimizerBytes),
-      ],
+      ].merging(reducerBytes.map { [CheckpointDirectory.reducerStateFile: SHA256.hexDigest($0)] } ?? [:]) { a, _ in a },
       configuration: configuration)
     let stateBytes = Array(try Self.jsonEncoder.encode(state)) + Array("\n".utf8)
     // A write that fails now (full disk, a directory removed or made read-only during the run) is a failure
@@ -107,10 +153,9 @@ extension Trainer {
     do {
       location = try directory.write(
         step: step,
-        files: [
-          (CheckpointDirectory.modelFile, modelBytes), (CheckpointDirectory.optimizerFile, optimizerBytes),
-          (CheckpointDirectory.stateFile, stateBytes),
-        ])
+        files: [(CheckpointDirectory.modelFile, modelBytes), (CheckpointDirectory.optimizerFile, optimizerBytes)]
+          + (reducerBytes.map { [(CheckpointDirectory.reducerStateFile, $0)] } ?? [])
+          + [(CheckpointDirectory.stateFile, stateBytes)])
       lastCheckpoint = location.path
       if let keep = configuration.keep { try directory.prune(keep: keep) }
     } catch {
@@ -191,7 +236,77 @@ extension Trainer {
       }
       if target == 0 { parameters = flat } else { momentum = flat }
     }
-    return LoadedCheckpoint(location: location, state: state, parameters: parameters, momentum: momentum)
+    return LoadedCheckpoint(
+      location: location, state: state, parameters: parameters, momentum: momentum,
+      reducerState: try loadReducerState(location, from: directory, state: state))
+  }
+
+  /// `reducer-state.safetensors` when state.json lists it (verified like the other files), else nil.
+  func loadReducerState(
+    _ location: CheckpointLocation, from directory: CheckpointDirectory, state: CheckpointState
+  ) throws -> SavedReducerState? {
+    let file = CheckpointDirectory.reducerStateFile
+    guard let expected = state.files[file] else { return nil }
+    let bytes = try directory.read(file, of: location)
+    let path = location.path + "/" + file
+    let decoded = try SafeTensors.decode(bytes, path: path)
+    guard SHA256.hexDigest(bytes) == expected else {
+      throw CheckpointError(
+        path: path, problem: "its SHA-256 differs from the one recorded in state.json", hint: "The file is damaged.")
+    }
+    guard let layout = decoded.metadata["ddp_train.reducer_state"],
+      let worldSize = decoded.metadata["ddp_train.world_size"].flatMap(Int.init), worldSize >= 1,
+      decoded.tensors.allSatisfy({ $0.shape.count == 2 && $0.shape[0] == worldSize })
+    else {
+      throw CheckpointError(
+        path: path, problem: "it is not a ddp-train reducer state (metadata or tensor shapes missing)",
+        hint: "The checkpoint is damaged; an older one will be tried.")
+    }
+    return SavedReducerState(layout: layout, worldSize: worldSize, tensors: decoded.tensors)
+  }
+
+  /// On resume: every rank takes its row of the checkpoint's reducer state when it was written by the same layout
+  /// (same world size, compression, hosts and ranks per host), so the resumed run stays bitwise; otherwise the
+  /// state starts at zero and rank 0 says so. Collective.
+  func restoreReducerState(from checkpoint: LoadedCheckpoint?) throws {
+    guard let carried = reducer.carriedState else { return }
+    let ranks = communicator.size
+    // [rank][buffer][element], rank 0's decision first.
+    var restore: [Int32] = [0]
+    var all: [Float] = []
+    if let checkpoint {
+      let saved = checkpoint.reducerState
+      let byName = Dictionary((saved?.tensors ?? []).map { ($0.name, $0) }) { first, _ in first }
+      let fits =
+        saved?.layout == carried.layout && saved?.worldSize == ranks
+        && carried.buffers.allSatisfy { byName[$0.name]?.shape == [ranks, $0.values.count] }
+      if fits {
+        restore = [1]
+        all.reserveCapacity(ranks * carried.count)
+        for rank in 0..<ranks {
+          for (name, values) in carried.buffers {
+            let rows = byName[name]!.values
+            all += rows[(rank * values.count)..<((rank + 1) * values.count)]
+          }
+        }
+      } else {
+        let why =
+          saved.map { "the checkpoint's is \($0.layout), which does not fit this run" }
+          ?? "the checkpoint has none (written without --compress across hosts, or by an older ddp-train)"
+        console.line(
+          "note: this run's \(carried.layout) starts at zero: \(why). The run continues within one step's "
+            + "rounding of an uninterrupted one, not bit for bit")
+      }
+    }
+    try communicator.broadcast(&restore, root: 0)
+    guard restore[0] == 1 else { return }
+    if all.isEmpty { all = [Float](repeating: 0, count: ranks * carried.count) }
+    try communicator.broadcast(&all, root: 0)
+    var offset = communicator.rank * carried.count
+    for (_, values) in carried.buffers {
+      values.copy(from: Array(all[offset..<(offset + values.count)]))
+      offset += values.count
+    }
   }
 
   func flatten(_ tensors: [NamedTensor], path: String) throws -> [Float] {
@@ -275,6 +390,7 @@ extension Trainer {
         }
       }
       try communicator.broadcast(&scalars, root: 0)
+      try restoreReducerState(from: checkpoint)
       let savedGlobalBatch = Int(scalars[1])
       if savedGlobalBatch == plan.globalBatch {
         step = Int(scalars[0])

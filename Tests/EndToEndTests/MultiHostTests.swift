@@ -53,6 +53,20 @@ struct MultiHostTests {
     let rounded = try finalParameters(in: scratch.appendingPathComponent("bf16"))
     let gap = relativeDistance(rounded, reference)
     #expect(gap > 1e-5 && gap < 0.5, "bf16 vs fp32: \(gap)")
+    // Resumed from its step 120 on the same layout: the checkpoint carries every rank's error-feedback
+    // residuals, so it ends on the same bits.
+    try FileManager.default.createDirectory(atPath: path("bf16-resumed"), withIntermediateDirectories: true)
+    try FileManager.default.copyItem(
+      atPath: path("bf16") + "/step-00000120", toPath: path("bf16-resumed") + "/step-00000120")
+    let resumedCompressed = try cluster.mpirun(
+      ranks: 4,
+      Self.arguments(
+        batch: 16, steps: 200, checkpoints: path("bf16-resumed"), extra: ["--compress", "bf16", "--resume"]))
+    #expect(resumedCompressed.status == 0, "\(resumedCompressed.output)")
+    #expect(!resumedCompressed.stdout.contains("starts at zero"), "\(resumedCompressed.stdout)")
+    let resumedDifference = bitwiseDifference(
+      try finalParameters(in: scratch.appendingPathComponent("bf16-resumed")), rounded)
+    #expect(resumedDifference == nil, "\(resumedDifference ?? "")")
 
     let deterministic = try cluster.mpirun(
       ranks: 4, Self.arguments(batch: 16, steps: 200, checkpoints: path("det"), extra: ["--deterministic"]))

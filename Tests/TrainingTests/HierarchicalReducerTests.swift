@@ -1,4 +1,5 @@
 import CKernels
+import Checkpoints
 import Communication
 import Foundation
 import Tensors
@@ -215,6 +216,42 @@ import Testing
     three.maxSteps = 10
     _ = try trainInThreads(ranks: 3, hosts: [0, 0, 1], three, data: data) { name = $0 }
     #expect(name.hasPrefix("MPI all-reduce (hosts run 2, 1 ranks"), "\(name)")
+  }
+
+  @Test("a compressed run across hosts resumes bitwise: the checkpoint holds every rank's error-feedback residuals")
+  func compressedResumeIsBitwise() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ddp-ef-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    // 2 pretend hosts × 2 ranks, B = 8: 32 steps an epoch; the checkpoint at 37 is mid-epoch 1.
+    var full = smallConfiguration(batch: 8, steps: 60)
+    full.compress = .bf16
+    full.checkpointDirectory = directory.path
+    full.checkpointEvery = 37
+    let data = try loadSmallData(full)
+    let hosts = [0, 0, 1, 1]
+    let uninterrupted = try trainInThreads(ranks: 4, hosts: hosts, full, data: data)[0]
+    let saved = directory.appendingPathComponent("step-00000037/\(CheckpointDirectory.reducerStateFile)")
+    let file = try SafeTensors.decode(Array(try Data(contentsOf: saved)), path: saved.path)
+    #expect(file.metadata["ddp_train.reducer_state"]?.hasPrefix("bf16 error feedback over 2 hosts × 2 ranks") == true)
+    #expect(file.tensors.map(\.name) == ["send_residual", "owner_residual"])
+    // Not all zero: rounding to bf16 left something behind on every rank.
+    for tensor in file.tensors {
+      let row = tensor.shape[1]
+      for rank in 0..<4 { #expect(tensor.values[(rank * row)..<((rank + 1) * row)].contains { $0 != 0 }) }
+    }
+
+    // As if the run had been killed after writing step 37.
+    try FileManager.default.removeItem(at: directory.appendingPathComponent("step-00000060"))
+    var again = full
+    again.resume = true
+    let resumed = try trainInThreads(ranks: 4, hosts: hosts, again, data: data)[0]
+    #expect(resumed.map(\.bitPattern) == uninterrupted.map(\.bitPattern))
+
+    // Another layout (4 hosts × 1 rank) cannot use them: it starts from zero and still trains on.
+    try FileManager.default.removeItem(at: directory.appendingPathComponent("step-00000060"))
+    let elsewhere = try trainInThreads(ranks: 4, hosts: [0, 1, 2, 3], again, data: data)[0]
+    let gap = maxRelativeDifference(elsewhere, uninterrupted)
+    #expect(gap > 0 && gap < 0.05, "\(gap)")
   }
 
   @Test("split groups ranks by color, ordered by key")
