@@ -252,6 +252,17 @@ import Testing
     let elsewhere = try trainInThreads(ranks: 4, hosts: [0, 1, 2, 3], again, data: data)[0]
     let gap = maxRelativeDifference(elsewhere, uninterrupted)
     #expect(gap > 0 && gap < 0.05, "\(gap)")
+
+    // A damaged residual file fails the checkpoint's verification like any of its files (the only one left here).
+    try FileManager.default.removeItem(at: directory.appendingPathComponent("step-00000060"))
+    var bytes = Array(try Data(contentsOf: saved))
+    bytes[bytes.count - 1] ^= 1
+    try Data(bytes).write(to: saved)
+    #expect {
+      _ = try trainInThreads(ranks: 4, hosts: hosts, again, data: data)
+    } throws: { error in
+      "\(error)".contains("reducer-state.safetensors") && "\(error)".contains("SHA-256")
+    }
   }
 
   @Test("split groups ranks by color, ordered by key")
