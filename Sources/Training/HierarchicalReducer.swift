@@ -260,7 +260,7 @@ extension Trainer {
       guard
         let reducer = try HierarchicalReducer.make(
           layout: layout, count: count, parameterCount: parameterCount, compression: compress,
-          overlaps: configuration.overlapAcrossHosts)
+          overlaps: configuration.overlapsAcrossHosts)
       else { return HostAwareReduction(note: "the hosts offer no shared memory; --compress not used") }
       return HostAwareReduction(reducer: reducer, gradients: reducer.ownSlot, note: nil)
     }

@@ -156,6 +156,23 @@ extension TrainOption {
       },
       read: { String($0[keyPath: path]) })
   }
+
+  /// A flag whose default is decided from other settings: unset (nil) until `--name` or `--no-name` is given.
+  static func flag(
+    _ name: String, _ path: Path<Bool?>, property: String, default defaultText: String, help: String,
+    inStudy: InStudy
+  ) -> TrainOption {
+    TrainOption(
+      name: name, placeholder: "", kind: .flag, expected: "true or false", defaultText: defaultText, help: help,
+      property: property, rankZeroOnly: false, inStudy: inStudy,
+      write: { (configuration, text) throws(ConfigurationError) in
+        guard let value = Bool(text) else {
+          throw ConfigurationError(option: "--" + name, expected: "true or false", found: "'\(text)'")
+        }
+        configuration[keyPath: path] = value
+      },
+      read: { $0[keyPath: path].map { String($0) } })
+  }
 }
 
 /// A value a number option holds: parsed from the option's text, written back as text (nil: unset).

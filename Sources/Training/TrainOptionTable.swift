@@ -127,9 +127,10 @@ extension TrainOption {
         "overlap MPI's gradient all-reduce with backward (buckets in reverse layer order, non-blocking all-reduce); uses MPI, so it turns the shared-memory reduction off; off by default because it did not measure faster here (BENCHMARKS.md)",
       inStudy: .no),
     .flag(
-      "overlap-hosts", \.overlapAcrossHosts, property: "overlapAcrossHosts", default: "off",
+      "overlap-hosts", \.overlapAcrossHosts, property: "overlapAcrossHosts",
+      default: "on with fp32, off with `--compress`",
       help:
-        "ranks on several hosts: start each bucket's sum across hosts as soon as its host has summed it, while the backward computes the layers below (see \"Across hosts\")",
+        "ranks on several hosts: start each bucket's sum across hosts as soon as its host has summed it, while the backward computes the layers below; by default on with fp32 and off with `--compress`, where each measured faster (see \"Across hosts\")",
       inStudy: .no),
     .choice(
       "compress", \.compress, property: "compress", default: "`none`",

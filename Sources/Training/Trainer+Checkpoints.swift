@@ -122,6 +122,9 @@ extension Trainer {
         "ddp_train.weight_decay": String(configuration.weightDecay),
         "ddp_train.nesterov": String(configuration.nesterov),
       ])
+    // `overlap_across_hosts` has always been a boolean in state.json: record the default resolved.
+    var recordedConfiguration = configuration
+    recordedConfiguration.overlapAcrossHosts = configuration.overlapsAcrossHosts
     let state = CheckpointState(
       step: step, epoch: step / plan.stepsPerEpoch, stepInEpoch: step % plan.stepsPerEpoch,
       samplesConsumed: step * plan.globalBatch, worldSize: plan.worldSize, batchSize: plan.batchSize,
@@ -137,7 +140,7 @@ extension Trainer {
         CheckpointDirectory.modelFile: SHA256.hexDigest(modelBytes),
         CheckpointDirectory.optimizerFile: SHA256.hexDigest(optimizerBytes),
       ].merging(reducerBytes.map { [CheckpointDirectory.reducerStateFile: SHA256.hexDigest($0)] } ?? [:]) { a, _ in a },
-      configuration: configuration)
+      configuration: recordedConfiguration)
     let stateBytes = Array(try Self.jsonEncoder.encode(state)) + Array("\n".utf8)
     // A write that fails now (full disk, a directory removed or made read-only during the run) is a failure
     // while training, not an input error: the run had already written things (exit status 1).

@@ -62,10 +62,16 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   /// `overlapCommunication` is on (the overlap is MPI's).
   public var sharedMemoryReduction = true
   /// Across hosts (`HierarchicalReducer`): start each bucket's exchange between hosts as soon as the host has
-  /// summed it, while the backward computes the layers below.
-  public var overlapAcrossHosts = false
+  /// summed it, while the backward computes the layers below. nil (the default): `overlapsAcrossHosts` decides.
+  public var overlapAcrossHosts: Bool? = nil
   /// What crosses hosts: fp32, or 16 bits a gradient with error feedback (`PeerExchange`).
   public var compress = GradientCompression.none
+  /// Whether the exchange across hosts overlaps the backward: as asked, or by default with fp32 on the wire and
+  /// not with `--compress`. Measured on 2 namespace hosts (BENCHMARKS.md "Across hosts"): with fp32 the overlap
+  /// gained 14% at 1 Gbit/s and 37% at 2.5 Gbit/s (it lost ~9% on the unlimited bridge, where the exchange is
+  /// short); with bf16 it lost 24-41% on every link, because each bucket costs two collectives and the MLP's
+  /// backward is too short to hide them.
+  public var overlapsAcrossHosts: Bool { overlapAcrossHosts ?? (compress == .none) }
   /// Whether to try the shared-memory reducer (it still needs every rank on one host, K > 1).
   public var usesSharedMemoryReduction: Bool { sharedMemoryReduction && !overlapCommunication }
 

@@ -195,20 +195,30 @@ import Testing
     let one = try trainInThreads(ranks: 1, reference, data: data)[0]
     var split = reference
     split.batchSize = 8
+    split.overlapAcrossHosts = false
     var name = ""
     let four = try trainInThreads(ranks: 4, hosts: [0, 0, 1, 1], split, data: data) { name = $0 }
     #expect(name == "shared memory within 2 hosts × 2 ranks, MPI across hosts")
     for rank in 1..<4 { #expect(four[rank].map(\.bitPattern) == four[0].map(\.bitPattern)) }
     #expect(maxRelativeDifference(four[0], one) < 1e-5)
-    // Overlapped: the same additions, so the same bits.
+    // Overlapped, as fp32 across hosts is by default: the same additions, so the same bits.
     var overlapped = split
-    overlapped.overlapAcrossHosts = true
-    let overlapping = try trainInThreads(ranks: 4, hosts: [0, 0, 1, 1], overlapped, data: data)
+    overlapped.overlapAcrossHosts = nil
+    var overlappedName = ""
+    let overlapping = try trainInThreads(ranks: 4, hosts: [0, 0, 1, 1], overlapped, data: data) {
+      overlappedName = $0
+    }
+    #expect(overlappedName == "shared memory within 2 hosts × 2 ranks, MPI across hosts, overlapping the backward")
     #expect(overlapping[0].map(\.bitPattern) == four[0].map(\.bitPattern))
-    // bf16 across hosts: close to fp32 after 40 steps, not equal (it does round).
+    // bf16 across hosts: close to fp32 after 40 steps, not equal (it does round); by default not overlapped.
     var compressed = split
+    compressed.overlapAcrossHosts = nil
     compressed.compress = .bf16
-    let rounded = try trainInThreads(ranks: 4, hosts: [0, 0, 1, 1], compressed, data: data)[0]
+    var compressedName = ""
+    let rounded = try trainInThreads(ranks: 4, hosts: [0, 0, 1, 1], compressed, data: data) { compressedName = $0 }[0]
+    #expect(
+      compressedName
+        == "shared memory within 2 hosts × 2 ranks, MPI across hosts, bf16 across hosts with error feedback")
     let gap = maxRelativeDifference(rounded, one)
     #expect(gap > 0 && gap < 0.05, "bf16 vs fp32: \(gap)")
     // 2 + 1 ranks: the flat all-reduce, saying why.
