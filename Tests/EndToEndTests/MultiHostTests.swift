@@ -24,6 +24,24 @@ struct MultiHostTests {
     ] + extra
   }
 
+  /// Every namespace host sees all of the machine's cores, and Open MPI's default binding put each host's first
+  /// rank on core 0, so the hosts' ranks shared one core (measured: both at `Cpus_allowed_list: 0`, 37-40k samples/s
+  /// instead of 66-82k). `launch/cluster mpirun-args` passes `--bind-to none`; this asks the ranks themselves.
+  @Test("the ranks of different namespace hosts are not all bound to one and the same core")
+  func ranksOfTheHostsDoNotShareOneCore() throws {
+    let cluster = try NamespaceCluster(hosts: 2, slots: 1)
+    defer { cluster.down() }
+    let result = try cluster.mpirun(
+      ranks: 2, program: "/bin/grep", ["Cpus_allowed_list", "/proc/self/status"], timeout: 60)
+    #expect(result.status == 0, "\(result.output)")
+    let allowed = result.stdout.split(separator: "\n").compactMap { line in
+      line.split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) }
+    }
+    #expect(allowed.count == 2, "\(result.output)")
+    let oneCore = allowed.allSatisfy { $0.allSatisfy(\.isNumber) }
+    #expect(!(oneCore && Set(allowed).count == 1), "both ranks may run only on CPU \(allowed.first ?? "?")")
+  }
+
   @Test(
     "2 hosts × 2 ranks end where 1 host × 4 ranks ends (1e-5); --deterministic across hosts is --simulate-workers 4")
   func twoHostsEqualOneHost() throws {

@@ -58,11 +58,19 @@ final class NamespaceCluster {
   func mpirun(ranks: Int, _ arguments: [String], timeout: Double = 120, during: (@Sendable (pid_t) -> Void)? = nil)
     throws -> DDPTrainProcess.Result
   {
+    try mpirun(ranks: ranks, program: DDPTrainProcess.binary, arguments, timeout: timeout, during: during)
+  }
+
+  /// `mpirun -np ranks --hostfile ... program arguments...` across the hosts: any program, as each rank.
+  func mpirun(
+    ranks: Int, program: String, _ arguments: [String], timeout: Double = 120,
+    during: (@Sendable (pid_t) -> Void)? = nil
+  ) throws -> DDPTrainProcess.Result {
     let command =
       [
         "mpirun", "-np", String(ranks), "--hostfile", hostfile, "--timeout", String(Int(timeout)), "--mca",
         "odls_base_sigkill_timeout", "0",
-      ] + mpirunArguments + [DDPTrainProcess.binary] + arguments
+      ] + mpirunArguments + [program] + arguments
     return try DDPTrainProcess.execute(command, timeout: timeout + 10, directory: nil, during: during)
   }
 
