@@ -145,22 +145,25 @@ extension TrainOption {
     _ name: String, _ path: Path<Bool>, property: String, default defaultText: String, help: String,
     inStudy: InStudy
   ) -> TrainOption {
-    TrainOption(
-      name: name, placeholder: "", kind: .flag, expected: "true or false", defaultText: defaultText, help: help,
-      property: property, rankZeroOnly: false, inStudy: inStudy,
-      write: { (configuration, text) throws(ConfigurationError) in
-        guard let value = Bool(text) else {
-          throw ConfigurationError(option: "--" + name, expected: "true or false", found: "'\(text)'")
-        }
-        configuration[keyPath: path] = value
-      },
-      read: { String($0[keyPath: path]) })
+    flagRow(
+      name, property: property, default: defaultText, help: help, inStudy: inStudy,
+      set: { $0[keyPath: path] = $1 }, show: { String($0[keyPath: path]) })
   }
 
   /// A flag whose default is decided from other settings: unset (nil) until `--name` or `--no-name` is given.
   static func flag(
     _ name: String, _ path: Path<Bool?>, property: String, default defaultText: String, help: String,
     inStudy: InStudy
+  ) -> TrainOption {
+    flagRow(
+      name, property: property, default: defaultText, help: help, inStudy: inStudy,
+      set: { $0[keyPath: path] = $1 }, show: { $0[keyPath: path].map { String($0) } })
+  }
+
+  /// The row both kinds of flag share: "true" or "false" in, `show`'s text (nil: unset) out.
+  private static func flagRow(
+    _ name: String, property: String, default defaultText: String, help: String, inStudy: InStudy,
+    set: @escaping (inout TrainingConfiguration, Bool) -> Void, show: @escaping (TrainingConfiguration) -> String?
   ) -> TrainOption {
     TrainOption(
       name: name, placeholder: "", kind: .flag, expected: "true or false", defaultText: defaultText, help: help,
@@ -169,9 +172,9 @@ extension TrainOption {
         guard let value = Bool(text) else {
           throw ConfigurationError(option: "--" + name, expected: "true or false", found: "'\(text)'")
         }
-        configuration[keyPath: path] = value
+        set(&configuration, value)
       },
-      read: { $0[keyPath: path].map { String($0) } })
+      read: show)
   }
 }
 
