@@ -155,6 +155,53 @@ import Testing
     #expect(worst < 1e-5, "delivered + residuals differ from what was sent by \(worst)")
   }
 
+  /// A step whose backward reports no ranges (a noise-scale step) sends the parameters as one piece; the steps
+  /// around it send buckets, the last of which starts where that piece did. Each must travel at its own size.
+  @Test("bf16 with overlap: every bucket sends its own bytes, also after a step that sent the buffer whole")
+  func bucketsSendTheirOwnBytes() throws {
+    let parameterCount = 1030
+    let count = parameterCount + 7
+    let results = ResultSlots(count: 4)
+    try ThreadGroup(size: 2, hosts: [0, 1]).run { communicator in
+      guard case .hosts(let layout) = try HierarchicalReducer.layout(of: communicator) else {
+        throw CommunicationError(operation: "layout", message: "expected several hosts")
+      }
+      let reducer = try #require(
+        try HierarchicalReducer.make(
+          layout: layout, count: count, parameterCount: parameterCount, compression: .bf16, overlaps: true,
+          bucketElements: 300))
+      var bytes: [Float] = []
+      for step in 0..<3 {
+        for element in 0..<count {
+          reducer.ownSlot[element] = Self.value(rank: communicator.rank, element: element, step: step)
+        }
+        if step != 1 {
+          for range in [900..<1030, 610..<900, 200..<610, 0..<200] { reducer.gradientsReady(range) }
+        }
+        let sums = try reducer.finish(reducer.ownSlot).array
+        bytes.append(Float(reducer.bytesSentLastStep))
+        if step == 2 { results.set(2 + communicator.rank, sums) }
+      }
+      results.set(communicator.rank, bytes)
+    }
+    // Buckets 610..<1030, 200..<610 and 0..<200: chunks of 210, 205 and 100 values, each sent once in each phase
+    // as 16 bits; or the whole 1030 in chunks of 515. Plus the fp32 tail's ring estimate, 4·7·2·1/2 = 28.
+    let buckets = Float(2 * 2 * (210 + 205 + 100) + 28)
+    let whole = Float(2 * 2 * 515 + 28)
+    for rank in 0..<2 { #expect(results.values[rank] == [buckets, whole, buckets], "rank \(rank)") }
+    // The sums are still the sums: to bf16 rounding, plus what the error feedback carried over from earlier steps
+    // (a few bf16 units of those steps' values).
+    #expect(results.values[2].map(\.bitPattern) == results.values[3].map(\.bitPattern))
+    for element in 0..<parameterCount {
+      let exact = Self.value(rank: 0, element: element, step: 2) + Self.value(rank: 1, element: element, step: 2)
+      let scale = (0..<3).reduce(Float(0)) { total, step in
+        total + abs(Self.value(rank: 0, element: element, step: step))
+          + abs(Self.value(rank: 1, element: element, step: step))
+      }
+      #expect(abs(results.values[2][element] - exact) <= scale / 64, "element \(element)")
+    }
+  }
+
   @Test("fp16 on the wire: a value past half precision's range is sent as ±65504, the rest kept")
   func fp16Saturates() {
     var out: [UInt16] = [0, 0, 0]
