@@ -68,9 +68,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   public var compress = GradientCompression.none
   /// Whether the exchange across hosts overlaps the backward: as asked, or by default with fp32 on the wire and
   /// not with `--compress`. Measured on 2 namespace hosts (BENCHMARKS.md "Across hosts"): with fp32 the overlap
-  /// gained 14% at 1 Gbit/s and 37% at 2.5 Gbit/s (it lost ~9% on the unlimited bridge, where the exchange is
-  /// short); with bf16 it lost 24-41% on every link, because each bucket costs two collectives and the MLP's
-  /// backward is too short to hide them.
+  /// gained 54% at 1 Gbit/s and 70% at 2.5 Gbit/s (it lost 22% on the unlimited bridge, where the "link" is the
+  /// kernel copying on the cores that compute); with bf16 it tied at 1 and 5 Gbit/s, gained 7% at 2.5 Gbit/s and
+  /// lost 10% on the unlimited bridge: half the bytes leave little for the overlap to hide.
   public var overlapsAcrossHosts: Bool { overlapAcrossHosts ?? (compress == .none) }
   /// Whether to try the shared-memory reducer (it still needs every rank on one host, K > 1).
   public var usesSharedMemoryReduction: Bool { sharedMemoryReduction && !overlapCommunication }
