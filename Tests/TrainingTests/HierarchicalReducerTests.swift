@@ -31,6 +31,20 @@ import Testing
   /// The world's ranks, host by host: ranks/hosts per host, in rank order.
   static func hostsOf(ranks: Int, perHost: Int) -> [Int] { (0..<ranks).map { $0 / perHost } }
 
+  /// The two-level reducer for the pretend hosts of `communicator` (a thread-rank of a `ThreadGroup` with hosts).
+  static func reducer(
+    _ communicator: Communicator, count: Int, parameterCount: Int, compression: GradientCompression, overlaps: Bool,
+    bucketElements: Int = OverlappingReducer.defaultBucketElements
+  ) throws -> HierarchicalReducer {
+    guard case .hosts(let layout) = try HierarchicalReducer.layout(of: communicator) else {
+      throw CommunicationError(operation: "layout", message: "expected several hosts")
+    }
+    return try #require(
+      try HierarchicalReducer.make(
+        layout: layout, count: count, parameterCount: parameterCount, compression: compression, overlaps: overlaps,
+        bucketElements: bucketElements))
+  }
+
   // 3 hosts × 2 ranks and 2 hosts × 3; with and without overlap (the ranges as the backward would report them).
   @Test(arguments: [(6, 2), (6, 3), (2, 1)], [false, true])
   func sumsAreHostSumsThenPeerSums(layout: (Int, Int), overlaps: Bool) throws {
@@ -40,13 +54,9 @@ import Testing
     let steps = 2
     let results = ResultSlots(count: ranks * steps + 1)
     try ThreadGroup(size: ranks, hosts: Self.hostsOf(ranks: ranks, perHost: perHost)).run { communicator in
-      guard case .hosts(let layout) = try HierarchicalReducer.layout(of: communicator) else {
-        throw CommunicationError(operation: "layout", message: "expected several hosts")
-      }
-      let reducer = try #require(
-        try HierarchicalReducer.make(
-          layout: layout, count: count, parameterCount: parameterCount, compression: .none, overlaps: overlaps,
-          bucketElements: 300))
+      let reducer = try Self.reducer(
+        communicator, count: count, parameterCount: parameterCount, compression: .none, overlaps: overlaps,
+        bucketElements: 300)
       if communicator.rank == 0 { results.setName(reducer.name) }
       for step in 0..<steps {
         for element in 0..<count {
@@ -93,12 +103,8 @@ import Testing
     let ranks = 3
     let results = ResultSlots(count: ranks * (steps + 2))
     try ThreadGroup(size: ranks, hosts: [0, 1, 2]).run { communicator in
-      guard case .hosts(let layout) = try HierarchicalReducer.layout(of: communicator) else {
-        throw CommunicationError(operation: "layout", message: "expected several hosts")
-      }
-      let reducer = try #require(
-        try HierarchicalReducer.make(
-          layout: layout, count: count, parameterCount: parameterCount, compression: .bf16, overlaps: false))
+      let reducer = try Self.reducer(
+        communicator, count: count, parameterCount: parameterCount, compression: .bf16, overlaps: false)
       for step in 0..<steps {
         for element in 0..<count {
           reducer.ownSlot[element] = Self.value(rank: communicator.rank, element: element, step: step)
@@ -163,13 +169,9 @@ import Testing
     let count = parameterCount + 7
     let results = ResultSlots(count: 4)
     try ThreadGroup(size: 2, hosts: [0, 1]).run { communicator in
-      guard case .hosts(let layout) = try HierarchicalReducer.layout(of: communicator) else {
-        throw CommunicationError(operation: "layout", message: "expected several hosts")
-      }
-      let reducer = try #require(
-        try HierarchicalReducer.make(
-          layout: layout, count: count, parameterCount: parameterCount, compression: .bf16, overlaps: true,
-          bucketElements: 300))
+      let reducer = try Self.reducer(
+        communicator, count: count, parameterCount: parameterCount, compression: .bf16, overlaps: true,
+        bucketElements: 300)
       var bytes: [Float] = []
       for step in 0..<3 {
         for element in 0..<count {
