@@ -43,7 +43,7 @@ public final class MPICommunicator: Communicator {
 
   /// Open MPI's TCP transport (the one between hosts) sends a message of up to this many bytes at once; a larger
   /// one waits for a rendezvous round trip with the receiver first.
-  public static let tcpEagerLimitBytes = 1 << 20
+  static let tcpEagerLimitBytes = 1 << 20
 
   /// Raises the TCP transport's eager limit from Open MPI's 64 KiB to `tcpEagerLimitBytes`, unless the user set
   /// either limit (mpirun's `--mca`, or `OMPI_MCA_btl_tcp_eager_limit` / `..._rndv_eager_limit`). Every message a
