@@ -7,14 +7,16 @@ import Foundation
 /// to itself; error: throws an I/O error (as a failing disk would); hang: stops making progress forever;
 /// perturb: changes one parameter (ranks drift apart); nan: poisons the gradient (divergence); killwrite: SIGKILL
 /// to rank 0 in the middle of writing the checkpoint of step STEP, after its first file is on disk; termwrite: the
-/// same with SIGTERM (a stop requested during a checkpoint write).
+/// same with SIGTERM (a stop requested during a checkpoint write); rmwrite: at the same moment, deletes the folder
+/// that checkpoint is being written into, as a `rm -r` of the checkpoint directory does before it reaches the
+/// directory itself.
 ///
 /// `KIND@RANK:STEP:once` fires only the first time the run reaches that step with that checkpoint directory (a
 /// marker file `.fault-fired-KIND@RANK:STEP` there remembers it), so that a relaunched job (`launch
 /// --max-restarts`) gets past it, as it would past a transient fault.
 public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
   public enum Kind: String, CaseIterable, Sendable {
-    case crash, exit, kill, term, error, hang, perturb, nan, killwrite, termwrite
+    case crash, exit, kill, term, error, hang, perturb, nan, killwrite, termwrite, rmwrite
   }
   public var kind: Kind
   public var rank: Int
@@ -79,13 +81,29 @@ public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
   /// For `killwrite`: a `CheckpointDirectory.fileWrittenHook` that kills this process after the first file of the
   /// checkpoint of `step` (only rank 0 writes checkpoints).
   var checkpointHook: (@Sendable (Int, String) -> Void)? {
-    guard kind == .killwrite || kind == .termwrite else { return nil }
+    guard Self.actsInsideACheckpointWrite.contains(kind) else { return nil }
     let target = step
     let fault = self
-    let signal = kind == .killwrite ? SIGKILL : SIGTERM
     // After the first file only: a second SIGTERM would be a second stop request (which aborts).
     return { step, file in
-      if step == target && file == CheckpointDirectory.modelFile && fault.claimOnce() { raise(signal) }
+      guard step == target && file == CheckpointDirectory.modelFile && fault.claimOnce() else { return }
+      switch fault.kind {
+      case .killwrite: raise(SIGKILL)
+      case .termwrite: raise(SIGTERM)
+      default: fault.removeFoldersBeingWritten()
+      }
+    }
+  }
+
+  static let actsInsideACheckpointWrite: Set<Kind> = [.killwrite, .termwrite, .rmwrite]
+
+  /// For `rmwrite`: every folder of the checkpoint directory whose checkpoint is still being written.
+  func removeFoldersBeingWritten() {
+    guard let directory = markerDirectory,
+      let names = try? FileManager.default.contentsOfDirectory(atPath: directory)
+    else { return }
+    for name in names where name.hasPrefix(".tmp-") {
+      try? FileManager.default.removeItem(atPath: directory + "/" + name)
     }
   }
 
@@ -94,7 +112,8 @@ public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
   func trigger(
     rank: Int, step: Int, parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>
   ) throws {
-    guard rank == self.rank, step == self.step, kind != .killwrite, kind != .termwrite, claimOnce() else { return }
+    guard rank == self.rank, step == self.step, !Self.actsInsideACheckpointWrite.contains(kind), claimOnce()
+    else { return }
     switch kind {
     case .crash:
       let nothing: Int? = Int("not a number")
@@ -113,7 +132,7 @@ public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
       parameters[0] += 1e-3
     case .nan:
       gradients[0] = .nan
-    case .killwrite, .termwrite:
+    case .killwrite, .termwrite, .rmwrite:
       break  // acts inside the checkpoint write, see `checkpointHook`
     }
   }

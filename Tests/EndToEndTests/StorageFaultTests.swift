@@ -65,9 +65,25 @@ struct StorageFaultTests {
     let checkpoints = scratch.appendingPathComponent("ck")
     _ = try expectCheckpointFailure(checkpoints, expected: "the checkpoint directory was removed during the run") { _ in
       guard JobWatching.waitForFirstCheckpoint(in: checkpoints, jitter: 0) else { return }
-      try? FileManager.default.removeItem(at: checkpoints)
+      // This run writes a checkpoint every few milliseconds: a removal that meets one being written fails
+      // ("directory not empty") and leaves the directory. Try until one removal succeeds; never after that, or a
+      // directory the job recreated would be removed too and go unnoticed.
+      #expect(JobWatching.wait(timeout: 5) { (try? FileManager.default.removeItem(at: checkpoints)) != nil })
     }
     #expect(!FileManager.default.fileExists(atPath: checkpoints.path))
+  }
+
+  /// `rm -r` deletes a directory's contents before the directory: a write that loses its folder while the
+  /// directory is still there is the same removal, and says so.
+  @Test("the checkpoint being written is removed (a removal under way): status 1, saying the directory was removed")
+  func checkpointRemovedWhileWritten() throws {
+    let scratch = try makeScratchDirectory("removing")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let checkpoints = scratch.appendingPathComponent("ck")
+    let result = try expectCheckpointFailure(
+      checkpoints, expected: "the checkpoint directory was removed during the run",
+      extra: ["--inject-fault", "rmwrite@0:300"])
+    #expect(result.stderr.contains("the checkpoint of step 300 cannot be saved"), "\(result.stderr)")
   }
 
   @Test(
