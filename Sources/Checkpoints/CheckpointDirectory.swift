@@ -37,6 +37,8 @@ public struct CheckpointDirectory: Sendable {
   /// Present only in checkpoints of runs that carry reducer state between steps (`--compress` across hosts);
   /// listed with its SHA-256 in state.json when present.
   public static let reducerStateFile = "reducer-state.safetensors"
+  /// How the folder of a checkpoint still being written begins (`.tmp-step-<8 digits>-<pid>`).
+  public static let temporaryPrefix = ".tmp-"
 
   /// For validation before training starts, writing nothing: OK if `path` does not exist but its parent is (or can be) a
   /// writable directory, or it is a writable directory; CheckpointError if it is a file, or not writable.
@@ -94,7 +96,7 @@ public struct CheckpointDirectory: Sendable {
     try FileSystem.makeDirectories(path)
     let folder = Self.folderName(step)
     let pid = getpid()
-    let temporary = FileSystem.join(path, ".tmp-\(folder)-\(pid)")
+    let temporary = FileSystem.join(path, Self.temporaryPrefix + "\(folder)-\(pid)")
     let final = FileSystem.join(path, folder)
     // Left by an earlier process with the same pid that died while writing.
     try FileSystem.removeTree(temporary)

@@ -23,11 +23,6 @@ enum FileSystem {
       path: path, problem: "\(doing) failed: \(String(cString: strerror(code)))", hint: hint)
   }
 
-  /// Whether `error` is a call that failed because its path was missing (ENOENT).
-  static func isMissingPath(_ error: CheckpointError) -> Bool {
-    error.problem.hasSuffix(" failed: \(String(cString: strerror(ENOENT)))")
-  }
-
   static func join(_ directory: String, _ name: String) -> String {
     directory.hasSuffix("/") ? directory + name : directory + "/" + name
   }
@@ -165,6 +160,6 @@ enum FileSystem {
 
 extension CheckpointError {
   /// A file-system call on `path` failed because the path was missing (ENOENT). Under a checkpoint directory that
-  /// a job holds, where nothing else should delete, it means someone is removing the directory.
-  public var isMissingPath: Bool { FileSystem.isMissingPath(self) }
+  /// a job holds, where nothing else should delete, it means someone is removing the directory. (`osError`'s text.)
+  public var isMissingPath: Bool { problem.hasSuffix(" failed: \(String(cString: strerror(ENOENT)))") }
 }

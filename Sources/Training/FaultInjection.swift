@@ -78,8 +78,8 @@ public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
     return true
   }
 
-  /// For `killwrite`: a `CheckpointDirectory.fileWrittenHook` that kills this process after the first file of the
-  /// checkpoint of `step` (only rank 0 writes checkpoints).
+  /// For `killwrite`, `termwrite` and `rmwrite`: a `CheckpointDirectory.fileWrittenHook` that acts after the first
+  /// file of the checkpoint of `step` (only rank 0 writes checkpoints).
   var checkpointHook: (@Sendable (Int, String) -> Void)? {
     guard Self.actsInsideACheckpointWrite.contains(kind) else { return nil }
     let target = step
@@ -102,7 +102,7 @@ public struct FaultInjection: Equatable, Sendable, CustomStringConvertible {
     guard let directory = markerDirectory,
       let names = try? FileManager.default.contentsOfDirectory(atPath: directory)
     else { return }
-    for name in names where name.hasPrefix(".tmp-") {
+    for name in names where name.hasPrefix(CheckpointDirectory.temporaryPrefix) {
       try? FileManager.default.removeItem(atPath: directory + "/" + name)
     }
   }

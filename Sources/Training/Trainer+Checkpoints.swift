@@ -163,13 +163,9 @@ extension Trainer {
       if let keep = configuration.keep { try directory.prune(keep: keep) }
     } catch {
       // Removed while this write was under way. A removal deletes the contents first and the directory last, so
-      // the directory may still be there: a path of this write that vanished inside it (ENOENT), or the job's
-      // lock file gone, says the same.
+      // the directory may still be there: a path of this write that vanished inside it (ENOENT) says the same.
       let vanished = error.path.hasPrefix(directory.path + "/") && error.isMissingPath
-      let lockGone =
-        checkpointLock != nil
-        && !FileManager.default.fileExists(atPath: directory.path + "/" + CheckpointLock.fileName)
-      if directoryIsGone() || lockGone || vanished { throw removed }
+      if directoryIsGone() || vanished { throw removed }
       let earlier = lastCheckpoint.map { "; the newest complete checkpoint is \($0)" } ?? ""
       throw TrainingError.io(
         path: error.path,
