@@ -284,11 +284,6 @@ void ddp_max_pool_backward(float *restrict dx, const float *restrict dy, const i
   for (ptrdiff_t i = 0; i < count; i++) dx[argmax[i]] += dy[i];
 }
 
-bool ddp_cpu_has_avx512(void) {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f");
-}
-
 // 16 floats (one cache line) with the alignment a float has, for unaligned loads from src.
 typedef float ddp_line_unaligned __attribute__((ext_vector_type(16), aligned(4)));
 typedef float ddp_line __attribute__((ext_vector_type(16), aligned(64)));

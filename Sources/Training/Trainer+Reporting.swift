@@ -16,8 +16,7 @@ extension Trainer {
     if configuration.nesterov { optimizer += ", nesterov" }
     console.line("  " + optimizer + ", seed \(configuration.seed)")
     let threads = configuration.blasThreads == 1 ? "1 thread" : "\(configuration.blasThreads) threads"
-    let forced = BLAS.forcedCoreType.map { " (forced by OPENBLAS_CORETYPE=\($0))" } ?? ""
-    console.line("  blas:  OpenBLAS \(BLAS.coreName) kernels\(forced), \(threads) per rank")
+    console.line("  blas:  \(BLAS.kernelDescription), \(threads) per rank")
     if let note = BLAS.narrowKernelsNote { console.line("  note:  " + note) }
     if communicator.size > 1 { console.line("  gradients: " + reductionName) }
     if let checkpoint {

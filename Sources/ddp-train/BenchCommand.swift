@@ -228,11 +228,10 @@ struct BenchReport {
   }
 
   var lines: [String] {
-    let forced = BLAS.forcedCoreType.map { " (forced by OPENBLAS_CORETYPE=\($0))" } ?? " (detected)"
     var out: [String] = []
     out.append(
       "bench: \(plan.model) on \(configuration.dataset.rawValue), K=\(plan.worldSize) × B=\(plan.batchSize)"
-        + " (global \(plan.globalBatch)), OpenBLAS \(BLAS.coreName) kernels\(forced), \(configuration.blasThreads)"
+        + " (global \(plan.globalBatch)), \(BLAS.kernelDescription), \(configuration.blasThreads)"
         + " BLAS thread(s) per rank" + (reduction.map { ", gradients: " + $0 } ?? ""))
     if let note = BLAS.narrowKernelsNote { out.append("  note: " + note) }
     let rates = windows.dropFirst(warmup).map(\.samplesPerSecond)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CKernels
 import Foundation
 import MPICommunication
 
@@ -22,9 +23,16 @@ struct DDPTrain: ParsableCommand {
     defaultSubcommand: TrainCommand.self)
 
   static func main() {
+    // Until a command takes them over, stop signals wait (Note [Stop signals at start-up] in StopSignals.c), also
+    // across the re-exec that picks OpenBLAS's kernels.
+    ddp_hold_stop_signals()
+    KernelStartup.useWidestKernels()
     let arguments = Array(CommandLine.arguments.dropFirst())
     do {
       var command = try parseAsRoot(arguments)
+      // `train` keeps a stop asked for during start-up for its first step (StopRequest); the other commands give
+      // the signals their default action back, as if nothing had held them.
+      if !(command is TrainCommand) { ddp_release_stop_signals() }
       try command.run()
     } catch {
       let code = exitCode(for: error)

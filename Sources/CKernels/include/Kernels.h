@@ -62,9 +62,6 @@ void ddp_prefetch_rows(const unsigned char *_Nonnull base, ptrdiff_t rowBytes, c
 /// division, so every clone gives the same bits).
 void ddp_unit_floats_from_bytes(float *_Nonnull dst, const unsigned char *_Nonnull src, ptrdiff_t n);
 
-/// True when the CPU (and the OS) support AVX-512F, the widest vectors the kernels here use.
-bool ddp_cpu_has_avx512(void);
-
 // Convolution and pooling over one sample in NCHW layout (PyTorch's), for the Conv2d and MaxPool2d layers.
 // Shapes: x is [c, h, w]; the output grid is [oh, ow] with oh = (h + 2·pad − k) / stride + 1 (likewise ow).
 
@@ -105,6 +102,17 @@ void ddp_max_pool_backward(float *_Nonnull dx, const float *_Nonnull dy, const i
 void ddp_install_stop_handlers(void);
 // The first stop signal received, or 0.
 int ddp_stop_signal(void);
+
+/// From the first line of main until a command takes the stop signals over (ddp_install_stop_handlers) or gives
+/// them back (ddp_release_stop_signals): a stop signal is kept pending, neither acted on nor lost, also across
+/// ddp_reexec_self. See Note [Stop signals at start-up] in StopSignals.c. Call on the main thread.
+void ddp_hold_stop_signals(void);
+/// Gives the held stop signals their default action again, then unblocks them: one that came while held acts now.
+void ddp_release_stop_signals(void);
+/// Re-executes this program (/proc/self/exe) with `argv` (NULL-terminated) and the current environment, in this
+/// same process: the pid, the parent and PR_SET_PDEATHSIG stay, and held stop signals stay pending. Returns only on
+/// failure, with the errno.
+int ddp_reexec_self(char *_Nullable const *_Nonnull argv);
 
 /// Asks the kernel to SIGKILL this process when its parent ends (Linux PR_SET_PDEATHSIG). A rank's parent is
 /// Open MPI's daemon on its host: when the daemon is killed, its ranks would otherwise live on, stuck in a
