@@ -71,6 +71,19 @@ public enum BLASKernelChoice {
     }
   }
 
+  /// The instruction-set extensions `coreType`'s kernels use and `cpu` lacks: empty when it runs them, or when
+  /// `coreType` is not one of the families this table knows. OpenBLAS does not check: forcing SkylakeX on an AVX2 CPU
+  /// stops the process with an illegal instruction at its first GEMM.
+  public static func missingInstructions(coreType: String, cpu: CPUDescription) -> [String] {
+    let name = coreType.lowercased()
+    guard
+      let family = Family.allCases.first(where: {
+        $0.openBLASName(amd: false).lowercased() == name || $0.openBLASName(amd: true).lowercased() == name
+      }), !family.runs(on: cpu)
+    else { return [] }
+    return family.requiredFlags.subtracting(cpu.flags).sorted().map { $0 == "sse3_or_pni" ? "sse3" : $0 }
+  }
+
   /// The family name to force through `OPENBLAS_CORETYPE`, or nil to keep what OpenBLAS runs.
   ///
   /// - `detected`: what OpenBLAS picked by itself (`openblas_get_corename()` with no `OPENBLAS_CORETYPE`).

@@ -3,7 +3,8 @@ import CKernels
 import Foundation
 import MPICommunication
 
-/// `ddp-train [train] [options]`, and the subcommands `eval`, `predict`, `plot`, `launch`, `bench`, `scaling`.
+/// `ddp-train [train] [options]`, and the subcommands `eval`, `predict`, `plot`, `launch`, `bench`, `scaling`,
+/// `check-blas`.
 ///
 /// Exit statuses (docs/INTERFACE.md): 0 success; 2 usage, configuration or input error; 1 failure while training;
 /// 3 training diverged; 4 a rank stalled (the watchdog); 75 stopped on request, resumable. Argument errors are reported before MPI starts, by rank 0 only.
@@ -18,7 +19,7 @@ struct DDPTrain: ParsableCommand {
       """,
     subcommands: [
       TrainCommand.self, EvalCommand.self, PredictCommand.self, PlotCommand.self, LaunchCommand.self, BenchCommand.self,
-      ScalingCommand.self,
+      ScalingCommand.self, CheckBLASCommand.self,
     ],
     defaultSubcommand: TrainCommand.self)
 
@@ -33,6 +34,7 @@ struct DDPTrain: ParsableCommand {
       // `train` keeps a stop asked for during start-up for its first step (StopRequest); the other commands give
       // the signals their default action back, as if nothing had held them.
       if !(command is TrainCommand) { ddp_release_stop_signals() }
+      if command is ComputesWithBLAS { try KernelStartup.checkUserCoreType() }
       try command.run()
     } catch {
       let code = exitCode(for: error)

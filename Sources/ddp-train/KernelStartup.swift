@@ -1,6 +1,7 @@
 import CKernels
 import Foundation
 import Tensors
+import Training
 
 /// Start-up's first act: make OpenBLAS run the widest GEMM kernels this CPU runs, whatever started the process
 /// (mpirun, `launch`, `scaling`, a shell, a namespace host).
@@ -18,6 +19,20 @@ enum KernelStartup {
   /// For the tests only: seconds to wait, after saying so on stderr, just before the re-exec (a stop signal sent
   /// then must survive it).
   static let pauseVariable = "DDP_TRAIN_TEST_PAUSE_BEFORE_REEXEC"
+
+  /// An input error when the user's `OPENBLAS_CORETYPE` names a family whose instructions this CPU lacks.
+  static func checkUserCoreType() throws(ConfigurationError) {
+    guard case .user(let forced) = BLAS.kernelSource, let cpu = CPUDescription.current else { return }
+    let missing = BLASKernelChoice.missingInstructions(coreType: forced, cpu: cpu)
+    guard !missing.isEmpty else { return }
+    let runnable = BLASKernelChoice.Family.allCases.filter { $0.runs(on: cpu) }.map { $0.openBLASName(amd: cpu.isAMD) }
+    throw ConfigurationError(
+      option: "OPENBLAS_CORETYPE", expected: "a kernel family this CPU runs (\(runnable.joined(separator: ", ")))",
+      found:
+        "\(forced), whose kernels use \(missing.joined(separator: ", ")), which this CPU (\(cpu.familyAndModel)) lacks",
+      hint: "They would stop at the first GEMM with an illegal instruction. Unset OPENBLAS_CORETYPE: ddp-train then"
+        + " runs the widest kernels this CPU runs.")
+  }
 
   /// Re-executes this process with the widest kernel family when OpenBLAS settled on a narrower one; returns when
   /// nothing needs doing, or when the exec failed (after saying so on stderr: the run goes on with the kernels it has).
@@ -56,3 +71,13 @@ enum KernelStartup {
           + " yourself for faster GEMMs\n").utf8))
   }
 }
+
+/// The commands that call OpenBLAS in this process (`train`, `eval`, `predict`, `bench`, `check-blas`): for them
+/// an `OPENBLAS_CORETYPE` the CPU cannot run is an input error (`KernelStartup.checkUserCoreType`).
+protocol ComputesWithBLAS {}
+
+extension TrainCommand: ComputesWithBLAS {}
+extension EvalCommand: ComputesWithBLAS {}
+extension PredictCommand: ComputesWithBLAS {}
+extension BenchCommand: ComputesWithBLAS {}
+extension CheckBLASCommand: ComputesWithBLAS {}

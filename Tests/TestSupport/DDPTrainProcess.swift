@@ -60,18 +60,21 @@ public struct DDPTrainProcess {
       extraEnvironment: extraEnvironment, inheritBlockedSignals: inheritBlockedSignals, during: during)
   }
 
-  /// `mpirun -np ranks ddp-train arguments...`; mpirun's own --timeout backs up ours.
+  /// `mpirun -np ranks ddp-train arguments...`; mpirun's own --timeout backs up ours. The ranks on this host
+  /// inherit mpirun's environment, `extraEnvironment` included.
   /// `sigkillTimeout`: mpirun's odls_base_sigkill_timeout, the seconds between its SIGTERM and SIGKILL to ranks
   /// it tears down (0: at once; Open MPI's default is 1).
   public static func mpirun(
     ranks: Int, _ arguments: [String], timeout: Double = 180, directory: URL? = nil, sigkillTimeout: Int = 0,
-    during: (@Sendable (pid_t) -> Void)? = nil
+    extraEnvironment: [String: String] = [:], during: (@Sendable (pid_t) -> Void)? = nil
   ) throws -> Result {
     let command = [
       "mpirun", "--oversubscribe", "--timeout", String(Int(timeout)), "--mca", "odls_base_sigkill_timeout",
       String(sigkillTimeout), "-np", String(ranks), binary,
     ]
-    return try execute(command + arguments, timeout: timeout + 10, directory: directory, during: during)
+    return try execute(
+      command + arguments, timeout: timeout + 10, directory: directory, extraEnvironment: extraEnvironment,
+      during: during)
   }
 
   /// `during`, when given, runs on another thread once the process has started, with its pid: to signal it, kill
