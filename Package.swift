@@ -86,7 +86,8 @@ let package = Package(
     .target(name: "TestSupport", path: "Tests/TestSupport"),
     .target(name: "MallocCounter", path: "Tests/MallocCounter"),
     .testTarget(
-      name: "EndToEndTests", dependencies: ["ddp-train", "Checkpoints", "Training", "Tensors", "TestSupport"], exclude: ["Golden"]),
+      name: "EndToEndTests", dependencies: ["ddp-train", "Checkpoints", "Training", "Tensors", "TestSupport"],
+      exclude: ["Golden"]),
     // The study's planning, metrics reading and report logic; its --quick run through the built binary.
     .testTarget(name: "ScalingStudyTests", dependencies: ["ScalingStudy", "ddp-train", "TestSupport"]),
   ],

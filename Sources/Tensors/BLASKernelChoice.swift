@@ -9,7 +9,13 @@
 public enum BLASKernelChoice {
   /// A kernel family ddp-train may force, from narrowest to widest; the raw value orders them by vector width.
   public enum Family: Int, Comparable, CaseIterable, Sendable {
-    case prescott = 1, core2, nehalem, sandybridge, haswell, skylakeX, cooperlake
+    case prescott = 1
+    case core2
+    case nehalem
+    case sandybridge
+    case haswell
+    case skylakeX
+    case cooperlake
 
     public static func < (a: Family, b: Family) -> Bool { a.rawValue < b.rawValue }
 
