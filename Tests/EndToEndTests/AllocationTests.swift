@@ -11,7 +11,7 @@ import Testing
 ///
 /// What the guarantee covers: ddp-train's own code, under the kernels it runs by default. OpenBLAS's SkylakeX and
 /// Cooperlake small-matrix sgemm kernels (`sgemm_small_kernel_*`, used for small M·N·K on AVX-512 CPUs) call malloc
-/// on every call: measured on an AVX-512 Xeon, 8 allocations a step for the CNN below, all inside `cblas_sgemm`
+/// on every call: seen on a Zen 4 running Cooperlake kernels, 8 allocations a step for the CNN below, all inside `cblas_sgemm`
 /// (docs/runtime-notes.md). That is the library's, and glibc serves those from its per-thread cache. So the counter
 /// interposes `cblas_sgemm` and counts what happens inside it apart; the tests assert ddp-train's count and report
 /// OpenBLAS's, and run under whatever kernels ddp-train picks on this CPU (no family is forced).
