@@ -337,7 +337,7 @@ struct BenchReport {
     var object: [String: Any] = [
       "bench": "ddp-train", "world_size": plan.worldSize, "batch_size": plan.batchSize,
       "global_batch": plan.globalBatch, "blas_core": BLAS.coreName,
-      "blas_core_forced": BLAS.forcedCoreType ?? "",
+      "blas_core_forced": BLAS.forcedCoreType ?? "", "blas_kernels": BLAS.kernelDescription,
       "overlap": overlap, "reduction": reduction ?? "none", "cross_host_bytes_per_step": crossHostBytes ?? 0,
       "samples_per_sec": samplesPerSecond,
       "pair_streamed_steps": pairExchange?.streamed ?? 0, "pair_sharded_steps": pairExchange?.sharded ?? 0,
