@@ -111,31 +111,6 @@ public final class Trainer {
   /// Where this epoch's step time went so far (`EpochTally.times`), for its report.
   var times: StepTimes { thisEpoch.times }
 
-  /// What the loop carries from step to step besides the checkpointed progress.
-  struct LoopState {
-    let trainStart = Date()
-    /// The step this process started from (0, or the resumed checkpoint's), for the run's ETA.
-    let startStep: Int
-    var epochStart = Date()
-    /// The host's CPU counters when the epoch started (nil where /proc/stat cannot be read), for its steal.
-    var epochCPUTimes = CPUTimes.current()
-    var epochSamples = 0
-    var lastEvaluation = (loss: Double.nan, accuracy: Double.nan)
-    var lastTrainLoss = Double.nan
-    /// The typical step time (median of steps 4-23) sets the automatic watchdog timeout.
-    var firstStepDurations: [Double] = []
-    var permutation: [Int32] = []
-    var permutationEpoch = -1
-  }
-
-  /// Per-step scratch, allocated once: the sample indices and the assembled batch.
-  struct BatchScratch {
-    let indices: UnsafeMutablePointer<Int32>
-    /// The next micro-batch's indices, whose rows are prefetched while this one trains.
-    let nextIndices: UnsafeMutablePointer<Int32>
-    let batch: BatchAssembler
-  }
-
   /// Runs the whole training; returns the final evaluation. Collective: every rank must call it.
   public func run() throws -> TrainingSummary {
     BLAS.setThreadCount(configuration.blasThreads)
@@ -164,55 +139,32 @@ public final class Trainer {
       scratch.indices.deallocate()
       scratch.nextIndices.deallocate()
     }
-    let progress = ProgressLine(
-      console: console, stepsPerEpoch: plan.stepsPerEpoch, totalSteps: plan.totalSteps, startStep: step)
-    var state = LoopState(startStep: step)
+    var state = LoopState(
+      startStep: step,
+      progress: ProgressLine(
+        console: console, stepsPerEpoch: plan.stepsPerEpoch, totalSteps: plan.totalSteps, startStep: step))
 
     while step < plan.totalSteps {
       let stepStart = Date()
       watchdog.beat(step: step, phase: .compute("computing its gradient"))
       ExitGuard.update(step: step)
-      let epoch = step / plan.stepsPerEpoch
-      if epoch != state.permutationEpoch {
-        state.permutation = DistributedSampler.permutation(
-          count: plan.trainCount, seed: configuration.seed, epoch: epoch)
-        state.permutationEpoch = epoch
-      }
       let measureNoise = noiseScale != nil && step % Self.noiseScaleInterval == 0
       // 1-2. Every worker this process computes: gather its samples, forward + backward into the gradient buffer.
-      try state.permutation.withUnsafeBufferPointer { order in
+      let permutation = state.permutation(
+        epoch: step / plan.stepsPerEpoch, of: plan.trainCount, seed: configuration.seed)
+      try permutation.withUnsafeBufferPointer { order in
         try computeWorkerGradients(permutation: order, scratch: scratch, measureNoise: measureNoise)
       }
       // 3. The sum over the ranks: mean gradient, global mean loss, global correct count (and noise-scale norms),
       // and whether any rank was asked to stop.
       let reduced = try reduceGradients(measureNoise: measureNoise)
-      let gradients = reduced.sums
-      let stopRequested = gradients[model.parameterCount + GradientTail.stopRequests] > 0
       // 4. The update, identical on every rank.
       let (loss, learningRate, noiseFields) = try update(with: reduced, measureNoise: measureNoise)
-      // 5. Bookkeeping.
-      try recordStep(
-        loss: loss, correct: Double(gradients[model.parameterCount + GradientTail.correct]),
-        learningRate: learningRate, noiseFields: noiseFields, state: &state)
-      step += 1
-      if state.firstStepDurations.count < 24 {
-        state.firstStepDurations.append(Date().timeIntervalSince(stepStart))
-        if state.firstStepDurations.count == 24 {
-          watchdog.setTypicalStep(seconds: state.firstStepDurations.dropFirst(4).sorted()[10])
-        }
-      }
-      progress.update(
-        epoch: epoch, stepInEpoch: step - epoch * plan.stepsPerEpoch, step: step,
-        loss: thisEpoch.lossSum / Double(thisEpoch.steps))
-      if step % plan.stepsPerEpoch == 0 || step == plan.totalSteps {
-        progress.clear()
-        try finishEpoch(epoch: epoch, learningRate: learningRate, state: &state)
-      }
-      let checkpointed = try checkAndCheckpoint()
-      if stopRequested && step < plan.totalSteps {
-        progress.clear()
-        return try stopOnRequest(checkpointed: checkpointed, state: state)
-      }
+      // 5. Bookkeeping; a stop some rank asked for ends the run after it.
+      let stopped = try finishStep(
+        reduced.sums, loss: loss, learningRate: learningRate, noiseFields: noiseFields, started: stepStart,
+        state: &state)
+      if let stopped { return stopped }
     }
     if plan.totalSteps == step && thisEpoch.steps == 0 && state.lastEvaluation.loss.isNaN {
       // Resumed at the very end: nothing trained in this run, still report the model's quality.
@@ -287,6 +239,39 @@ public final class Trainer {
       throw TrainingError.diverged(step: step, learningRate: learningRate, loss: loss, checkpoint: checkpointing.last)
     }
     return (loss, learningRate, noiseFields)
+  }
+
+  /// Step 5, after the update of the step that started at `started`, with `sums` the step's reduced buffer: the
+  /// step's record, the step count, the watchdog's typical step, the progress line, the end of an epoch, the
+  /// consistency check and the checkpoint. Returns the run's summary when a rank asked to stop (`StopRequest`) and
+  /// the run ends here, nil to go on.
+  func finishStep(
+    _ sums: FloatBuffer, loss: Double, learningRate: Double, noiseFields: [String: MetricValue], started: Date,
+    state: inout LoopState
+  ) throws -> TrainingSummary? {
+    let epoch = step / plan.stepsPerEpoch
+    let stopRequested = sums[model.parameterCount + GradientTail.stopRequests] > 0
+    try recordStep(
+      loss: loss, correct: Double(sums[model.parameterCount + GradientTail.correct]), learningRate: learningRate,
+      noiseFields: noiseFields, state: &state)
+    step += 1
+    if state.firstStepDurations.count < 24 {
+      state.firstStepDurations.append(Date().timeIntervalSince(started))
+      if state.firstStepDurations.count == 24 {
+        watchdog?.setTypicalStep(seconds: state.firstStepDurations.dropFirst(4).sorted()[10])
+      }
+    }
+    state.progress.update(
+      epoch: epoch, stepInEpoch: step - epoch * plan.stepsPerEpoch, step: step,
+      loss: thisEpoch.lossSum / Double(thisEpoch.steps))
+    if step % plan.stepsPerEpoch == 0 || step == plan.totalSteps {
+      state.progress.clear()
+      try finishEpoch(epoch: epoch, learningRate: learningRate, state: &state)
+    }
+    let checkpointed = try checkAndCheckpoint()
+    guard stopRequested && step < plan.totalSteps else { return nil }
+    state.progress.clear()
+    return try stopOnRequest(checkpointed: checkpointed, state: state)
   }
 
   /// Step 5, per step: the epoch's running sums and the metrics `step` event (every --log-every steps).
