@@ -8,7 +8,7 @@ package struct ReductionOptions: Sendable {
   /// `--simulate-workers K`: one process computes the K workers (`SimulatedWorkersReducer`).
   package var simulatedWorkers: Int? = nil
   /// `--overlap`: MPI's all-reduce in buckets while the backward goes on (`OverlappingReducer`).
-  package var overlapsWithinWorld = false
+  package var overlapsAllReduce = false
   /// `--shared-memory` (the default): ranks on one host sum through memory they all map.
   package var sharedMemory = true
   /// `--compress`: what crosses hosts in the two-level sum.
@@ -20,7 +20,7 @@ package struct ReductionOptions: Sendable {
 
   /// Whether to try the shared-memory reducer (it still needs every rank on one host, K > 1): `--overlap` asks for
   /// MPI's all-reduce instead.
-  package var usesSharedMemory: Bool { sharedMemory && !overlapsWithinWorld }
+  package var usesSharedMemory: Bool { sharedMemory && !overlapsAllReduce }
 }
 
 /// Told when this rank enters and leaves each step's gradient collective (`ddp-train bench` keeps the times).
@@ -55,8 +55,11 @@ package final class Reduction {
   }
 
   /// The reduction for a buffer of `count` floats whose first `parameterCount` are gradients. Collective: every
-  /// rank takes the same branch. A world of one always gets the blocking reducer (a no-op), so a run without mpirun
-  /// and `mpirun -np 1` compute the same bits whatever the communicator.
+  /// rank takes the same branch. Simulated workers are summed in rank order in this process; otherwise ranks on
+  /// one host share memory and ranks on several hosts sum in two levels where they can, and the rest is flat:
+  /// `DeterministicReducer` for --deterministic, `OverlappingReducer` for K > 1 with --overlap, else one blocking
+  /// all-reduce. Without --deterministic a world of one gets the blocking one (a no-op), so a run
+  /// without mpirun and `mpirun -np 1` compute the same bits whatever the communicator.
   package static func make(
     options: ReductionOptions, communicator: any Communicator, count: Int, parameterCount: Int
   ) throws -> Reduction {
@@ -72,7 +75,7 @@ package final class Reduction {
     let reducer: any GradientReducer
     if options.deterministic {
       reducer = DeterministicReducer(communicator: communicator)
-    } else if options.overlapsWithinWorld, communicator.size > 1 {
+    } else if options.overlapsAllReduce, communicator.size > 1 {
       reducer = OverlappingReducer(communicator: communicator, gradients: gradients, parameterCount: parameterCount)
     } else {
       reducer = BlockingReducer(communicator: communicator)
@@ -146,7 +149,7 @@ package final class Reduction {
       let flat: String?
       if options.deterministic {
         flat = "--deterministic sums every rank's gradients in rank order, across hosts too"
-      } else if options.overlapsWithinWorld {
+      } else if options.overlapsAllReduce {
         flat = "--overlap asks for MPI's all-reduce in buckets; --overlap-hosts overlaps the sum in two levels"
       } else if layout.ranksPerHost > 1 && !options.sharedMemory {
         flat = "--no-shared-memory turns off the sum within hosts"

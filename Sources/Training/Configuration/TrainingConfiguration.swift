@@ -78,7 +78,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     var options = ReductionOptions()
     options.deterministic = deterministic
     options.simulatedWorkers = simulateWorkers
-    options.overlapsWithinWorld = overlapCommunication
+    options.overlapsAllReduce = overlapCommunication
     options.sharedMemory = sharedMemoryReduction
     options.compression = compress
     options.overlapsAcrossHosts = overlapsAcrossHosts
