@@ -16,6 +16,7 @@ package struct ReductionOptions: Sendable {
   /// `--overlap-hosts`: the two-level sum overlaps the backward.
   package var overlapsAcrossHosts = false
 
+  /// The defaults: what a run without reduction options gets.
   package init() {}
 
   /// Whether to try the shared-memory reducer (it still needs every rank on one host, K > 1): `--overlap` asks for
@@ -25,7 +26,9 @@ package struct ReductionOptions: Sendable {
 
 /// Told when this rank enters and leaves each step's gradient collective (`ddp-train bench` keeps the times).
 package protocol CollectiveObserver: AnyObject {
+  /// This rank is about to enter step `step`'s collective.
   func entering(step: Int)
+  /// This rank has the step's sums (the collective returned).
   func left(step: Int)
 }
 
