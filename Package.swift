@@ -1,9 +1,12 @@
 // swift-tools-version:6.0
-// The targets are layered from C upward, without cycles (see README, "Architecture"):
-//   C shims (CMPI, COpenBLAS, CZlib), C kernels (CKernels) and Diagnostics (input errors)
+// The targets are layered from C upward, without cycles: each imports only targets to its left or on a line above
+// (see README, "Architecture"):
+//   C shims (CMPI, COpenBLAS, CZlib), C kernels (CKernels), Diagnostics (input errors), HostCounters (/proc/stat)
 //   → Tensors → Layers → Optimizers
-//   → Datasets → Communication → Checkpoints → Training
-//   → MPICommunication (the only target that links MPI) → ddp-train (the executable).
+//   → Datasets → Communication → Checkpoints
+//   → GradientExchange (how K gradient buffers become one sum) → Training (the loop, its options, guards, output)
+//   → Inspection (predictions, pictures, a run's charts) → ScalingStudy
+//   → Benchmarks (bench's measuring) → MPICommunication (the only target that links MPI) → ddp-train (the executable).
 import PackageDescription
 
 let package = Package(
@@ -40,35 +43,44 @@ let package = Package(
     .target(name: "Optimizers", dependencies: ["Tensors", "Layers", "CKernels", "Diagnostics"]),
     // IDX files (plain or gzip), Fashion-MNIST/MNIST/synthetic datasets, the distributed sampler.
     .target(name: "Datasets", dependencies: ["CZlib", "CKernels", "Tensors", "Diagnostics"]),
+    // The host's own counters: CPU time by state from /proc/stat (the hypervisor's steal).
+    .target(name: "HostCounters"),
     // The Communicator protocol, the world of one, and an in-process group of threads for tests.
     .target(name: "Communication"),
     // safetensors, state.json and the checkpoint directory (atomic, rank 0 only).
     .target(name: "Checkpoints", dependencies: ["Diagnostics"]),
-    // The training loop, evaluation, metrics and console report; talks only to `Communicator`.
+    // How a step's K gradient buffers become their sum on every rank: the reducers (blocking, rank-ordered,
+    // overlapping, shared memory, two levels across hosts), the exchange between hosts' peers (fp32 or 16-bit with
+    // error feedback), and `Reduction`, which picks one for the world. Knows nothing of the training loop.
+    .target(name: "GradientExchange", dependencies: ["Communication", "Tensors", "CKernels"]),
+    // The training loop (Loop), its options (Configuration), its guards against stalls, signals and failing ranks
+    // (Supervision), and what it prints and writes (Output); talks only to `Communicator`.
     .target(
       name: "Training",
       dependencies: [
-        "Tensors", "Layers", "Optimizers", "Datasets", "Communication", "Checkpoints", "Diagnostics", "CKernels",
-        // The host's steal beside each epoch (`CPUTimes`).
-        "Benchmarks",
+        "Tensors", "Layers", "Optimizers", "Datasets", "Communication", "Checkpoints", "GradientExchange",
+        "Diagnostics", "CKernels", "HostCounters",
       ]),
     // The one target that links MPI.
     .target(name: "MPICommunication", dependencies: ["CMPI", "Communication"]),
-    // Measuring code of `ddp-train bench`: medians, cblas_sgemm reference figures, peak RSS, metrics parsing.
-    .target(name: "Benchmarks", dependencies: ["Tensors", "Layers"]),
-    // `ddp-train scaling`: plans trainings, runs them through mpirun as subprocesses, reads their metrics and
-    // writes the report (Markdown, JSON, SVG charts). Never calls MPI itself.
-    .target(name: "ScalingStudy", dependencies: ["Training", "Optimizers"]),
+    // Measuring code of `ddp-train bench`: medians, cblas_sgemm reference figures, peak RSS, metrics parsing, the
+    // collective's timestamps and skew.
+    .target(name: "Benchmarks", dependencies: ["Tensors", "Layers", "GradientExchange"]),
     // What a trained model gets right and wrong, and how a run went: predictions with class names, the confusion
-    // matrix and per-class scores, PNG and SVG pictures of them, charts of metrics files (`predict`, `eval`, `plot`).
+    // matrix and per-class scores, PNG and SVG pictures of them, metrics files read back and charted (`predict`,
+    // `eval`, `plot`), and the SVG line chart the scaling study draws too.
     .target(
       name: "Inspection",
-      dependencies: ["Training", "Layers", "Datasets", "Checkpoints", "ScalingStudy", "Diagnostics", "CZlib"]),
+      dependencies: ["Training", "Layers", "Datasets", "Checkpoints", "Diagnostics", "CZlib"]),
+    // `ddp-train scaling`: plans trainings, runs them through mpirun as subprocesses, reads their metrics and
+    // writes the report (Markdown, JSON, SVG charts). Never calls MPI itself.
+    .target(name: "ScalingStudy", dependencies: ["Training", "Optimizers", "Inspection"]),
     // The command-line tool: train (default), eval, predict, plot, launch, bench, scaling.
     .executableTarget(
       name: "ddp-train",
       dependencies: [
-        "Training", "MPICommunication", "Benchmarks", "ScalingStudy", "Inspection", "Diagnostics", "CKernels",
+        "Training", "MPICommunication", "Benchmarks", "HostCounters", "ScalingStudy", "Inspection", "Diagnostics",
+        "CKernels",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Yams", package: "Yams"),
       ]),
@@ -78,8 +90,9 @@ let package = Package(
     .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "Layers"]),
     .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
     .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"]),
-    .testTarget(name: "TrainingTests", dependencies: ["Training", "Communication", "Checkpoints"]),
-    .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks"]),
+    // The reducers alone and the trainer that uses them, over in-process thread groups.
+    .testTarget(name: "TrainingTests", dependencies: ["Training", "GradientExchange", "Communication", "Checkpoints"]),
+    .testTarget(name: "BenchmarksTests", dependencies: ["Benchmarks", "HostCounters"]),
     .testTarget(name: "InspectionTests", dependencies: ["Inspection", "Layers", "Datasets", "CZlib"]),
     // Launches the built `ddp-train` through real `mpirun`; never calls MPI in-process.
     // Runs the built binary as a subprocess (alone or under mpirun) for the tests that launch it.
@@ -89,7 +102,7 @@ let package = Package(
       name: "EndToEndTests", dependencies: ["ddp-train", "Checkpoints", "Training", "Tensors", "TestSupport"],
       exclude: ["Golden"]),
     // The study's planning, metrics reading and report logic; its --quick run through the built binary.
-    .testTarget(name: "ScalingStudyTests", dependencies: ["ScalingStudy", "ddp-train", "TestSupport"]),
+    .testTarget(name: "ScalingStudyTests", dependencies: ["ScalingStudy", "Inspection", "ddp-train", "TestSupport"]),
   ],
   swiftLanguageModes: [.v5]
 )

@@ -1,5 +1,4 @@
 import Foundation
-import ScalingStudy
 
 /// The confusion matrix as a heat map: rows true, columns predicted, each cell's count written in it and its
 /// colour by the share of its row (so rare and common classes read alike), the diagonal in green and mistakes

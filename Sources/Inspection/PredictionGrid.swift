@@ -1,5 +1,4 @@
 import Foundation
-import ScalingStudy
 
 /// A picture of predictions: one tile per test sample, in a grid, each showing the image with its index, its true
 /// class, the predicted class and that class's probability, framed green when right and red when wrong.

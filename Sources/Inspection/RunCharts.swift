@@ -1,6 +1,5 @@
 import Diagnostics
 import Foundation
-import ScalingStudy
 
 /// What a chart's x axis counts: optimizer steps (from 0) or epochs (epochs completed, fractional for a step).
 public enum RunChartAxis: String, CaseIterable, Sendable {

@@ -1,4 +1,5 @@
 import Foundation
+import Inspection
 
 /// Runs a study's trainings one after another and writes the report folder:
 ///

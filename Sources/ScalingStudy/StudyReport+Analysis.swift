@@ -1,4 +1,5 @@
 import Foundation
+import Inspection
 
 extension StudyReport {
   /// Every dataset the study trains on has 10 classes: chance is accuracy 0.1 and loss ln 10.

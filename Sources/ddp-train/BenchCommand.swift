@@ -4,6 +4,7 @@ import Communication
 import Datasets
 import Dispatch
 import Foundation
+import HostCounters
 import Layers
 import MPICommunication
 import Tensors
@@ -84,7 +85,7 @@ struct BenchCommand: ParsableCommand {
     let profile = StepProfile()
     if communicator.isCoordinator { StepProfile.current = profile }
     let timestamps = communicator.size > 1 ? CollectiveTimestamps(steps: trainer.plan.totalSteps) : nil
-    trainer.collectiveTimestamps = timestamps
+    trainer.reduction.observer = timestamps
     let cpuBefore = CPUTimes.current()
     _ = try trainer.run()
     let steal = CPUTimes.current().flatMap { after in cpuBefore.flatMap { after.stealFraction(since: $0) } }
@@ -127,7 +128,8 @@ struct BenchCommand: ParsableCommand {
     try communicator.barrier()
     let report = BenchReport(
       configuration: configuration, plan: plan, reduction: communicator.size > 1 ? trainer.reductionName : nil,
-      crossHostBytes: trainer.bytesSentAcrossHostsLastStep, pairExchange: trainer.pairExchangeSteps, epochs: epochs,
+      crossHostBytes: trainer.reduction.bytesSentAcrossHostsLastStep, pairExchange: trainer.reduction.pairExchangeSteps,
+      epochs: epochs,
       warmup: warmup, profile: profile,
       gemmAlone: reference, allReduceAlone: allReduceAlone, skew: skew, hostSteal: steal,
       peakRank0: Int(rank0Peak), peakMax: Int(peak[0]))

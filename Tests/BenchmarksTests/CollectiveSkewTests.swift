@@ -1,3 +1,4 @@
+import HostCounters
 import Testing
 
 @testable import Benchmarks

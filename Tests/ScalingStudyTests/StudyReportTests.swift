@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+@testable import Inspection
 @testable import ScalingStudy
 
 /// The report's arithmetic on hand-written metrics: classification, baseline and tolerance, the time split.

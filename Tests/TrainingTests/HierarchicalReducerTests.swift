@@ -5,6 +5,7 @@ import Foundation
 import Tensors
 import Testing
 
+@testable import GradientExchange
 @testable import Training
 
 /// `HierarchicalReducer` and `PeerExchange` over thread-ranks that pretend to run on several hosts: the sums

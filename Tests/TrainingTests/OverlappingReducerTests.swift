@@ -3,6 +3,7 @@ import Foundation
 import Tensors
 import Testing
 
+@testable import GradientExchange
 @testable import Training
 
 /// `OverlappingReducer` over 2-4 thread-ranks against a naive sum of what the ranks wrote: every element of the

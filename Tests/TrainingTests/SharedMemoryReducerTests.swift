@@ -3,6 +3,7 @@ import Foundation
 import Tensors
 import Testing
 
+@testable import GradientExchange
 @testable import Training
 
 /// `SharedMemoryReducer` over K thread-ranks: each step's sums against a naive rank-order sum of what the ranks

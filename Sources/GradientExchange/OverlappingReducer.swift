@@ -1,6 +1,4 @@
 import Communication
-import Datasets
-import Layers
 import Tensors
 
 /// Overlaps the gradient all-reduce with the backward pass: finished gradient ranges are gathered into buckets
@@ -112,36 +110,5 @@ final class OverlappingReducer: GradientReducer {
     } catch {
       deferredError = error
     }
-  }
-}
-
-extension Trainer {
-  /// The run's reducer across processes: `DeterministicReducer` for --deterministic, `OverlappingReducer` for K > 1
-  /// with --overlap, else one blocking all-reduce. A world of one always gets the blocking one (a no-op), so a
-  /// run without mpirun and `mpirun -np 1` compute the same bits whatever the communicator.
-  static func makeReducer(
-    configuration: TrainingConfiguration, communicator: Communicator, gradients: FloatBuffer, parameterCount: Int
-  ) -> GradientReducer {
-    if configuration.deterministic { return DeterministicReducer(communicator: communicator) }
-    guard configuration.overlapCommunication, communicator.size > 1 else {
-      return BlockingReducer(communicator: communicator)
-    }
-    return OverlappingReducer(communicator: communicator, gradients: gradients, parameterCount: parameterCount)
-  }
-
-  /// One micro-batch's forward and backward. With `reportsRanges` (the step's last micro-batch, not a noise-scale
-  /// step) the finished gradient ranges go to the reducer as the backward produces them; earlier micro-batches
-  /// still add to the same buffer, so their ranges are not final, and on noise-scale steps `writeGradientTail`
-  /// reads this rank's whole gradient after the backward, which it could not while buckets are reduced in place.
-  func accumulateGradients(_ batch: BatchAssembler, reportsRanges: Bool) -> BatchResult {
-    let scale = 1 / Float(plan.globalBatch)
-    guard reportsRanges, reducer.wantsGradientRanges else {
-      return model.accumulateGradients(
-        input: batch.inputs, labels: batch.labels, batch: plan.batchSize, gradientScale: scale)
-    }
-    let reducer = self.reducer
-    return model.accumulateGradients(
-      input: batch.inputs, labels: batch.labels, batch: plan.batchSize, gradientScale: scale
-    ) { reducer.gradientsReady($0) }
   }
 }

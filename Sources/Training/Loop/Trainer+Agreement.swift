@@ -48,4 +48,23 @@ extension Trainer {
     fields.append(("the training data (\(data.source))", trainFingerprint))
     return fields
   }
+
+  /// Compares a hash of every rank's parameters (one 8-byte all-gather). Rank 0 reports a mismatch; the
+  /// other ranks, which see the same hashes, end silently with it.
+  func verifyRanksAgree() throws {
+    guard communicator.size > 1 else { return }
+    var hash = FNV1a64()
+    model.parameters.pointer.withMemoryRebound(to: UInt32.self, capacity: model.parameterCount) {
+      hash.combine(words: UnsafeBufferPointer(start: $0, count: model.parameterCount))
+    }
+    let mine = withUnsafeBytes(of: hash.value.littleEndian) { Array($0) }
+    watchdog?.beat(step: step, phase: .collective("parameter consistency check"))
+    let all = try communicator.allGather(mine)
+    let hashes = stride(from: 0, to: all.count, by: 8).map { Array(all[$0..<($0 + 8)]) }
+    let differing = hashes.indices.filter { hashes[$0] != hashes[0] }
+    guard differing.isEmpty else {
+      if communicator.isCoordinator { throw ConsistencyError(step: step, differingRanks: differing) }
+      throw PeerFailure(rank: 0, exitCode: 1)
+    }
+  }
 }

@@ -1,5 +1,6 @@
 import Datasets
 import Diagnostics
+import GradientExchange
 import Layers
 import Optimizers
 
@@ -72,8 +73,17 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   /// kernel copying on the cores that compute); with bf16 it tied at 1 and 5 Gbit/s, gained 7% at 2.5 Gbit/s and
   /// lost 10% on the unlimited bridge: half the bytes leave little for the overlap to hide.
   public var overlapsAcrossHosts: Bool { overlapAcrossHosts ?? (compress == .none) }
-  /// Whether to try the shared-memory reducer (it still needs every rank on one host, K > 1).
-  public var usesSharedMemoryReduction: Bool { sharedMemoryReduction && !overlapCommunication }
+  /// The options above that say how gradients meet, as the gradient exchange takes them (`Reduction.make`).
+  package var reductionOptions: ReductionOptions {
+    var options = ReductionOptions()
+    options.deterministic = deterministic
+    options.simulatedWorkers = simulateWorkers
+    options.overlapsAllReduce = overlapCommunication
+    options.sharedMemory = sharedMemoryReduction
+    options.compression = compress
+    options.overlapsAcrossHosts = overlapsAcrossHosts
+    return options
+  }
 
   /// Settings added after a checkpoint was written are absent from its `state.json`; `CheckpointState.decode` lays
   /// the file over these defaults, so every property here can be a plain value with a default.

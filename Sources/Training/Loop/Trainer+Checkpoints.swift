@@ -2,6 +2,7 @@ import Checkpoints
 import Communication
 import Datasets
 import Foundation
+import GradientExchange
 import Layers
 import Tensors
 
@@ -13,6 +14,17 @@ struct LoadedCheckpoint {
   var momentum: [Float]
   /// The reducer state every rank carried (`reducer-state.safetensors`), when the checkpoint has it.
   var reducerState: SavedReducerState?
+}
+
+/// Rank 0's checkpoints: the directory (nil without --checkpoint-dir), the hold on it, and the newest one written.
+struct Checkpointing {
+  let directory: CheckpointDirectory?
+  /// Rank 0's hold on the directory (`CheckpointLock`), kept until the process ends.
+  var lock: CheckpointLock?
+  /// The newest checkpoint this run wrote (its path).
+  var last: String?
+
+  init(directory: CheckpointDirectory?) { self.directory = directory }
 }
 
 /// Every rank's `CarriedReducerState`, as a checkpoint holds it: tensor `name` is [world size, n], row r rank r's.
@@ -113,7 +125,7 @@ extension Trainer {
     }
     let modelBytes = SafeTensors.encode(tensors(from: model.parameters), metadata: modelMetadata)
     let optimizerBytes = SafeTensors.encode(
-      tensors(from: optimizer.momentumBuffer),
+      tensors(from: updateRule.optimizer.momentumBuffer),
       metadata: [
         "ddp_train.optimizer": configuration.optimizer == .lars
           ? "LARS momentum_buffer trust_coefficient=\(configuration.trustCoefficient)"
@@ -135,7 +147,7 @@ extension Trainer {
         permutationStream: "epoch e uses stream 2^32 + e", nextPermutationEpoch: step / plan.stepsPerEpoch),
       lrPolicy: plan.learningRate, learningRateAtStep: plan.learningRate.learningRate(atStep: step),
       model: plan.model, dataset: datasetIdentity,
-      epochLossSum: epochLossSum, epochCorrect: epochCorrect, epochSteps: epochSteps,
+      epochLossSum: thisEpoch.lossSum, epochCorrect: thisEpoch.correct, epochSteps: thisEpoch.steps,
       files: [
         CheckpointDirectory.modelFile: SHA256.hexDigest(modelBytes),
         CheckpointDirectory.optimizerFile: SHA256.hexDigest(optimizerBytes),
@@ -151,7 +163,9 @@ extension Trainer {
       message:
         "the checkpoint directory was removed during the run; the checkpoint of step \(step) cannot be saved. "
         + "Restore the directory (or choose another --checkpoint-dir) and resume from a copy of it")
-    func directoryIsGone() -> Bool { checkpointLock != nil && !FileManager.default.fileExists(atPath: directory.path) }
+    func directoryIsGone() -> Bool {
+      checkpointing.lock != nil && !FileManager.default.fileExists(atPath: directory.path)
+    }
     if directoryIsGone() { throw removed }
     do {
       location = try directory.write(
@@ -159,14 +173,14 @@ extension Trainer {
         files: [(CheckpointDirectory.modelFile, modelBytes), (CheckpointDirectory.optimizerFile, optimizerBytes)]
           + (reducerBytes.map { [(CheckpointDirectory.reducerStateFile, $0)] } ?? [])
           + [(CheckpointDirectory.stateFile, stateBytes)])
-      lastCheckpoint = location.path
+      checkpointing.last = location.path
       if let keep = configuration.keep { try directory.prune(keep: keep) }
     } catch {
       // Removed while this write was under way. A removal deletes the contents first and the directory last, so
       // the directory may still be there: a path of this write that vanished inside it (ENOENT) says the same.
       let vanished = error.path.hasPrefix(directory.path + "/") && error.isMissingPath
       if directoryIsGone() || vanished { throw removed }
-      let earlier = lastCheckpoint.map { "; the newest complete checkpoint is \($0)" } ?? ""
+      let earlier = checkpointing.last.map { "; the newest complete checkpoint is \($0)" } ?? ""
       throw TrainingError.io(
         path: error.path,
         message: "\(error.problem) while writing the checkpoint of step \(step)\(earlier). \(error.hint)")
@@ -374,10 +388,10 @@ extension Trainer {
       // Rank 0 has the checkpoint (prepareOutputs would have failed otherwise); everyone else receives it.
       if let checkpoint {
         model.parameters.copy(from: checkpoint.parameters)
-        optimizer.momentumBuffer.copy(from: checkpoint.momentum)
+        updateRule.optimizer.momentumBuffer.copy(from: checkpoint.momentum)
       }
       try communicator.broadcast(UnsafeMutableRawBufferPointer(model.parameters.buffer), root: 0)
-      try communicator.broadcast(UnsafeMutableRawBufferPointer(optimizer.momentumBuffer.buffer), root: 0)
+      try communicator.broadcast(UnsafeMutableRawBufferPointer(updateRule.optimizer.momentumBuffer.buffer), root: 0)
       var scalars: [Double] = [0, 0, 0, 0, 0, 0]
       if let state = checkpoint?.state {
         scalars = [
@@ -399,9 +413,9 @@ extension Trainer {
       let savedGlobalBatch = Int(scalars[1])
       if savedGlobalBatch == plan.globalBatch {
         step = Int(scalars[0])
-        epochLossSum = scalars[3]
-        epochCorrect = scalars[4]
-        epochSteps = Int(scalars[5])
+        thisEpoch.lossSum = scalars[3]
+        thisEpoch.correct = scalars[4]
+        thisEpoch.steps = Int(scalars[5])
       } else {
         // Another global batch: continue from the samples consumed; the lr policy is this run's.
         let samples = Int(scalars[2])

@@ -38,8 +38,14 @@ final class Watchdog: @unchecked Sendable {
   /// Where the ranks run, for naming who may have stopped answering (set once the hosts are known).
   private var hosts: RankHosts?
 
-  /// `timeout`: `--step-timeout` in seconds, or nil for the automatic one. `report` prints the message.
-  init(communicator: Communicator, timeout: Double?, report: @escaping @Sendable (String) -> Void) {
+  /// `timeout`: `--step-timeout` in seconds, or nil for the automatic one. `report` prints the message (the job is
+  /// aborted right after).
+  init(
+    communicator: Communicator, timeout: Double?,
+    report: @escaping @Sendable (String) -> Void = { message in
+      FileHandle.standardError.write(Data(("ddp-train: error: " + message + "\n").utf8))
+    }
+  ) {
     self.communicator = communicator
     configured = timeout
     self.report = report

@@ -8,7 +8,7 @@ import Tensors
 /// step. Implementations that overlap communication with the backward say so (`wantsGradientRanges`), receive
 /// `gradientsReady(_:)` for each range the backward has finished (reverse layer order), and must still reduce
 /// everything in `finish`.
-protocol GradientReducer: AnyObject {
+package protocol GradientReducer: AnyObject {
   /// What the run header and `ddp-train bench` call this way of reducing.
   var name: String { get }
   /// Whether the backward should report finished ranges (`gradientsReady`) as it goes.
@@ -26,23 +26,23 @@ protocol GradientReducer: AnyObject {
 
 /// A reducer's per-rank state between steps, and what it is only valid for: a resumed run restores it only when
 /// its own reducer describes itself by the same `layout` (the same compression, hosts and ranks per host).
-struct CarriedReducerState {
+package struct CarriedReducerState {
   /// e.g. "bf16 error feedback over 2 hosts × 2 ranks (2 × 235160 values)"
-  let layout: String
+  package let layout: String
   /// This rank's buffers by name (the checkpoint's tensor names), saved and restored in this order.
-  let buffers: [(name: String, values: FloatBuffer)]
+  package let buffers: [(name: String, values: FloatBuffer)]
 
   /// Floats of all the buffers together.
-  var count: Int { buffers.reduce(0) { $0 + $1.values.count } }
+  package var count: Int { buffers.reduce(0) { $0 + $1.values.count } }
 }
 
 /// What step 3 hands the update: the summed buffer, whose parameters' part may be left as two addends.
-struct ReducedGradients {
+package struct ReducedGradients {
   /// The sums: always the scalar tail (what follows the parameters' gradients); the parameters' gradients too,
   /// unless `addends` is set.
-  let sums: FloatBuffer
+  package let sums: FloatBuffer
   /// The parameters' summed gradient as first[i] + second[i] (rank order), for the update's pass to add.
-  let addends: (first: UnsafePointer<Float>, second: UnsafePointer<Float>)?
+  package let addends: (first: UnsafePointer<Float>, second: UnsafePointer<Float>)?
 }
 
 /// A reducer that can leave the parameters' last addition to the optimizer (`TwoAddendOptimizer`), which adds
@@ -57,10 +57,10 @@ protocol AddendReducer: GradientReducer {
 }
 
 extension GradientReducer {
-  var carriedState: CarriedReducerState? { nil }
-  var wantsGradientRanges: Bool { false }
-  func gradientsReady(_ range: Range<Int>) {}
-  func workerFinished(_ worker: Int, gradients: FloatBuffer) {}
+  package var carriedState: CarriedReducerState? { nil }
+  package var wantsGradientRanges: Bool { false }
+  package func gradientsReady(_ range: Range<Int>) {}
+  package func workerFinished(_ worker: Int, gradients: FloatBuffer) {}
 }
 
 /// `--simulate-workers K` in one process: the K virtual workers' buffers, one after another, summed in rank order
