@@ -22,12 +22,12 @@ struct WorldSizeEquivalenceTests {
   func fourRanksEqualOneRankWithTheGlobalBatch() throws {
     let scratch = try makeScratchDirectory("equivalence")
     defer { try? FileManager.default.removeItem(at: scratch) }
-    // The reference run: 1 rank × B=64, a checkpoint every 60 steps. From each (in warmup, mid-cosine and near the
-    // end of cosine) each side takes one step with the run's own lr; whole runs part by rounding in jumps (see
-    // `SingleStep`).
+    // The reference run: 1 rank × B=64 (without mpirun, which equals `mpirun -np 1` bit for bit, as tested below),
+    // a checkpoint every 60 steps. From each (in warmup, mid-cosine and near the end of cosine) each side takes one
+    // step with the run's own lr; whole runs part by rounding in jumps (see `SingleStep`).
     let reference = scratch.appendingPathComponent("k1")
-    let single = try DDPTrainProcess.mpirun(
-      ranks: 1, Self.arguments(batch: 64, checkpoints: reference, extra: ["--checkpoint-every", "60"]))
+    let single = try DDPTrainProcess.run(
+      Self.arguments(batch: 64, checkpoints: reference, extra: ["--checkpoint-every", "60"]))
     #expect(single.status == 0, "\(single.output)")
     for step in [60, 120, 180] {
       let start = try SingleStep.parameters(at: step, in: reference)
@@ -35,7 +35,7 @@ struct WorldSizeEquivalenceTests {
       let one = scratch.appendingPathComponent("k1-\(step)")
       let four = scratch.appendingPathComponent("k4-\(step)")
       let a = try SingleStep.take(from: reference, at: step, into: one, Self.arguments(batch: 64, checkpoints: one)) {
-        try DDPTrainProcess.mpirun(ranks: 1, $0)
+        try DDPTrainProcess.run($0)
       }
       let b = try SingleStep.take(
         from: reference, at: step, into: four, Self.arguments(batch: 16, checkpoints: four)
