@@ -6,7 +6,7 @@ import Testing
 /// Runs of different world sizes, layouts or hosts are compared one step at a time, from a common checkpoint.
 ///
 /// Their steps agree to rounding (one step of K=4 × B=16 against K=1 × B=64 from the same checkpoint: at most 6e-8
-/// relative, MLP and CNN, under the Prescott, Haswell and SkylakeX kernels of OpenBLAS), but whole runs do not stay
+/// relative, MLP and CNN, under the Prescott, Haswell, Zen and SkylakeX kernels of OpenBLAS), but whole runs do not stay
 /// that close. A ReLU input or a max-pool pair within rounding distance of a tie falls one way in one run and the
 /// other way in the other, adding or dropping a whole term of the gradient, and training carries the difference
 /// along: the same two runs under the Prescott kernels were 8.7e-7 apart at step 100, 1.7e-4 at 120 and 2.5e-2 at
