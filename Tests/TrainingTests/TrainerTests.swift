@@ -70,7 +70,7 @@ func maxRelativeDifference(_ a: [Float], _ b: [Float]) -> Double {
 /// holds on one machine and fails on another.
 enum CommonState {
   /// The tolerance of one step (max|a − b| / max|b|), and how far that step must at least move the parameters
-  /// from the common state for the comparison to mean anything (the steps taken here move them 8e-3 to 5e-2).
+  /// from the common state for the comparison to mean anything (the steps taken here move them 2.5e-2 to 5.6e-2).
   static let tolerance = 1e-5
   static let minimumMovement = 1e-4
 
