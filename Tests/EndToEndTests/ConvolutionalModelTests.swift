@@ -2,9 +2,9 @@ import Foundation
 import TestSupport
 import Testing
 
-/// Everything that holds for the MLP holds for a convolutional network: the world-size equivalence, the
-/// shared-memory sum equal to --simulate-workers, bitwise resume mid-epoch and resume at another K, LARS, eval and
-/// bench. A small network on the synthetic images (1x28x28), so each run takes a second or two.
+/// Everything that holds for the MLP holds for a convolutional network: the world-size equivalence (one step at a
+/// time from common checkpoints, `SingleStep`), the shared-memory sum equal to --simulate-workers, bitwise resume
+/// mid-epoch and resume at another K, LARS, eval and bench. A small network on the synthetic images (1x28x28), so each run takes a second or two.
 @Suite(.serialized, .enabled(if: DDPTrainProcess.mpirunAvailable, "mpirun is not installed (run launch/setup)"))
 struct ConvolutionalModelTests {
   static let model = "seq:conv4k3p1,relu,pool2,conv8k3s2p1,relu,flatten,linear10"
@@ -19,26 +19,32 @@ struct ConvolutionalModelTests {
     ] + extra
   }
 
-  @Test("4 ranks × B=16 end where 1 rank × B=64 ends (CNN, 1e-5 relative), and training moved the weights")
+  @Test(
+    "one step of 4 ranks × B=16 from a common checkpoint equals one step of 1 rank × B=64 (CNN, at steps 40 and 80; 1e-5 relative), and the step moved the weights"
+  )
   func fourRanksEqualOneRank() throws {
     let scratch = try makeScratchDirectory("cnn-equivalence")
     defer { try? FileManager.default.removeItem(at: scratch) }
-    let one = try DDPTrainProcess.run(Self.arguments(batch: 64, checkpoints: scratch.appendingPathComponent("k1")))
+    let reference = scratch.appendingPathComponent("k1")
+    let one = try DDPTrainProcess.run(
+      Self.arguments(batch: 64, checkpoints: reference, extra: ["--checkpoint-every", "40"]))
     #expect(one.status == 0, "\(one.output)")
     #expect(one.stdout.contains("(\(Self.parameterCount) parameters)"), "\(one.stdout)")
-    let four = try DDPTrainProcess.mpirun(
-      ranks: 4,
-      Self.arguments(
-        batch: 16, checkpoints: scratch.appendingPathComponent("k4"), extra: ["--check-consistency", "40"]))
-    #expect(four.status == 0, "\(four.output)")
-    let a = try finalParameters(in: scratch.appendingPathComponent("k1"))
-    let b = try finalParameters(in: scratch.appendingPathComponent("k4"))
-    #expect(a.count == Self.parameterCount)
-    #expect(relativeDistance(b, a) <= 1e-5, "relative distance \(relativeDistance(b, a))")
-    let start = try DDPTrainProcess.run(
-      Self.arguments(batch: 64, steps: 1, checkpoints: scratch.appendingPathComponent("k1-1step")))
-    #expect(start.status == 0, "\(start.output)")
-    #expect(relativeDistance(try finalParameters(in: scratch.appendingPathComponent("k1-1step")), a) > 1e-2)
+    // Whole runs part by rounding in jumps (a max-pool pair or a ReLU input near a tie, see `SingleStep`): one step
+    // from each checkpoint on each side.
+    for step in [40, 80] {
+      let start = try SingleStep.parameters(at: step, in: reference)
+      #expect(start.count == Self.parameterCount)
+      let k1 = scratch.appendingPathComponent("k1-\(step)")
+      let k4 = scratch.appendingPathComponent("k4-\(step)")
+      let a = try SingleStep.take(from: reference, at: step, into: k1, Self.arguments(batch: 64, checkpoints: k1)) {
+        try DDPTrainProcess.run($0)
+      }
+      let b = try SingleStep.take(from: reference, at: step, into: k4, Self.arguments(batch: 16, checkpoints: k4)) {
+        try DDPTrainProcess.mpirun(ranks: 4, $0)
+      }
+      SingleStep.expectSameStep(b.parameters, a.parameters, from: start, "step \(step)")
+    }
   }
 
   @Test("mpirun -np 3 through shared memory equals --simulate-workers 3 bit for bit (CNN)")
@@ -57,49 +63,65 @@ struct ConvolutionalModelTests {
     #expect(bitwiseDifference(a, try finalParameters(in: scratch.appendingPathComponent("sim"))) == nil)
   }
 
-  @Test("a CNN run resumed mid-epoch ends bit for bit where the uninterrupted run ends; at another K to 1e-5")
+  @Test(
+    "a CNN run resumed mid-epoch ends bit for bit where the uninterrupted run ends; at another K, one step from the checkpoint equals one step of the K that wrote it (1e-5)"
+  )
   func resumeMidEpoch() throws {
     let scratch = try makeScratchDirectory("cnn-resume")
     defer { try? FileManager.default.removeItem(at: scratch) }
     let whole = scratch.appendingPathComponent("whole")
     let cut = scratch.appendingPathComponent("cut")
     let other = scratch.appendingPathComponent("other")
+    let same = scratch.appendingPathComponent("same")
     // 4096 / 32 = 128 steps per epoch: step 70 is mid-epoch. The resumed runs start from the whole run's
     // checkpoint of step 70 (the same run, with its lr schedule over 150 steps).
     let first = try DDPTrainProcess.mpirun(
       ranks: 2, Self.arguments(batch: 16, steps: 150, checkpoints: whole, extra: ["--checkpoint-every", "70"]))
     #expect(first.status == 0, "\(first.output)")
-    for copy in [cut, other] {
-      try FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
-      try FileManager.default.copyItem(
-        at: whole.appendingPathComponent("step-00000070"), to: copy.appendingPathComponent("step-00000070"))
-    }
+    try SingleStep.copyCheckpoint(70, from: whole, to: cut)
     let rest = try DDPTrainProcess.mpirun(
       ranks: 2, Self.arguments(batch: 16, steps: 150, checkpoints: cut, extra: ["--resume"]))
     #expect(rest.status == 0, "\(rest.output)")
     #expect(rest.stdout.contains("at step 70"), "\(rest.stdout)")
     let reference = try finalParameters(in: whole)
     #expect(bitwiseDifference(try finalParameters(in: cut), reference) == nil)
-    // One rank with the same global batch continues the same run, up to summation order.
-    let single = try DDPTrainProcess.run(Self.arguments(batch: 32, steps: 150, checkpoints: other, extra: ["--resume"]))
-    #expect(single.status == 0, "\(single.output)")
-    #expect(relativeDistance(try finalParameters(in: other), reference) <= 1e-5)
+    // One rank with the same global batch continues the same run, up to summation order: its step from the
+    // checkpoint equals the step 2 × 16 take from it (one step: whole runs part by rounding in jumps, `SingleStep`).
+    let single = try SingleStep.take(
+      from: whole, at: 70, into: other, Self.arguments(batch: 32, steps: 150, checkpoints: other)
+    ) { try DDPTrainProcess.run($0) }
+    let pair = try SingleStep.take(
+      from: whole, at: 70, into: same, Self.arguments(batch: 16, steps: 150, checkpoints: same)
+    ) { try DDPTrainProcess.mpirun(ranks: 2, $0) }
+    SingleStep.expectSameStep(
+      single.parameters, pair.parameters, from: try SingleStep.parameters(at: 70, in: whole), "step 70")
   }
 
-  @Test("LARS adapts every conv and linear weight; K=2 equals K=1 with the global batch")
+  @Test(
+    "LARS adapts every conv and linear weight; one step of K=2 from a common checkpoint equals one step of K=1 with the global batch (at steps 20 and 40; 1e-5)"
+  )
   func larsOnConvolutions() throws {
     let scratch = try makeScratchDirectory("cnn-lars")
     defer { try? FileManager.default.removeItem(at: scratch) }
     let lars = ["--optimizer", "lars", "--lr", "1"]
+    let reference = scratch.appendingPathComponent("k1")
     let one = try DDPTrainProcess.run(
-      Self.arguments(batch: 64, steps: 60, checkpoints: scratch.appendingPathComponent("k1"), extra: lars))
+      Self.arguments(batch: 64, steps: 60, checkpoints: reference, extra: lars + ["--checkpoint-every", "20"]))
     #expect(one.status == 0, "\(one.output)")
     #expect(one.stdout.contains("lars:"), "\(one.stdout)")
-    let two = try DDPTrainProcess.mpirun(
-      ranks: 2, Self.arguments(batch: 32, steps: 60, checkpoints: scratch.appendingPathComponent("k2"), extra: lars))
-    #expect(two.status == 0, "\(two.output)")
-    let a = try finalParameters(in: scratch.appendingPathComponent("k1"))
-    #expect(relativeDistance(try finalParameters(in: scratch.appendingPathComponent("k2")), a) <= 1e-5)
+    // One step each from the checkpoints of steps 20 and 40 (whole runs part by rounding in jumps, `SingleStep`).
+    for step in [20, 40] {
+      let k1 = scratch.appendingPathComponent("k1-\(step)")
+      let k2 = scratch.appendingPathComponent("k2-\(step)")
+      let a = try SingleStep.take(
+        from: reference, at: step, into: k1, Self.arguments(batch: 64, steps: 60, checkpoints: k1, extra: lars)
+      ) { try DDPTrainProcess.run($0) }
+      let b = try SingleStep.take(
+        from: reference, at: step, into: k2, Self.arguments(batch: 32, steps: 60, checkpoints: k2, extra: lars)
+      ) { try DDPTrainProcess.mpirun(ranks: 2, $0) }
+      SingleStep.expectSameStep(
+        b.parameters, a.parameters, from: try SingleStep.parameters(at: step, in: reference), "step \(step)")
+    }
   }
 
   @Test("resuming a checkpoint into another architecture is an input error naming both")

@@ -10,9 +10,8 @@ import Testing
   .serialized, .enabled(if: DDPTrainProcess.mpirunAvailable, "mpirun is not installed (run launch/setup)"),
   .enabled(if: NamespaceCluster.available, "\(NamespaceCluster.unavailableReason)"))
 struct MultiHostTests {
-  /// A short run with momentum, weight decay and warmup active. `schedule` constant lets a run of 60 steps resumed
-  /// to 120 follow the same lr as one of 120 (cosine's horizon is the run's last step); its smaller lr keeps the
-  /// rounding differences of another summation order from growing past 1e-5 in 120 steps.
+  /// A short run with momentum, weight decay and warmup active, a checkpoint every 60 steps. `schedule` constant
+  /// lets a run of 60 steps resume with another `--max-steps` at the same lr (cosine's horizon is the run's last step).
   static func arguments(
     batch: Int, steps: Int, checkpoints: String, schedule: String = "cosine", extra: [String] = []
   ) -> [String] {
@@ -43,25 +42,36 @@ struct MultiHostTests {
   }
 
   @Test(
-    "2 hosts × 2 ranks end where 1 host × 4 ranks ends (1e-5); --deterministic across hosts is --simulate-workers 4")
+    "one step of 2 hosts × 2 ranks from a common checkpoint equals one step of 1 host × 4 ranks (at steps 60 and 180; 1e-5); --deterministic across hosts is --simulate-workers 4"
+  )
   func twoHostsEqualOneHost() throws {
     let cluster = try NamespaceCluster(hosts: 2, slots: 2)
     defer { cluster.down() }
     let scratch = try makeScratchDirectory("hosts")
     defer { try? FileManager.default.removeItem(at: scratch) }
     let path = { (name: String) in scratch.appendingPathComponent(name).path }
+    let url = { (name: String) in scratch.appendingPathComponent(name) }
 
     let oneHost = try DDPTrainProcess.mpirun(ranks: 4, Self.arguments(batch: 16, steps: 200, checkpoints: path("one")))
     #expect(oneHost.status == 0, "\(oneHost.output)")
-    let twoHosts = try cluster.mpirun(
-      ranks: 4, Self.arguments(batch: 16, steps: 200, checkpoints: path("two"), extra: ["--check-consistency", "50"]))
-    #expect(twoHosts.status == 0, "\(twoHosts.output)")
-    #expect(
-      twoHosts.stdout.contains("gradients: shared memory within 2 hosts × 2 ranks, MPI across hosts"),
-      "\(twoHosts.stdout)")
-    let reference = try finalParameters(in: scratch.appendingPathComponent("one"))
-    let acrossHosts = try finalParameters(in: scratch.appendingPathComponent("two"))
-    #expect(relativeDistance(acrossHosts, reference) <= 1e-5)
+    // The sum in two levels against one host's, one step at a time from the checkpoints of the one-host run (whole
+    // runs part by rounding in jumps, see `SingleStep`).
+    for step in [60, 180] {
+      let start = try SingleStep.parameters(at: step, in: url("one"))
+      let local = try SingleStep.take(
+        from: url("one"), at: step, into: url("one-\(step)"),
+        Self.arguments(batch: 16, steps: 200, checkpoints: path("one-\(step)"))
+      ) { try DDPTrainProcess.mpirun(ranks: 4, $0) }
+      let across = try SingleStep.take(
+        from: url("one"), at: step, into: url("two-\(step)"),
+        Self.arguments(batch: 16, steps: 200, checkpoints: path("two-\(step)"))
+      ) { try cluster.mpirun(ranks: 4, $0) }
+      #expect(
+        across.result.stdout.contains("gradients: shared memory within 2 hosts × 2 ranks, MPI across hosts"),
+        "\(across.result.stdout)")
+      SingleStep.expectSameStep(across.parameters, local.parameters, from: start, "step \(step)")
+    }
+    let reference = try finalParameters(in: url("one"))
 
     // bf16 on the wire trains to nearly the same place, but not the same bits: the compression is really applied.
     let compressed = try cluster.mpirun(
@@ -98,13 +108,16 @@ struct MultiHostTests {
     #expect(difference == nil, "\(difference ?? "")")
   }
 
-  @Test("a checkpoint of 2 hosts × 2 ranks resumes on 1 host × 4 and the reverse; only rank 0's host has it")
+  @Test(
+    "a checkpoint of 2 hosts × 2 ranks resumes on 1 host × 4 and the reverse, only rank 0's host having it; one step from it on either layout agrees to 1e-5"
+  )
   func checkpointsMoveBetweenTopologies() throws {
     let cluster = try NamespaceCluster(hosts: 2, slots: 2)
     defer { cluster.down() }
     let scratch = try makeScratchDirectory("hosts-ck")
     defer { try? FileManager.default.removeItem(at: scratch) }
     let path = { (name: String) in scratch.appendingPathComponent(name).path }
+    let url = { (name: String) in scratch.appendingPathComponent(name) }
     // Each host sees its own, empty checkpoint directory (a tmpfs mounted inside it), as separate machines would.
     for directory in ["private-a", "private-b"] {
       try FileManager.default.createDirectory(atPath: path(directory), withIntermediateDirectories: true)
@@ -112,10 +125,8 @@ struct MultiHostTests {
         #expect(cluster.exec(host, ["mount", "-t", "tmpfs", "tmpfs", path(directory)]).status == 0)
       }
     }
-    let uninterrupted = try DDPTrainProcess.mpirun(
-      ranks: 4, Self.arguments(batch: 16, steps: 120, checkpoints: path("whole"), schedule: "constant"))
-    #expect(uninterrupted.status == 0, "\(uninterrupted.output)")
-    let reference = try finalParameters(in: scratch.appendingPathComponent("whole"))
+    // Each resumed run takes one step (whole runs part by rounding in jumps, `SingleStep`), compared with one step
+    // from the same checkpoint on the layout that wrote it.
 
     // 2 × 2 for 60 steps: the checkpoint exists on rank 0's host only.
     let first = try cluster.mpirun(
@@ -124,27 +135,40 @@ struct MultiHostTests {
     #expect(cluster.exec(cluster.hosts[0], ["ls", path("private-a")]).output.contains("step-00000060"))
     #expect(!cluster.exec(cluster.hosts[1], ["ls", path("private-a")]).output.contains("step-"))
     #expect(!FileManager.default.fileExists(atPath: path("private-a") + "/step-00000060"))
-    // Carried to one host with 4 ranks, resumed to step 120.
-    try FileManager.default.createDirectory(atPath: path("moved-a"), withIntermediateDirectories: true)
-    cluster.exec(cluster.hosts[0], ["cp", "-a", path("private-a") + "/step-00000060", path("moved-a")])
-    let resumedOnOneHost = try DDPTrainProcess.mpirun(
-      ranks: 4,
-      Self.arguments(batch: 16, steps: 120, checkpoints: path("moved-a"), schedule: "constant", extra: ["--resume"]))
-    #expect(resumedOnOneHost.status == 0, "\(resumedOnOneHost.output)")
-    #expect(relativeDistance(try finalParameters(in: scratch.appendingPathComponent("moved-a")), reference) <= 1e-5)
+    // Carried off rank 0's host, resumed on one host with 4 ranks (step 60 to 61) and, for reference, on 2 × 2.
+    try FileManager.default.createDirectory(atPath: path("carried-a"), withIntermediateDirectories: true)
+    cluster.exec(cluster.hosts[0], ["cp", "-a", path("private-a") + "/step-00000060", path("carried-a")])
+    let movedA = try SingleStep.take(
+      from: url("carried-a"), at: 60, into: url("moved-a"),
+      Self.arguments(batch: 16, steps: 120, checkpoints: path("moved-a"), schedule: "constant")
+    ) { try DDPTrainProcess.mpirun(ranks: 4, $0) }
+    let stayedA = try SingleStep.take(
+      from: url("carried-a"), at: 60, into: url("stayed-a"),
+      Self.arguments(batch: 16, steps: 120, checkpoints: path("stayed-a"), schedule: "constant")
+    ) { try cluster.mpirun(ranks: 4, $0) }
+    SingleStep.expectSameStep(
+      movedA.parameters, stayedA.parameters, from: try SingleStep.parameters(at: 60, in: url("carried-a")),
+      "2 × 2 carried to 1 × 4")
 
-    // The reverse: 1 host × 4 for 60 steps, carried to rank 0's host only, resumed there on 2 hosts × 2.
-    let local = try DDPTrainProcess.mpirun(
-      ranks: 4, Self.arguments(batch: 16, steps: 60, checkpoints: path("local"), schedule: "constant"))
-    #expect(local.status == 0, "\(local.output)")
-    cluster.exec(cluster.hosts[0], ["cp", "-a", path("local") + "/step-00000060", path("private-b")])
+    // The reverse: the checkpoint 1 host × 4 wrote (of step 61), carried to rank 0's host only, resumed there on
+    // 2 hosts × 2 (step 61 to 62) and, for reference, on 1 × 4.
+    cluster.exec(cluster.hosts[0], ["cp", "-a", path("moved-a") + "/step-00000061", path("private-b")])
     let resumedOnTwoHosts = try cluster.mpirun(
       ranks: 4,
-      Self.arguments(batch: 16, steps: 120, checkpoints: path("private-b"), schedule: "constant", extra: ["--resume"]))
-    #expect(resumedOnTwoHosts.status == 0, "\(resumedOnTwoHosts.output)")
+      Self.arguments(batch: 16, steps: 120, checkpoints: path("private-b"), schedule: "constant")
+        + SingleStep.resumeForOneStep(at: 61))
+    #expect(resumedOnTwoHosts.status == SingleStep.stoppedStatus, "\(resumedOnTwoHosts.output)")
+    #expect(resumedOnTwoHosts.stdout.contains("at step 61"), "\(resumedOnTwoHosts.stdout)")
+    #expect(!cluster.exec(cluster.hosts[1], ["ls", path("private-b")]).output.contains("step-"))
     try FileManager.default.createDirectory(atPath: path("moved-b"), withIntermediateDirectories: true)
-    cluster.exec(cluster.hosts[0], ["cp", "-a", path("private-b") + "/step-00000120", path("moved-b")])
-    #expect(relativeDistance(try finalParameters(in: scratch.appendingPathComponent("moved-b")), reference) <= 1e-5)
+    cluster.exec(cluster.hosts[0], ["cp", "-a", path("private-b") + "/step-00000062", path("moved-b")])
+    let stayedB = try SingleStep.take(
+      from: url("moved-a"), at: 61, into: url("stayed-b"),
+      Self.arguments(batch: 16, steps: 120, checkpoints: path("stayed-b"), schedule: "constant")
+    ) { try DDPTrainProcess.mpirun(ranks: 4, $0) }
+    SingleStep.expectSameStep(
+      try SingleStep.parameters(at: 62, in: url("moved-b")), stayedB.parameters,
+      from: movedA.parameters, "1 × 4 carried to 2 × 2")
   }
 
   /// A long two-host job through `launch`, with `fault` applied once both of host 2's ranks run; returns the

@@ -63,34 +63,105 @@ func maxRelativeDifference(_ a: [Float], _ b: [Float]) -> Double {
   return difference / scale
 }
 
-@Suite struct TrainerTests {
-  @Test("K thread-ranks × B equal one rank × K·B; all ranks identical")
-  func threadRanksEqualOneRankWithGlobalBatch() throws {
-    let reference = smallConfiguration(batch: 32, steps: 40)
-    let data = try loadSmallData(reference)
-    let one = try trainInThreads(ranks: 1, reference, data: data)[0]
-    var split = reference
-    split.batchSize = 8
-    let four = try trainInThreads(ranks: 4, split, data: data)
-    for rank in 1..<4 { #expect(four[rank].map(\.bitPattern) == four[0].map(\.bitPattern)) }
-    #expect(maxRelativeDifference(four[0], one) < 1e-5)
-    // And both differ from a run that saw other data (another seed): the comparison can fail.
-    var other = reference
-    other.seed = 12
-    let different = try trainInThreads(ranks: 1, other, data: data)[0]
-    #expect(maxRelativeDifference(different, one) > 1e-2)
+/// Layouts are compared one step at a time from a common state. Their steps agree to rounding, but whole runs part
+/// by rounding in jumps: a ReLU input within rounding distance of 0 falls one way in one run and the other way in
+/// the other, adding or dropping a whole term of the gradient, and training carries it along. Whether and when that
+/// happens depends on the CPU and on OpenBLAS's kernel family, so a whole-run comparison against a fixed tolerance
+/// holds on one machine and fails on another.
+enum CommonState {
+  /// The tolerance of one step (max|a − b| / max|b|), and how far that step must at least move the parameters
+  /// from the common state for the comparison to mean anything (the steps taken here move them 2.5e-2 to 5.6e-2).
+  static let tolerance = 1e-5
+  static let minimumMovement = 1e-4
+
+  /// `configuration` on one rank for `step` steps, leaving the checkpoint of `step` alone in a new directory;
+  /// returns the directory and the parameters there. The schedule must be constant (the resumed runs end at
+  /// `step` + 1, and `maxSteps` is also cosine's horizon, whose last step has an lr of nearly 0).
+  static func make(at step: Int, _ configuration: TrainingConfiguration, data: DatasetPair) throws -> (
+    directory: URL, parameters: [Float]
+  ) {
+    precondition(configuration.schedule == .constant)
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ddp-common-\(UUID().uuidString)")
+    var reference = configuration
+    reference.maxSteps = step
+    reference.checkpointDirectory = directory.path
+    reference.checkpointEvery = 0
+    return (directory, try trainInThreads(ranks: 1, reference, data: data)[0])
   }
 
-  @Test("gradient accumulation: K=1, B=8, M=4 equals K=4, B=8")
+  /// One step from the common state in `directory` (a fresh copy of it, resumed to `step` + 1) on `ranks`
+  /// thread-ranks; returns every rank's parameters after it.
+  static func oneStep(
+    from directory: URL, at step: Int, ranks: Int, hosts: [Int]? = nil, _ configuration: TrainingConfiguration,
+    data: DatasetPair
+  ) throws -> [[Float]] {
+    let copy = FileManager.default.temporaryDirectory.appendingPathComponent("ddp-step-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: copy) }
+    try FileManager.default.copyItem(at: directory, to: copy)
+    var resumed = configuration
+    resumed.maxSteps = step + 1
+    resumed.checkpointDirectory = copy.path
+    resumed.checkpointEvery = 0
+    resumed.resume = true
+    return try trainInThreads(ranks: ranks, hosts: hosts, resumed, data: data)
+  }
+
+  /// Checks that `a` and `b`, each one step from `start`, agree to `tolerance` and moved by more than
+  /// `minimumMovement`.
+  static func expectSameStep(
+    _ a: [Float], _ b: [Float], from start: [Float], _ label: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+  ) {
+    let distance = maxRelativeDifference(a, b)
+    let moved = maxRelativeDifference(b, start)
+    // The margins, in the log: how far apart the two steps are and how far the step moved.
+    print("CommonState: \(label): " + String(format: "%.2e apart, the step moved %.2e", distance, moved))
+    #expect(distance < tolerance, "\(label): relative distance \(distance)", sourceLocation: sourceLocation)
+    #expect(
+      moved > minimumMovement, "\(label): the step moved the parameters only \(moved)", sourceLocation: sourceLocation)
+  }
+}
+
+@Suite struct TrainerTests {
+  @Test(
+    "one step of 4 thread-ranks × B=8 from a common state equals one step of one rank × 32 (at steps 5, 20, 35; 1e-5); all ranks identical"
+  )
+  func threadRanksEqualOneRankWithGlobalBatch() throws {
+    // One step at a time from a common state (`CommonState`): 32 steps an epoch, so step 5 is in warmup and 35 in
+    // the middle of the second epoch.
+    var reference = smallConfiguration(batch: 32, steps: 40)
+    reference.schedule = .constant
+    let data = try loadSmallData(reference)
+    var split = reference
+    split.batchSize = 8
+    for step in [5, 20, 35] {
+      let common = try CommonState.make(at: step, reference, data: data)
+      defer { try? FileManager.default.removeItem(at: common.directory) }
+      let one = try CommonState.oneStep(from: common.directory, at: step, ranks: 1, reference, data: data)[0]
+      let four = try CommonState.oneStep(from: common.directory, at: step, ranks: 4, split, data: data)
+      for rank in 1..<4 { #expect(four[rank].map(\.bitPattern) == four[0].map(\.bitPattern)) }
+      CommonState.expectSameStep(four[0], one, from: common.parameters, "step \(step)")
+    }
+  }
+
+  @Test(
+    "gradient accumulation: one step of K=1, B=8, M=4 from a common state equals one step of K=4, B=8 (at steps 5, 20; 1e-5)"
+  )
   func accumulationEqualsMoreWorkers() throws {
+    // One step at a time from a common state (`CommonState`).
     var accumulated = smallConfiguration(batch: 8, steps: 30)
+    accumulated.schedule = .constant
     accumulated.accumulate = 4
     let data = try loadSmallData(accumulated)
-    let one = try trainInThreads(ranks: 1, accumulated, data: data)[0]
     var workers = accumulated
     workers.accumulate = 1
-    let four = try trainInThreads(ranks: 4, workers, data: data)[0]
-    #expect(maxRelativeDifference(one, four) < 1e-5)
+    for step in [5, 20] {
+      let common = try CommonState.make(at: step, accumulated, data: data)
+      defer { try? FileManager.default.removeItem(at: common.directory) }
+      let one = try CommonState.oneStep(from: common.directory, at: step, ranks: 1, accumulated, data: data)[0]
+      let four = try CommonState.oneStep(from: common.directory, at: step, ranks: 4, workers, data: data)[0]
+      CommonState.expectSameStep(one, four, from: common.parameters, "step \(step)")
+    }
   }
 
   @Test("the loss falls: training learns the synthetic problem")
