@@ -127,19 +127,7 @@ import Testing
     guard DDPTrainProcess.mpirunAvailable else { return }
     let scratch = try makeScratchDirectory("launch-run")
     defer { try? FileManager.default.removeItem(at: scratch) }
-    let path = scratch.appendingPathComponent("cluster.yaml").path
-    try """
-    cluster:
-      hosts:
-        - name: localhost
-          slots: 2
-    train:
-      dataset: synthetic
-      synthetic-train: 512
-      model: mlp:16
-      batch-size: 16
-      max-steps: 5
-    """.write(toFile: path, atomically: true, encoding: .utf8)
+    let path = try writeLocalLaunchConfig(in: scratch, maxSteps: 5)
     let result = try DDPTrainProcess.run(["launch", "--config", path], timeout: 120)
     #expect(result.status == 0, "\(result.output)")
     #expect(result.stdout.contains("2 workers × 16 = global batch 32"), "\(result.stdout)")

@@ -77,19 +77,7 @@ import Testing
 
     let scratch = try makeScratchDirectory("kernels-launch")
     defer { try? FileManager.default.removeItem(at: scratch) }
-    let config = scratch.appendingPathComponent("cluster.yaml").path
-    try """
-    cluster:
-      hosts:
-        - name: localhost
-          slots: 2
-    train:
-      dataset: synthetic
-      synthetic-train: 512
-      model: mlp:16
-      batch-size: 16
-      max-steps: 3
-    """.write(toFile: config, atomically: true, encoding: .utf8)
+    let config = try writeLocalLaunchConfig(in: scratch, maxSteps: 3)
     let launched = try DDPTrainProcess.run(
       ["launch", "--config", config], timeout: 120, extraEnvironment: Self.pretendFallback)
     #expect(launched.status == 0, "\(launched.output)")
