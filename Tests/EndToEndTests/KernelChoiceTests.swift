@@ -84,6 +84,33 @@ import Testing
     #expect(Self.replacedFallback(in: launched.stdout), "\(launched.stdout)")
   }
 
+  /// On namespace hosts the variables reach the ranks through `mpirun -x`, as on a real cluster, and each rank,
+  /// whatever its host, makes the choice itself: nothing is inherited from a ddp-train that chose before it.
+  @Test(
+    "on namespace hosts every rank replaces OpenBLAS's fallback itself",
+    .enabled(
+      if: DDPTrainProcess.mpirunAvailable && NamespaceCluster.available,
+      "needs mpirun, root, iproute2 and util-linux to make namespace hosts (launch/cluster up)"))
+  func fallbackIsReplacedOnEveryHost() throws {
+    try #require(Self.widest != nil, "no /proc/cpuinfo flags to decide from")
+    let cluster = try NamespaceCluster(hosts: 2, slots: 1)
+    defer { cluster.down() }
+    let pass = Self.pretendFallback.sorted { $0.key < $1.key }.flatMap { ["-x", "\($0.key)=\($0.value)"] }
+    // One check-blas per host (it does not use MPI): each says what it runs and why.
+    let checks = try cluster.mpirun(
+      ranks: 2, program: DDPTrainProcess.binary, ["check-blas"], timeout: 60, mpirunOptions: pass)
+    #expect(checks.status == 0, "\(checks.output)")
+    let replaced = checks.stdout.split(separator: "\n").filter { Self.replacedFallback(in: String($0)) }
+    #expect(replaced.count == 2, "\(checks.stdout)")
+    #expect(
+      checks.stdout.components(separatedBy: "check-blas: \(Self.widest!) kernels").count == 3, "\(checks.stdout)")
+    // A training job across the two hosts.
+    let job = try cluster.mpirun(
+      ranks: 2, program: DDPTrainProcess.binary, Self.shortRun, timeout: 120, mpirunOptions: pass)
+    #expect(job.status == 0, "\(job.output)")
+    #expect(Self.replacedFallback(in: job.stdout), "\(job.stdout)")
+  }
+
   @Test("the re-executed program runs in the same process: the pid mpirun and launch watch is the one that trains")
   func reexecKeepsThePid() throws {
     try #require(Self.widest != nil, "no /proc/cpuinfo flags to decide from")

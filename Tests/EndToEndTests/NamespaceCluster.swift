@@ -61,16 +61,17 @@ final class NamespaceCluster {
     try mpirun(ranks: ranks, program: DDPTrainProcess.binary, arguments, timeout: timeout, during: during)
   }
 
-  /// `mpirun -np ranks --hostfile ... program arguments...` across the hosts: any program, as each rank.
+  /// `mpirun -np ranks --hostfile ... [mpirunOptions] program arguments...` across the hosts: any program, as each
+  /// rank. `mpirunOptions` go to mpirun itself (`-x NAME=VALUE` gives every rank, on every host, a variable).
   func mpirun(
-    ranks: Int, program: String, _ arguments: [String], timeout: Double = 120,
+    ranks: Int, program: String, _ arguments: [String], timeout: Double = 120, mpirunOptions: [String] = [],
     during: (@Sendable (pid_t) -> Void)? = nil
   ) throws -> DDPTrainProcess.Result {
     let command =
       [
         "mpirun", "-np", String(ranks), "--hostfile", hostfile, "--timeout", String(Int(timeout)), "--mca",
         "odls_base_sigkill_timeout", "0",
-      ] + mpirunArguments + [program] + arguments
+      ] + mpirunArguments + mpirunOptions + [program] + arguments
     return try DDPTrainProcess.execute(command, timeout: timeout + 10, directory: nil, during: during)
   }
 
