@@ -41,7 +41,7 @@ enum KernelStartup {
     // Already chosen: by this process before its re-exec, or by the ddp-train that started it.
     guard environment[BLAS.fallbackVariable] == nil else { return }
     let pretending = environment[pretendDetectedVariable] == "1"
-    let userCoreType = pretending ? nil : environment["OPENBLAS_CORETYPE"]
+    let userCoreType = pretending ? nil : BLAS.forcedCoreType
     let detected = BLAS.coreName
     guard let cpu = CPUDescription.current,
       let family = BLASKernelChoice.familyToForce(detected: detected, userCoreType: userCoreType, cpu: cpu)

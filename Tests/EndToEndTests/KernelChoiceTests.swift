@@ -116,7 +116,7 @@ import Testing
     try #require(Self.widest != nil, "no /proc/cpuinfo flags to decide from")
     let scratch = try makeScratchDirectory("kernels-pid")
     defer { try? FileManager.default.removeItem(at: scratch) }
-    let sawNewImage = Flag()
+    let sawNewImage = LockedBox<Bool>()
     let result = try DDPTrainProcess.run(
       Self.shortRun.map { $0 == "3" ? "100000" : $0 } + ["--checkpoint-dir", scratch.path], timeout: 120,
       extraEnvironment: Self.pretendFallback
@@ -126,7 +126,7 @@ import Testing
       for _ in 0..<1000 {
         let environ = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))) ?? Data()
         if String(decoding: environ, as: UTF8.self).contains("DDP_TRAIN_BLAS_FALLBACK=Prescott>") {
-          sawNewImage.set()
+          sawNewImage.set(true)
           break
         }
         usleep(10_000)
@@ -134,7 +134,7 @@ import Testing
       usleep(300_000)
       kill(pid, SIGTERM)
     }
-    #expect(sawNewImage.value, "the started pid never showed the re-executed environment: \(result.output)")
+    #expect(sawNewImage.value == true, "the started pid never showed the re-executed environment: \(result.output)")
     #expect(result.status == 75, "\(result.output)")
     #expect(Self.replacedFallback(in: result.stdout), "\(result.stdout)")
   }
@@ -200,12 +200,4 @@ import Testing
     #expect(result.stderr.contains("found \(family)"), "\(result.stderr)")
     #expect(result.stdout.isEmpty, "\(result.stdout)")
   }
-}
-
-/// A flag set from the `during` closure's thread and read after the process ended.
-final class Flag: @unchecked Sendable {
-  private let lock = NSLock()
-  private var isSet = false
-  func set() { lock.withLock { isSet = true } }
-  var value: Bool { lock.withLock { isSet } }
 }

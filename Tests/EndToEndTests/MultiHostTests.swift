@@ -183,7 +183,7 @@ struct MultiHostTests {
       (cluster.yaml
       + "train:\n  dataset: synthetic\n  model: mlp:32\n  max-steps: 10000000\n  log-every: 1000000\n"
       + "  step-timeout: \(stepTimeout)\n").write(to: config, atomically: true, encoding: .utf8)
-    let faultTime = TimeBox()
+    let faultTime = LockedBox<Date>()
     nonisolated(unsafe) let target = cluster
     let result = try DDPTrainProcess.run(["launch", "--config", config.path], timeout: 90) { _ in
       _ = JobWatching.wait(timeout: 30) {
@@ -257,12 +257,4 @@ struct MultiHostTests {
       result.stdout.contains("gradients: shared memory within 2 hosts × 2 ranks, MPI across hosts"), "\(result.stdout)")
     #expect(result.stdout.contains("done: 300 steps"), "\(result.stdout)")
   }
-}
-
-/// A time set by one thread and read by another.
-final class TimeBox: @unchecked Sendable {
-  private let lock = NSLock()
-  private var time: Date?
-  func set(_ value: Date) { lock.withLock { time = value } }
-  var value: Date? { lock.withLock { time } }
 }
