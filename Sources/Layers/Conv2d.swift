@@ -6,10 +6,9 @@ import Tensors
 /// Shapes per sample: x [in, h, w] → y [out, oh, ow] with oh = (h + 2p − k)/s + 1 (ow likewise).
 /// Parameters: weight [out, in, k, k] (= [out, in·k·k] row-major), bias [out].
 ///
-/// Each sample goes through im2col and one GEMM: cols [in·k·k, oh·ow] holds the input patches, y = W·cols.
-/// The columns are one sample's (at most a few hundred KB for the networks here), so they stay in cache
-/// between im2col and the GEMM instead of streaming a whole batch's from memory. The backward builds them
-/// again rather than keeping the batch's: dW += dy·colsᵀ, and for dx, dcols = Wᵀ·dy, folded back by col2im.
+/// The layer owns the parameters and the shapes; one of two methods computes (`Method`, chosen at construction):
+/// Winograd's F(2×2, 3×3) (`WinogradConvolution`) for 3×3 kernels at stride 1 over enough input channels, else one
+/// GEMM per sample over im2col columns (`ColumnConvolution`). Both agree with the direct sum to rounding.
 public final class Conv2d: Layer {
   public let inputShape: [Int]
   public let inChannels: Int
@@ -21,17 +20,18 @@ public final class Conv2d: Layer {
   /// y = max(conv + b, 0) (set by `Sequential` when a ReLU follows).
   var appliesReLU = false
 
-  private let height: Int
-  private let width: Int
-  private let outHeight: Int
-  private let outWidth: Int
-  /// in·k·k: the GEMM's inner dimension.
-  private let patch: Int
-  /// oh·ow.
-  private let pixels: Int
-  /// One sample's im2col columns [patch, pixels], and their gradient (backward with dx only).
-  private let columns: FloatBuffer
-  private let columnGradient: FloatBuffer
+  /// How the convolution is computed. Both give the direct sum to rounding; they differ in speed.
+  public enum Method: Sendable, Equatable {
+    /// im2col and one GEMM per sample: any kernel, stride and padding.
+    case columns
+    /// Winograd F(2×2, 3×3): 3×3 kernels at stride 1 only; 2.25× fewer multiplications than `columns`.
+    case winograd
+  }
+  public let method: Method
+
+  let geometry: ConvolutionGeometry
+  private let columns: ColumnConvolution?
+  private let winograd: WinogradConvolution?
   private var weight: UnsafeMutablePointer<Float>!
   private var weightGradient: UnsafeMutablePointer<Float>!
   private var weightOffset = 0
@@ -44,8 +44,21 @@ public final class Conv2d: Layer {
     return (padded - kernel) / stride + 1
   }
 
+  /// The method `Conv2d` uses when not told: Winograd for 3×3 kernels at stride 1 with at least
+  /// `WinogradConvolution.minimumInChannels` input channels, else columns. Below that, the transformed GEMMs'
+  /// inner dimension (the input channels) is too thin for a GEMM to pay, while im2col's (in·9) still is: for the
+  /// CNN's first layer (1 channel) columns measured faster (BENCHMARKS.md).
+  public static func defaultMethod(inChannels: Int, kernel: Int, stride: Int) -> Method {
+    kernel == 3 && stride == 1 && inChannels >= WinogradConvolution.minimumInChannels ? .winograd : .columns
+  }
+
   /// inputShape is [in, h, w]; the kernel must fit the padded input (ModelSpec checks it with a message).
-  public init(inputShape: [Int], outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0) {
+  /// `method` nil picks `defaultMethod`; `.winograd` needs kernel 3 and stride 1. `winogradTilesPerChunk` sets
+  /// how many output tiles the Winograd GEMMs take at once (tests make it small to cover several chunks).
+  public init(
+    inputShape: [Int], outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, method: Method? = nil,
+    winogradTilesPerChunk: Int = WinogradConvolution.defaultTilesPerChunk
+  ) {
     precondition(inputShape.count == 3, "Conv2d takes [channels, height, width] samples, got \(inputShape)")
     precondition(outChannels > 0 && padding < kernel, "Conv2d: bad channels or padding")
     guard
@@ -53,18 +66,26 @@ public final class Conv2d: Layer {
       let outWidth = Self.outputSide(input: inputShape[2], kernel: kernel, stride: stride, padding: padding)
     else { preconditionFailure("Conv2d kernel \(kernel) does not fit the input \(inputShape)") }
     self.inputShape = inputShape
-    (inChannels, height, width) = (inputShape[0], inputShape[1], inputShape[2])
+    inChannels = inputShape[0]
     self.outChannels = outChannels
     self.kernel = kernel
     self.stride = stride
     self.padding = padding
-    self.outHeight = outHeight
-    self.outWidth = outWidth
     outputShape = [outChannels, outHeight, outWidth]
-    patch = inChannels * kernel * kernel
-    pixels = outHeight * outWidth
-    columns = FloatBuffer(count: patch * pixels)
-    columnGradient = FloatBuffer(count: patch * pixels)
+    geometry = ConvolutionGeometry(
+      inChannels: inChannels, height: inputShape[1], width: inputShape[2], outChannels: outChannels,
+      kernel: kernel, stride: stride, padding: padding, outHeight: outHeight, outWidth: outWidth)
+    let method = method ?? Self.defaultMethod(inChannels: inChannels, kernel: kernel, stride: stride)
+    self.method = method
+    switch method {
+    case .columns:
+      columns = ColumnConvolution(geometry)
+      winograd = nil
+    case .winograd:
+      precondition(kernel == 3 && stride == 1, "Winograd F(2×2, 3×3) needs a 3×3 kernel at stride 1")
+      columns = nil
+      winograd = WinogradConvolution(geometry, tilesPerChunk: winogradTilesPerChunk)
+    }
   }
 
   public var storage: LayerStorage { .own }
@@ -74,6 +95,9 @@ public final class Conv2d: Layer {
   public var torchExpression: String {
     "torch.nn.Conv2d(\(inChannels), \(outChannels), kernel_size=\(kernel), stride=\(stride), padding=\(padding))"
   }
+
+  /// Floats of scratch the method holds (the columns, or the transformed tiles), whatever the batch.
+  public var scratchCount: Int { columns?.scratchCount ?? winograd!.scratchCount }
 
   public func bind(
     parameters: UnsafeMutablePointer<Float>?, gradients: UnsafeMutablePointer<Float>?, offset: Int, index: Int
@@ -85,65 +109,79 @@ public final class Conv2d: Layer {
   }
 
   public func initializeParameters(using generator: inout Xoshiro256) {
-    initializeUniformByFanIn(weight, count: outChannels * patch + outChannels, fanIn: patch, using: &generator)
-  }
-
-  private func im2col(_ sample: UnsafePointer<Float>) {
-    ddp_im2col(
-      columns.pointer, sample, inChannels, height, width, kernel, stride, padding, outHeight, outWidth)
+    initializeUniformByFanIn(
+      weight, count: outChannels * geometry.patch + outChannels, fanIn: geometry.patch, using: &generator)
   }
 
   public func forward(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, batch: Int) {
-    let profile = StepProfile.current
-    let bias = UnsafePointer(weight + outChannels * patch)
-    for b in 0..<batch {
-      im2col(x + b * inputCount)
-      profile?.lap(.elementwise)
-      let out = y + b * outputCount
-      // y_b [out, pixels] = W [out, patch] · cols [patch, pixels]
-      BLAS.sgemm(
-        .none, .none, m: outChannels, n: pixels, k: patch, alpha: 1, a: weight, lda: patch,
-        b: columns.pointer, ldb: pixels, beta: 0, c: out, ldc: pixels)
-      profile?.lapGEMM(
-        layer: index, .forward, transposeA: false, transposeB: false, m: outChannels, n: pixels, k: patch)
-      ddp_add_channel_bias(out, bias, outChannels, pixels, appliesReLU)
-      profile?.lap(.elementwise)
+    let bias = UnsafePointer(weight + outChannels * geometry.patch)
+    if let columns {
+      columns.forward(x, into: y, batch: batch, weight: weight, bias: bias, relu: appliesReLU, layer: index)
+    } else {
+      winograd!.forward(x, into: y, batch: batch, weight: weight, bias: bias, relu: appliesReLU, layer: index)
     }
   }
 
-  /// Per sample: dBias += Σ_pixels dy_b; dW += dy_b·colsᵀ; dx_b = col2im(Wᵀ·dy_b). The whole weight and bias
-  /// are final only after the last sample, so they are reported as one range at the end.
+  /// dBias += Σ_pixels dy per sample; dW += the method's weight gradient; dx = its input gradient. The whole weight
+  /// and bias are final only after the last sample, so they are reported as one range at the end.
   public func backward(
     x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafeMutablePointer<Float>,
     dx: UnsafeMutablePointer<Float>?, batch: Int, rangeElements: Int, gradientsReady: (Range<Int>) -> Void
   ) {
     let profile = StepProfile.current
-    let dWeight = weightGradient!
-    let dBias = dWeight + outChannels * patch
+    let dBias = weightGradient + outChannels * geometry.patch
     for b in 0..<batch {
-      let gradient = UnsafePointer(dy + b * outputCount)
-      ddp_accumulate_channel_sums(dBias, gradient, outChannels, pixels)
-      im2col(x + b * inputCount)
-      profile?.lap(.elementwise)
-      // dW [out, patch] += dy_b [out, pixels] · colsᵀ [pixels, patch]
-      BLAS.sgemm(
-        .none, .transpose, m: outChannels, n: patch, k: pixels, alpha: 1, a: gradient, lda: pixels,
-        b: columns.pointer, ldb: pixels, beta: 1, c: dWeight, ldc: patch)
-      profile?.lapGEMM(
-        layer: index, .weightGradient, transposeA: false, transposeB: true, m: outChannels, n: patch, k: pixels)
-      guard let dx else { continue }
-      // dcols [patch, pixels] = Wᵀ [patch, out] · dy_b [out, pixels]
-      BLAS.sgemm(
-        .transpose, .none, m: patch, n: pixels, k: outChannels, alpha: 1, a: weight, lda: patch, b: gradient,
-        ldb: pixels, beta: 0, c: columnGradient.pointer, ldc: pixels)
-      profile?.lapGEMM(
-        layer: index, .inputGradient, transposeA: true, transposeB: false, m: patch, n: pixels, k: outChannels)
-      ddp_col2im(
-        dx + b * inputCount, columnGradient.pointer, inChannels, height, width, kernel, stride, padding, outHeight,
-        outWidth)
-      profile?.lap(.elementwise)
+      ddp_accumulate_channel_sums(dBias, dy + b * outputCount, outChannels, geometry.pixels)
     }
-    gradientsReady(weightOffset..<(weightOffset + outChannels * patch + outChannels))
+    profile?.lap(.elementwise)
+    if let columns {
+      columns.backward(
+        x: x, dy: UnsafePointer(dy), dx: dx, batch: batch, weight: weight, weightGradient: weightGradient,
+        layer: index)
+    } else {
+      winograd!.backward(
+        x: x, dy: UnsafePointer(dy), dx: dx, batch: batch, weight: weight, weightGradient: weightGradient,
+        layer: index)
+    }
+    gradientsReady(weightOffset..<(weightOffset + outChannels * geometry.patch + outChannels))
     profile?.lap(.communication)
   }
+
+  /// The GEMMs a step over `batch` samples makes in the im2col formulation, with their calls: what
+  /// `ddp-train bench` counts as the convolution's arithmetic, whichever method runs.
+  public func columnFormulation(batch: Int, inputGradient: Bool) -> [StepProfile.GEMMSite] {
+    let (out, patch, pixels) = (outChannels, geometry.patch, geometry.pixels)
+    var sites = [
+      StepProfile.GEMMSite(
+        name: "\(index).fwd", transposeA: false, transposeB: false, m: out, n: pixels, k: patch, calls: batch),
+      StepProfile.GEMMSite(
+        name: "\(index).dW", transposeA: false, transposeB: true, m: out, n: patch, k: pixels, calls: batch),
+    ]
+    if inputGradient {
+      sites.append(
+        StepProfile.GEMMSite(
+          name: "\(index).dx", transposeA: true, transposeB: false, m: patch, n: pixels, k: out, calls: batch))
+    }
+    return sites
+  }
+}
+
+/// A convolution's sizes, as both methods need them.
+struct ConvolutionGeometry {
+  let inChannels: Int
+  let height: Int
+  let width: Int
+  let outChannels: Int
+  let kernel: Int
+  let stride: Int
+  let padding: Int
+  let outHeight: Int
+  let outWidth: Int
+  /// in·k·k: the im2col GEMM's inner dimension.
+  var patch: Int { inChannels * kernel * kernel }
+  /// oh·ow.
+  var pixels: Int { outHeight * outWidth }
+  /// Elements of one input and one output sample.
+  var inputCount: Int { inChannels * height * width }
+  var outputCount: Int { outChannels * pixels }
 }

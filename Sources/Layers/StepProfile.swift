@@ -71,9 +71,10 @@ public final class StepProfile {
     var k: Int
   }
 
-  /// Charges the time since the last checkpoint to the GEMM phase and to its call site (layer, kind, shape).
+  /// Charges the time since the last checkpoint to the GEMM phase and to its call site (layer, kind, shape), for
+  /// `calls` calls of that shape timed together.
   func lapGEMM(
-    layer: Int, _ kind: GEMMKind, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int
+    layer: Int, _ kind: GEMMKind, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, calls: Int = 1
   ) {
     let now = DispatchTime.now().uptimeNanoseconds
     let elapsed = Double(now &- last) * 1e-9
@@ -91,7 +92,7 @@ public final class StepProfile {
       index = sites.count - 1
       siteIndex[key] = index
     }
-    sites[index].calls += 1
+    sites[index].calls += calls
     sites[index].seconds += elapsed
   }
 

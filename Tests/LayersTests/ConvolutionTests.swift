@@ -15,15 +15,22 @@ struct ConvCase: CustomTestStringConvertible, Sendable {
   var stride: Int
   var padding: Int
   var batch: Int
+  /// nil: the layer's default.
+  var method: Conv2d.Method? = nil
+  /// Winograd's tiles per chunk (small ones make several chunks of a small batch).
+  var tilesPerChunk = WinogradConvolution.defaultTilesPerChunk
 
   var testDescription: String {
     "\(channels)x\(height)x\(width) → \(outChannels) k\(kernel) s\(stride) p\(padding), batch \(batch)"
+      + (method.map { ", \($0)" } ?? "")
+      + (tilesPerChunk == WinogradConvolution.defaultTilesPerChunk
+        ? "" : ", \(tilesPerChunk) tiles per chunk")
   }
 
   func makeLayer() -> Conv2d {
     Conv2d(
       inputShape: [channels, height, width], outChannels: outChannels, kernel: kernel, stride: stride,
-      padding: padding)
+      padding: padding, method: method, winogradTilesPerChunk: tilesPerChunk)
   }
 
   var outHeight: Int { Reference.outputSide(height, kernel: kernel, stride: stride, padding: padding) }
@@ -41,18 +48,42 @@ struct ConvCase: CustomTestStringConvertible, Sendable {
 }
 
 @Suite struct Conv2dTests {
-  static let forwardCases = [
-    ConvCase(channels: 1, outChannels: 1, height: 4, width: 4, kernel: 1, stride: 1, padding: 0, batch: 2),
-    ConvCase(channels: 3, outChannels: 2, height: 5, width: 7, kernel: 1, stride: 2, padding: 0, batch: 3),
-    ConvCase(channels: 2, outChannels: 3, height: 5, width: 7, kernel: 3, stride: 1, padding: 1, batch: 2),
-    ConvCase(channels: 2, outChannels: 4, height: 5, width: 7, kernel: 3, stride: 2, padding: 1, batch: 3),
-    ConvCase(channels: 3, outChannels: 2, height: 6, width: 9, kernel: 3, stride: 2, padding: 0, batch: 2),
-    ConvCase(channels: 2, outChannels: 3, height: 7, width: 5, kernel: 5, stride: 1, padding: 2, batch: 2),
-    ConvCase(channels: 1, outChannels: 2, height: 9, width: 8, kernel: 5, stride: 2, padding: 2, batch: 3),
-    ConvCase(channels: 3, outChannels: 3, height: 5, width: 5, kernel: 5, stride: 1, padding: 0, batch: 2),
-    ConvCase(channels: 2, outChannels: 2, height: 6, width: 5, kernel: 3, stride: 3, padding: 2, batch: 2),
-    ConvCase(channels: 2, outChannels: 2, height: 3, width: 4, kernel: 5, stride: 1, padding: 2, batch: 1),
-    ConvCase(channels: 4, outChannels: 5, height: 10, width: 12, kernel: 3, stride: 1, padding: 1, batch: 2),
+  static let forwardCases =
+    [
+      ConvCase(channels: 1, outChannels: 1, height: 4, width: 4, kernel: 1, stride: 1, padding: 0, batch: 2),
+      ConvCase(channels: 3, outChannels: 2, height: 5, width: 7, kernel: 1, stride: 2, padding: 0, batch: 3),
+      ConvCase(channels: 2, outChannels: 3, height: 5, width: 7, kernel: 3, stride: 1, padding: 1, batch: 2),
+      ConvCase(channels: 2, outChannels: 4, height: 5, width: 7, kernel: 3, stride: 2, padding: 1, batch: 3),
+      ConvCase(channels: 3, outChannels: 2, height: 6, width: 9, kernel: 3, stride: 2, padding: 0, batch: 2),
+      ConvCase(channels: 2, outChannels: 3, height: 7, width: 5, kernel: 5, stride: 1, padding: 2, batch: 2),
+      ConvCase(channels: 1, outChannels: 2, height: 9, width: 8, kernel: 5, stride: 2, padding: 2, batch: 3),
+      ConvCase(channels: 3, outChannels: 3, height: 5, width: 5, kernel: 5, stride: 1, padding: 0, batch: 2),
+      ConvCase(channels: 2, outChannels: 2, height: 6, width: 5, kernel: 3, stride: 3, padding: 2, batch: 2),
+      ConvCase(channels: 2, outChannels: 2, height: 3, width: 4, kernel: 5, stride: 1, padding: 2, batch: 1),
+      ConvCase(channels: 4, outChannels: 5, height: 10, width: 12, kernel: 3, stride: 1, padding: 1, batch: 2),
+    ] + winogradCases
+
+  /// Winograd F(2×2, 3×3) at every padding, even and odd output sides (a last tile half outside), one channel
+  /// and many, one chunk and several (the last one short), against the same direct reference.
+  static let winogradCases = [
+    ConvCase(
+      channels: 1, outChannels: 2, height: 4, width: 4, kernel: 3, stride: 1, padding: 0, batch: 1,
+      method: .winograd),
+    ConvCase(
+      channels: 3, outChannels: 4, height: 7, width: 9, kernel: 3, stride: 1, padding: 1, batch: 3,
+      method: .winograd),
+    ConvCase(
+      channels: 2, outChannels: 3, height: 6, width: 5, kernel: 3, stride: 1, padding: 2, batch: 2,
+      method: .winograd),
+    ConvCase(
+      channels: 5, outChannels: 3, height: 9, width: 6, kernel: 3, stride: 1, padding: 0, batch: 5,
+      method: .winograd, tilesPerChunk: 20),
+    ConvCase(
+      channels: 8, outChannels: 6, height: 14, width: 14, kernel: 3, stride: 1, padding: 1, batch: 7,
+      method: .winograd, tilesPerChunk: 100),
+    ConvCase(
+      channels: 2, outChannels: 2, height: 3, width: 3, kernel: 3, stride: 1, padding: 1, batch: 4,
+      method: .winograd, tilesPerChunk: 1),
   ]
 
   @Test(arguments: forwardCases)
@@ -66,7 +97,7 @@ struct ConvCase: CustomTestStringConvertible, Sendable {
     #expect(harness.guardsIntact)
   }
 
-  @Test(arguments: [forwardCases[3], forwardCases[6]])
+  @Test(arguments: [forwardCases[3], forwardCases[6], winogradCases[1], winogradCases[3]])
   func appliesReLUGivesRectifiedConvolution(_ c: ConvCase) {
     let conv = c.makeLayer()
     conv.appliesReLU = true
@@ -90,15 +121,54 @@ struct ConvCase: CustomTestStringConvertible, Sendable {
     #expect(Conv2d.outputSide(input: 3, kernel: 5, stride: 1, padding: 1) == 1)
   }
 
+  /// At the CNN's second convolution's size (32 → 64 channels on 14×14, padding 1), over three chunks: Winograd's
+  /// forward and backward against the im2col method's (each checked against the direct sum above), relative to the
+  /// largest magnitude.
+  @Test func winogradMatchesColumnsAtTheCNNsSize() {
+    func run(_ method: Conv2d.Method) -> (y: [Float], gradients: [Float], dx: [Float]) {
+      let c = ConvCase(
+        channels: 32, outChannels: 64, height: 14, width: 14, kernel: 3, stride: 1, padding: 1, batch: 5,
+        method: method, tilesPerChunk: 100)
+      let harness = LayerHarness(c.makeLayer(), seed: 120)
+      let x = Reference.randomFloats(c.inputCount, seed: 121)
+      let y = harness.forward(x, batch: c.batch)
+      let dy = Reference.randomFloats(y.count, seed: 122)
+      let (dx, _) = harness.backward(x: x, y: y, dy: dy, batch: c.batch)
+      return (y, harness.gradientValues, dx!)
+    }
+    let (winograd, columns) = (run(.winograd), run(.columns))
+    for (name, a, b) in [
+      ("y", winograd.y, columns.y), ("dW and db", winograd.gradients, columns.gradients),
+      ("dx", winograd.dx, columns.dx),
+    ] {
+      let scale = Double(b.map(abs).max()!)
+      let worst = zip(a, b).map { Double(abs($0 - $1)) }.max()!
+      #expect(worst <= 1e-5 * scale, "\(name): largest difference \(worst) against magnitude \(scale)")
+    }
+  }
+
+  /// The default CNN: its first convolution (one channel) by columns, its second (32 channels) by Winograd; a
+  /// stride or another kernel size always by columns.
+  @Test func methodChoice() throws {
+    let spec = try ModelSpec(parsing: "cnn", sampleShape: [1, 28, 28], classCount: 10)
+    let convolutions = Sequential(spec: spec, maxBatch: 2).layers.compactMap { $0 as? Conv2d }
+    #expect(convolutions.map(\.method) == [.columns, .winograd])
+    #expect(Conv2d.defaultMethod(inChannels: 8, kernel: 3, stride: 1) == .winograd)
+    #expect(Conv2d.defaultMethod(inChannels: 7, kernel: 3, stride: 1) == .columns)
+    #expect(Conv2d.defaultMethod(inChannels: 64, kernel: 3, stride: 2) == .columns)
+    #expect(Conv2d.defaultMethod(inChannels: 64, kernel: 5, stride: 1) == .columns)
+  }
+
   /// L = Σ r ⊙ conv(x): the backward's dW, db (added to what was there) and dx (overwritten) against central
   /// differences of the Double reference.
-  @Test(arguments: [
-    ConvCase(channels: 2, outChannels: 3, height: 5, width: 7, kernel: 3, stride: 2, padding: 1, batch: 2),
-    ConvCase(channels: 3, outChannels: 2, height: 6, width: 6, kernel: 5, stride: 1, padding: 2, batch: 2),
-    ConvCase(channels: 1, outChannels: 2, height: 7, width: 5, kernel: 2, stride: 3, padding: 1, batch: 3),
-    ConvCase(channels: 2, outChannels: 2, height: 4, width: 4, kernel: 1, stride: 1, padding: 0, batch: 2),
-    ConvCase(channels: 2, outChannels: 3, height: 6, width: 5, kernel: 3, stride: 2, padding: 2, batch: 2),
-  ])
+  @Test(
+    arguments: [
+      ConvCase(channels: 2, outChannels: 3, height: 5, width: 7, kernel: 3, stride: 2, padding: 1, batch: 2),
+      ConvCase(channels: 3, outChannels: 2, height: 6, width: 6, kernel: 5, stride: 1, padding: 2, batch: 2),
+      ConvCase(channels: 1, outChannels: 2, height: 7, width: 5, kernel: 2, stride: 3, padding: 1, batch: 3),
+      ConvCase(channels: 2, outChannels: 2, height: 4, width: 4, kernel: 1, stride: 1, padding: 0, batch: 2),
+      ConvCase(channels: 2, outChannels: 3, height: 6, width: 5, kernel: 3, stride: 2, padding: 2, batch: 2),
+    ] + winogradCases.filter { $0.inputCount <= 2000 })
   func backwardMatchesFiniteDifferences(_ c: ConvCase) {
     let harness = LayerHarness(c.makeLayer(), offset: 3, seed: 70)
     let x = Reference.randomFloats(c.inputCount, seed: 71)

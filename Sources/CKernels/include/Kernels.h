@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "Compression.h"
+#include "Winograd.h"
 
 /// torch.optim.SGD (dampening 0) with momentum μ > 0 over n elements:
 ///   d = g + wd·w;  v = μ·v + d;  w = w − lr·(nesterov ? d + μ·v : v)
