@@ -40,6 +40,10 @@ public final class WinogradConvolution {
   /// [16][out][chunk tiles]: M, then dM in the backward.
   private let outputTiles: FloatBuffer
   private let planeScratch: FloatBuffer
+  /// Floats from one ξ to the next in `inputTiles` and `outputTiles` (for the longest rows; shorter rows of a last,
+  /// smaller chunk are packed closer, by the same rule).
+  private let inputPlane: Int
+  private let outputPlane: Int
 
   init(_ shape: ConvolutionGeometry, tilesPerChunk: Int) {
     precondition(shape.kernel == 3 && shape.stride == 1 && tilesPerChunk >= 1)
@@ -48,12 +52,14 @@ public final class WinogradConvolution {
     tilesX = (shape.outWidth + 1) / 2
     tilesPerSample = tilesY * tilesX
     samplesPerChunk = max(1, tilesPerChunk / tilesPerSample)
-    let chunkTiles = samplesPerChunk * tilesPerSample
+    let chunkTiles = Self.rowLength(tiles: samplesPerChunk * tilesPerSample)
+    inputPlane = ddp_winograd_plane_stride(shape.inChannels, chunkTiles)
+    outputPlane = ddp_winograd_plane_stride(shape.outChannels, chunkTiles)
     transformedWeights = FloatBuffer(count: 16 * shape.outChannels * shape.inChannels)
     transformedWeightGradient = FloatBuffer(count: 16 * shape.outChannels * shape.inChannels)
-    inputTiles = FloatBuffer(count: 16 * shape.inChannels * chunkTiles)
-    outputTiles = FloatBuffer(count: 16 * shape.outChannels * chunkTiles)
-    planeScratch = FloatBuffer(count: max(8 * (2 * tilesX + 2), (2 * tilesY + 2) * (2 * tilesX + 2)))
+    inputTiles = FloatBuffer(count: 16 * inputPlane)
+    outputTiles = FloatBuffer(count: 16 * outputPlane)
+    planeScratch = FloatBuffer(count: ddp_winograd_scratch_floats(tilesY, tilesX))
   }
 
   var scratchCount: Int {
@@ -61,12 +67,15 @@ public final class WinogradConvolution {
       + planeScratch.count
   }
 
-  /// V [16][in][n] for samples first..<first+count of x, n = count·T.
-  private func transformInputs(_ x: UnsafePointer<Float>, first: Int, count: Int) {
-    let n = count * tilesPerSample
+  /// The row length (`ld`) of the transformed matrices for n tiles: room for the transforms' last vector past the
+  /// last tile (Winograd.h), rounded up to whole cache lines.
+  static func rowLength(tiles n: Int) -> Int { (n + 7 + 15) / 16 * 16 }
+
+  /// V [16][in][n] (rows `ld` apart) for samples first..<first+count of x, n = count·T.
+  private func transformInputs(_ x: UnsafePointer<Float>, first: Int, count: Int, ld: Int) {
     for s in 0..<count {
       ddp_winograd_transform_input(
-        inputTiles.pointer + s * tilesPerSample, n, x + (first + s) * shape.inputCount, shape.inChannels,
+        inputTiles.pointer + s * tilesPerSample, ld, x + (first + s) * shape.inputCount, shape.inChannels,
         shape.height, shape.width, shape.padding, tilesY, tilesX, planeScratch.pointer)
     }
   }
@@ -85,18 +94,20 @@ public final class WinogradConvolution {
     for first in chunks(batch) {
       let count = min(samplesPerChunk, batch - first)
       let n = count * tilesPerSample
-      transformInputs(x, first: first, count: count)
+      let ld = Self.rowLength(tiles: n)
+      let (inPlane, outPlane) = (ddp_winograd_plane_stride(inC, ld), ddp_winograd_plane_stride(outC, ld))
+      transformInputs(x, first: first, count: count, ld: ld)
       profile?.lap(.elementwise)
       for xi in 0..<16 {
         // M_ξ [out, n] = U_ξ [out, in] · V_ξ [in, n]
         BLAS.sgemm(
           .none, .none, m: outC, n: n, k: inC, alpha: 1, a: transformedWeights.pointer + xi * outC * inC, lda: inC,
-          b: inputTiles.pointer + xi * inC * n, ldb: n, beta: 0, c: outputTiles.pointer + xi * outC * n, ldc: n)
+          b: inputTiles.pointer + xi * inPlane, ldb: ld, beta: 0, c: outputTiles.pointer + xi * outPlane, ldc: ld)
       }
       profile?.lapGEMM(layer: layer, .forward, transposeA: false, transposeB: false, m: outC, n: n, k: inC, calls: 16)
       for s in 0..<count {
         ddp_winograd_transform_output(
-          y + (first + s) * shape.outputCount, outputTiles.pointer + s * tilesPerSample, n, bias, outC,
+          y + (first + s) * shape.outputCount, outputTiles.pointer + s * tilesPerSample, ld, bias, outC,
           shape.outHeight, shape.outWidth, tilesY, tilesX, relu)
       }
       profile?.lap(.elementwise)
@@ -115,18 +126,20 @@ public final class WinogradConvolution {
     for first in chunks(batch) {
       let count = min(samplesPerChunk, batch - first)
       let n = count * tilesPerSample
-      transformInputs(x, first: first, count: count)
+      let ld = Self.rowLength(tiles: n)
+      let (inPlane, outPlane) = (ddp_winograd_plane_stride(inC, ld), ddp_winograd_plane_stride(outC, ld))
+      transformInputs(x, first: first, count: count, ld: ld)
       for s in 0..<count {
         ddp_winograd_transform_output_gradient(
-          outputTiles.pointer + s * tilesPerSample, n, dy + (first + s) * shape.outputCount, outC,
-          shape.outHeight, shape.outWidth, tilesY, tilesX)
+          outputTiles.pointer + s * tilesPerSample, ld, dy + (first + s) * shape.outputCount, outC,
+          shape.outHeight, shape.outWidth, tilesY, tilesX, planeScratch.pointer)
       }
       profile?.lap(.elementwise)
       for xi in 0..<16 {
         // dU_ξ [out, in] (+)= dM_ξ [out, n] · V_ξᵀ [n, in]
         BLAS.sgemm(
-          .none, .transpose, m: outC, n: inC, k: n, alpha: 1, a: outputTiles.pointer + xi * outC * n, lda: n,
-          b: inputTiles.pointer + xi * inC * n, ldb: n, beta: first == 0 ? 0 : 1,
+          .none, .transpose, m: outC, n: inC, k: n, alpha: 1, a: outputTiles.pointer + xi * outPlane, lda: ld,
+          b: inputTiles.pointer + xi * inPlane, ldb: ld, beta: first == 0 ? 0 : 1,
           c: transformedWeightGradient.pointer + xi * outC * inC, ldc: inC)
       }
       profile?.lapGEMM(
@@ -136,14 +149,14 @@ public final class WinogradConvolution {
         // dV_ξ [in, n] = U_ξᵀ [in, out] · dM_ξ [out, n], over V_ξ (no longer needed)
         BLAS.sgemm(
           .transpose, .none, m: inC, n: n, k: outC, alpha: 1, a: transformedWeights.pointer + xi * outC * inC,
-          lda: inC, b: outputTiles.pointer + xi * outC * n, ldb: n, beta: 0, c: inputTiles.pointer + xi * inC * n,
-          ldc: n)
+          lda: inC, b: outputTiles.pointer + xi * outPlane, ldb: ld, beta: 0, c: inputTiles.pointer + xi * inPlane,
+          ldc: ld)
       }
       profile?.lapGEMM(
         layer: layer, .inputGradient, transposeA: true, transposeB: false, m: inC, n: n, k: outC, calls: 16)
       for s in 0..<count {
         ddp_winograd_transform_input_gradient(
-          dx + (first + s) * shape.inputCount, inputTiles.pointer + s * tilesPerSample, n, inC, shape.height,
+          dx + (first + s) * shape.inputCount, inputTiles.pointer + s * tilesPerSample, ld, inC, shape.height,
           shape.width, shape.padding, tilesY, tilesX, planeScratch.pointer)
       }
       profile?.lap(.elementwise)

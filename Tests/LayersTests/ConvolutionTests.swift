@@ -84,6 +84,13 @@ struct ConvCase: CustomTestStringConvertible, Sendable {
     ConvCase(
       channels: 2, outChannels: 2, height: 3, width: 3, kernel: 3, stride: 1, padding: 1, batch: 4,
       method: .winograd, tilesPerChunk: 1),
+    // Rows of more than eight tiles (the transforms' vectors): 10 and 9 (the last half outside).
+    ConvCase(
+      channels: 2, outChannels: 3, height: 5, width: 20, kernel: 3, stride: 1, padding: 1, batch: 3,
+      method: .winograd, tilesPerChunk: 30),
+    ConvCase(
+      channels: 3, outChannels: 2, height: 4, width: 19, kernel: 3, stride: 1, padding: 0, batch: 2,
+      method: .winograd),
   ]
 
   @Test(arguments: forwardCases)

@@ -1,5 +1,6 @@
 import Layers
 import Tensors
+import Testing
 
 /// A layer on its own, bound to buffers of this harness: its parameters and gradients start at `offset` in
 /// buffers with `offset` elements before them and `guardCount` after, so that writes outside the layer's own
@@ -58,11 +59,22 @@ final class LayerHarness {
   /// y for `batch` samples (a buffer of NaNs beforehand, so that anything not written shows).
   func forward(_ x: [Float], batch: Int) -> [Float] {
     precondition(x.count == batch * layer.inputCount)
-    var y = [Float](repeating: .nan, count: batch * layer.outputCount)
+    let count = batch * layer.outputCount
+    var y = [Float](repeating: .nan, count: count) + [Float](repeating: Self.guardValue, count: Self.trailingGuard)
     x.withUnsafeBufferPointer { xs in
       y.withUnsafeMutableBufferPointer { ys in layer.forward(xs.baseAddress!, into: ys.baseAddress!, batch: batch) }
     }
-    return y
+    Self.checkTrailingGuard(y, count: count, "forward's y")
+    return Array(y[..<count])
+  }
+
+  /// Elements after an output buffer that a layer must leave alone (more than a 16-float vector).
+  static let trailingGuard = 40
+
+  static func checkTrailingGuard(_ buffer: [Float], count: Int, _ what: String) {
+    if buffer[count...].contains(where: { $0 != guardValue }) {
+      Issue.record("the layer wrote past the end of the \(what)")
+    }
   }
 
   /// The backward for dy; dx (NaNs beforehand) when `wantsInputGradient`, and the ranges reported.
@@ -71,7 +83,8 @@ final class LayerHarness {
   ) -> (dx: [Float]?, ranges: [Range<Int>]) {
     precondition(dy.count == batch * layer.outputCount && y.count == dy.count)
     var dyCopy = dy
-    var dx = [Float](repeating: .nan, count: batch * layer.inputCount)
+    let count = batch * layer.inputCount
+    var dx = [Float](repeating: .nan, count: count) + [Float](repeating: Self.guardValue, count: Self.trailingGuard)
     var ranges: [Range<Int>] = []
     x.withUnsafeBufferPointer { xs in
       y.withUnsafeBufferPointer { ys in
@@ -85,7 +98,8 @@ final class LayerHarness {
         }
       }
     }
-    return (wantsInputGradient ? dx : nil, ranges)
+    Self.checkTrailingGuard(dx, count: count, "backward's dx")
+    return (wantsInputGradient ? Array(dx[..<count]) : nil, ranges)
   }
 }
 
