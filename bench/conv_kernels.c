@@ -20,7 +20,7 @@ int main(){
   t=now(); for(int r=0;r<R;r++) ddp_col2im(x+(r%64)*32*196,cols,32,14,14,3,1,1,14,14); printf("col2im conv2 %.1f us\n",(now()-t)/R*1e6);
   t=now(); for(int r=0;r<R;r++) ddp_im2col(cols,y+(r%64)*784,1,28,28,3,1,1,28,28); printf("im2col conv1 %.1f us\n",(now()-t)/R*1e6);
   t=now(); for(int r=0;r<R;r++) ddp_max_pool(x+(r%64)*6272,am,y+(r%64)*25088,32,28,28,2,2,14,14); printf("pool1 %.1f us\n",(now()-t)/R*1e6);
-  t=now(); for(int r=0;r<R;r++) ddp_max_pool_backward(y+(r%64)*25088,x+(r%64)*6272,am,32,28,28,2,2,14,14); printf("pool1 bwd %.1f us\n",(now()-t)/R*1e6);
+  t=now(); for(int r=0;r<R;r++) ddp_max_pool_backward(y+(r%64)*25088,x+(r%64)*6272,am,NULL,32,28,28,2,2,14,14); printf("pool1 bwd %.1f us\n",(now()-t)/R*1e6);
   t=now(); for(int r=0;r<R;r++) ddp_add_channel_bias(y+(r%64)*25088,b,32,784,1); printf("bias relu conv1 %.1f us\n",(now()-t)/R*1e6);
   t=now(); for(int r=0;r<R;r++) ddp_accumulate_channel_sums(b,y+(r%64)*25088,32,784); printf("chansum conv1 %.1f us\n",(now()-t)/R*1e6);
   float *v=calloc(16*(32*496+16),4), *m=calloc(16*(64*496+16),4), *scratch=calloc(1000,4), *dy=calloc(64*64*196,4);

@@ -22,14 +22,12 @@ public struct Prediction: Equatable, Sendable {
 
 /// Runs a model over test samples and ranks its classes for each.
 public enum Predictor {
-  /// How many samples one forward takes (the model must have been made with at least this `maxBatch`): the
-  /// evaluation's batch, so one model serves `eval`'s loss and its predictions.
-  public static let batch = Trainer.evaluationBatch
-
   /// The prediction for each of `indices` (each in 0..<dataset.count), in that order.
   /// The softmax is computed in Double from the Float logits: p_k = exp(z_k − max z) / Σ_j exp(z_j − max z).
   public static func predict(model: Sequential, dataset: Dataset, indices: [Int]) -> [Prediction] {
     let classes = model.spec.classCount
+    // As many samples per forward as the model holds (`SavedModel` makes it for the spec's evaluation batch).
+    let batch = model.maxBatch
     let assembler = BatchAssembler(featureCount: dataset.featureCount, maxBatch: batch)
     var predictions: [Prediction] = []
     predictions.reserveCapacity(indices.count)

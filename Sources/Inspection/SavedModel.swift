@@ -17,7 +17,7 @@ public struct SavedModel {
   /// Reads `checkpoint` (a step folder, or a checkpoint directory whose newest complete checkpoint is used) and
   /// loads its dataset, or `dataset` / `dataDirectory` instead. Every problem is an input error (exit 2).
   public static func load(
-    checkpoint: String, dataset: DatasetKind?, dataDirectory: String?, maxBatch: Int = Predictor.batch
+    checkpoint: String, dataset: DatasetKind?, dataDirectory: String?, maxBatch: Int? = nil
   ) throws -> SavedModel {
     let location = try locate(checkpoint)
     let directory = CheckpointDirectory(path: (location.path as NSString).deletingLastPathComponent)
@@ -36,7 +36,7 @@ public struct SavedModel {
     if let dataDirectory { configuration.dataDirectory = dataDirectory }
     let data = try DatasetLoader.load(
       configuration.dataset, directory: configuration.dataDirectory, synthetic: configuration.synthetic)
-    let model = Sequential(spec: state.model, maxBatch: maxBatch)
+    let model = Sequential(spec: state.model, maxBatch: maxBatch ?? state.model.evaluationBatch)
     let modelPath = location.path + "/" + CheckpointDirectory.modelFile
     let tensors = try SafeTensors.decode(directory.read(CheckpointDirectory.modelFile, of: location), path: modelPath)
     let flat = try Trainer.flatten(tensors.tensors, into: model, path: modelPath)

@@ -290,6 +290,16 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
   /// The shape each layer receives: inputShape, then every layer's output but the last.
   public var inputShapes: [[Int]] { [inputShape] + outputShapes.dropLast() }
 
+  /// Samples per forward pass when only evaluating (test loss, `eval`, `predict`): 500, or fewer where the
+  /// activations of 500 samples would pass 2²¹ floats (8 MB), at least 1. The activations are held for the
+  /// model's largest batch, so this bounds a rank's memory: for the default CNN (~47,000 floats of activations per
+  /// sample) 500 samples took 94 MB, with its pooling's argmax 19 MB more. The MLP keeps 500. A sample's logits
+  /// do not depend on the batch it is evaluated in.
+  public var evaluationBatch: Int {
+    let activations = outputShapes.reduce(0) { $0 + $1.reduce(1, *) }
+    return max(1, min(500, (1 << 21) / max(activations, 1)))
+  }
+
   /// Σ over Linear and Conv2d layers of weight and bias sizes.
   public var parameterCount: Int {
     zip(layers, inputShapes).reduce(0) { total, pair in
@@ -303,7 +313,8 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
 
   /// The network as a Python expression over `torch.nn` (the checkpoint metadata).
   public var torchExpression: String {
-    "torch.nn.Sequential(" + Sequential.makeLayers(self, maxBatch: 1).map(\.torchExpression).joined(separator: ", ")
+    "torch.nn.Sequential("
+      + Sequential.makeLayers(self, maxBatch: 1, maxTrainingBatch: 0).map(\.torchExpression).joined(separator: ", ")
       + ")"
   }
 }

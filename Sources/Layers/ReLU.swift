@@ -3,11 +3,14 @@ import Tensors
 /// nn.ReLU: y = max(x, 0), elementwise, in place over its input (any shape).
 ///
 /// After a Linear or Conv2d the rectifier is applied by that layer in its bias pass (`Sequential` arranges it), and
-/// this layer's forward has nothing left to do; its backward masks the gradient in place either way.
+/// this layer's forward has nothing left to do; before a MaxPool2d, the pooling's backward applies the mask, and this
+/// layer's backward has nothing left to do. Otherwise its backward masks the gradient in place.
 public final class ReLU: Layer {
   public let inputShape: [Int]
   /// False when the layer before applies the rectifier itself.
   var appliesForward = true
+  /// False when the MaxPool2d after applies the backward's mask itself (`MaxPool2d.rectifiesInputGradient`).
+  var appliesBackward = true
 
   public init(inputShape: [Int]) { self.inputShape = inputShape }
 
@@ -31,7 +34,7 @@ public final class ReLU: Layer {
     x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafeMutablePointer<Float>,
     dx: UnsafeMutablePointer<Float>?, batch: Int, rangeElements: Int, gradientsReady: (Range<Int>) -> Void
   ) {
-    guard let dx else { return }
+    guard let dx, appliesBackward else { return }
     Self.backward(y: y, dy: dy, dx: dx, count: batch * inputCount)
     StepProfile.current?.lap(.elementwise)
   }

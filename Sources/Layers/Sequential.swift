@@ -39,14 +39,16 @@ public final class Sequential {
   private let needsInputGradient: [Bool]
 
   /// The layers `spec` describes, built for its shapes.
-  static func makeLayers(_ spec: ModelSpec, maxBatch: Int) -> [Layer] {
+  static func makeLayers(_ spec: ModelSpec, maxBatch: Int, maxTrainingBatch: Int) -> [Layer] {
     zip(spec.layers, spec.inputShapes).map { layer, shape -> Layer in
       switch layer {
       case .linear(let out): return Linear(inputShape: shape, outFeatures: out)
       case .relu: return ReLU(inputShape: shape)
       case .flatten: return Flatten(inputShape: shape)
       case .conv2d(let out, let kernel, let stride, let padding):
-        return Conv2d(inputShape: shape, outChannels: out, kernel: kernel, stride: stride, padding: padding)
+        return Conv2d(
+          inputShape: shape, outChannels: out, kernel: kernel, stride: stride, padding: padding,
+          maxTrainingBatch: maxTrainingBatch)
       case .maxPool2d(let kernel, let stride):
         return MaxPool2d(inputShape: shape, kernel: kernel, stride: stride, maxBatch: maxBatch)
       }
@@ -64,7 +66,7 @@ public final class Sequential {
     self.spec = spec
     self.maxBatch = maxBatch
     self.maxTrainingBatch = maxTrainingBatch
-    let layers = Self.makeLayers(spec, maxBatch: maxBatch)
+    let layers = Self.makeLayers(spec, maxBatch: maxBatch, maxTrainingBatch: maxTrainingBatch)
     self.layers = layers
 
     var views: [ParameterView] = []
@@ -138,6 +140,16 @@ public final class Sequential {
         continue
       }
       relu.appliesForward = false
+    }
+    // A ReLU working in place right before a MaxPool2d leaves its backward's mask to the pooling's: the pooling
+    // sends each gradient to its window's maximum only where that maximum (the ReLU's output) is > 0, which is what
+    // the ReLU's mask would then keep, bit for bit. One pass over the pooling's input gradient fewer.
+    for index in layers.indices.dropLast() {
+      guard let relu = layers[index] as? ReLU, let pool = layers[index + 1] as? MaxPool2d,
+        inputSlot[index] == outputSlot[index]
+      else { continue }
+      pool.rectifiesInputGradient = true
+      relu.appliesBackward = false
     }
   }
 

@@ -25,7 +25,7 @@ struct PredictionsTests {
   static let labels: [UInt8] = [0, 1, 1, 0, 2]  // samples 2 and 4 are wrong
 
   static func fixture() -> (Sequential, Dataset) {
-    let model = Sequential(spec: ModelSpec(layerSizes: [4, 3]), maxBatch: Predictor.batch)
+    let model = Sequential(spec: ModelSpec(layerSizes: [4, 3]), maxBatch: 500)
     model.parameters.copy(from: weights + bias)
     let dataset = Dataset(
       count: pixels.count, featureCount: 4, classCount: 3, pixels: pixels.flatMap { $0 }, labels: labels)
@@ -105,7 +105,7 @@ struct PredictionsTests {
 
   @Test("a tie keeps the lower label first, as the training's argmax does")
   func tiesKeepLabelOrder() {
-    let model = Sequential(spec: ModelSpec(layerSizes: [1, 3]), maxBatch: Predictor.batch)
+    let model = Sequential(spec: ModelSpec(layerSizes: [1, 3]), maxBatch: 500)
     model.parameters.copy(from: [0, 0, 0, 1, 1, 0])  // W = 0, b = (1, 1, 0): classes 0 and 1 tie
     let dataset = Dataset(count: 1, featureCount: 1, classCount: 3, pixels: [7], labels: [1])
     let prediction = Predictor.predict(model: model, dataset: dataset, indices: [0])[0]

@@ -3,9 +3,6 @@ import Datasets
 import Layers
 
 extension Trainer {
-  /// Test samples per forward pass when evaluating.
-  public static let evaluationBatch = 500
-
   /// Test loss and accuracy of the current parameters; the test set is split across ranks in contiguous
   /// chunks and the sums all-reduced, so every rank gets the same numbers. Collective.
   public func evaluate(_ dataset: Dataset) throws -> (loss: Double, accuracy: Double) {
@@ -17,12 +14,14 @@ extension Trainer {
   ) throws -> (loss: Double, accuracy: Double) {
     let lower = dataset.count * communicator.rank / communicator.size
     let upper = dataset.count * (communicator.rank + 1) / communicator.size
-    let assembler = BatchAssembler(featureCount: dataset.featureCount, maxBatch: evaluationBatch)
+    // As many samples per forward as the model holds (at least its spec's evaluation batch).
+    let batch = model.maxBatch
+    let assembler = BatchAssembler(featureCount: dataset.featureCount, maxBatch: batch)
     var sums = [0.0, 0.0]
     var start = lower
     while start < upper {
       watchdog?.beat(step: step, phase: .compute("evaluating the test set"))
-      let end = min(start + evaluationBatch, upper)
+      let end = min(start + batch, upper)
       assembler.assemble(from: dataset, range: start..<end)
       let result = model.evaluate(input: assembler.inputs, labels: assembler.labels, batch: end - start)
       sums[0] += result.lossSum

@@ -87,7 +87,7 @@ public final class Trainer {
       options: configuration.reductionOptions, communicator: communicator,
       count: plan.model.parameterCount + GradientTail.count, parameterCount: plan.model.parameterCount)
     model = Sequential(
-      spec: plan.model, maxBatch: max(plan.batchSize, Self.evaluationBatch), maxTrainingBatch: plan.batchSize,
+      spec: plan.model, maxBatch: max(plan.batchSize, plan.model.evaluationBatch), maxTrainingBatch: plan.batchSize,
       gradientStorage: reduction.gradients)
     updateRule = UpdateRule(configuration: configuration, model: model)
     checkpointing = Checkpointing(
