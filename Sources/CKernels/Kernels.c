@@ -233,8 +233,15 @@ static inline void takeIfLarger(float v, ptrdiff_t index, float *maximum, ptrdif
   *best = larger ? index : *best;
 }
 
+typedef float ddp_f8 __attribute__((ext_vector_type(8)));
+typedef int32_t ddp_i8 __attribute__((ext_vector_type(8)));
+typedef float ddp_f16 __attribute__((ext_vector_type(16)));
+
+DDP_CLONES
 void ddp_max_pool(float *restrict y, int32_t *restrict argmax, const float *restrict x, ptrdiff_t c, ptrdiff_t h,
                   ptrdiff_t w, ptrdiff_t k, ptrdiff_t stride, ptrdiff_t oh, ptrdiff_t ow) {
+  const float *xEnd = x + c * h * w;
+  const float *yEnd = y + c * oh * ow;
   for (ptrdiff_t ci = 0; ci < c; ci++) {
     const float *plane = x + ci * h * w;
     ptrdiff_t base = ci * h * w;
@@ -242,24 +249,42 @@ void ddp_max_pool(float *restrict y, int32_t *restrict argmax, const float *rest
       float *out = y + (ci * oh + oy) * ow;
       int32_t *where = argmax + (ci * oh + oy) * ow;
       ptrdiff_t top = oy * stride;
+      ptrdiff_t ox = 0;
       if (k == 2 && stride == 2) {
-        // The common 2×2 window, unrolled: the same comparisons in the same order as the general loop.
+        // The common 2×2 window, eight outputs at a time: the even and odd columns of both rows, compared in the
+        // general loop's order with its rule. A last vector may run past the row where what it reads and writes
+        // stays inside this sample and later rows write over it; else the rest goes through the scalar loop.
         const float *r0 = plane + top * w, *r1 = r0 + w;
-        // Built for the baseline only (SSE, 4 lanes): the AVX2 clone of this loop (strided loads, then selects)
-        // measured 2x slower, the scalar loop 4x.
-        for (ptrdiff_t ox = 0; ox < ow; ox++) {
-          ptrdiff_t left = 2 * ox;
-          float maximum = r0[left];
-          ptrdiff_t best = top * w + left;
-          takeIfLarger(r0[left + 1], top * w + left + 1, &maximum, &best);
-          takeIfLarger(r1[left], (top + 1) * w + left, &maximum, &best);
-          takeIfLarger(r1[left + 1], (top + 1) * w + left + 1, &maximum, &best);
-          out[ox] = maximum;
-          where[ox] = (int32_t)(base + best);
+        for (; ox < ow; ox += 8) {
+          if (r1 + 2 * ox + 16 > xEnd || out + ox + 8 > yEnd) break;
+          ddp_f8 a0, a1, b0, b1;
+          memcpy(&a0, r0 + 2 * ox, sizeof a0);
+          memcpy(&a1, r0 + 2 * ox + 8, sizeof a1);
+          memcpy(&b0, r1 + 2 * ox, sizeof b0);
+          memcpy(&b1, r1 + 2 * ox + 8, sizeof b1);
+          ddp_f8 topLeft = __builtin_shufflevector(a0, a1, 0, 2, 4, 6, 8, 10, 12, 14);
+          ddp_f8 topRight = __builtin_shufflevector(a0, a1, 1, 3, 5, 7, 9, 11, 13, 15);
+          ddp_f8 bottomLeft = __builtin_shufflevector(b0, b1, 0, 2, 4, 6, 8, 10, 12, 14);
+          ddp_f8 bottomRight = __builtin_shufflevector(b0, b1, 1, 3, 5, 7, 9, 11, 13, 15);
+          ddp_i8 lane = {0, 2, 4, 6, 8, 10, 12, 14};
+          ddp_i8 first = (int32_t)(base + top * w + 2 * ox) + lane;
+          ddp_f8 maximum = topLeft;
+          ddp_i8 best = first;
+          ddp_i8 larger = (topRight > maximum) | (topRight != topRight);
+          maximum = larger ? topRight : maximum;
+          best = larger ? first + 1 : best;
+          larger = (bottomLeft > maximum) | (bottomLeft != bottomLeft);
+          maximum = larger ? bottomLeft : maximum;
+          best = larger ? first + (int32_t)w : best;
+          larger = (bottomRight > maximum) | (bottomRight != bottomRight);
+          maximum = larger ? bottomRight : maximum;
+          best = larger ? first + (int32_t)w + 1 : best;
+          memcpy(out + ox, &maximum, sizeof maximum);
+          memcpy(where + ox, &best, sizeof best);
         }
-        continue;
+        if (ox >= ow) continue;
       }
-      for (ptrdiff_t ox = 0; ox < ow; ox++) {
+      for (; ox < ow; ox++) {
         ptrdiff_t left = ox * stride;
         float maximum = plane[top * w + left];
         ptrdiff_t best = top * w + left;
@@ -274,20 +299,65 @@ void ddp_max_pool(float *restrict y, int32_t *restrict argmax, const float *rest
   }
 }
 
+DDP_CLONES
 void ddp_max_pool_backward(float *restrict dx, const float *restrict dy, const int32_t *restrict argmax,
-                           const float *restrict x, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t k,
+                           const float *restrict y, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t k,
                            ptrdiff_t stride, ptrdiff_t oh, ptrdiff_t ow) {
-  // (A one-pass version for 2×2 windows, writing every element with a select, measured slower than this.)
-  (void)k;
-  (void)stride;
-  memset(dx, 0, (size_t)(c * h * w) * sizeof(float));
-  ptrdiff_t count = c * oh * ow;
-  if (x) {
-    for (ptrdiff_t i = 0; i < count; i++)
-      if (x[argmax[i]] > 0) dx[argmax[i]] += dy[i];
+  if (k == 2 && stride == 2 && h % 2 == 0 && w % 2 == 0) {
+    // 2×2 windows that tile the image: every element of dx is one window's, so each is written once, with its
+    // window's gradient where it is the argmax (and, when rectifying, the maximum is > 0) and 0 elsewhere. The
+    // same values as zeroing and scattering: 0 + dy, which the + 0 below reproduces for dy = −0 as well. Eight
+    // windows at a time; a last vector may run past its rows where later rows of this sample are written after it.
+    float *dxEnd = dx + c * h * w;
+    const int32_t *last = argmax + c * oh * ow;
+    for (ptrdiff_t ci = 0; ci < c; ci++) {
+      for (ptrdiff_t oy = 0; oy < oh; oy++) {
+        ptrdiff_t row = (ci * oh + oy) * ow;
+        float *top = dx + (ci * h + 2 * oy) * w, *bottom = top + w;
+        // The top row's vectors first, then the bottom row's: a top vector running past the row lands on the bottom
+        // row, written after it.
+        ptrdiff_t ox = 0;
+        for (int bottomRow = 0; bottomRow < 2; bottomRow++) {
+          float *out = bottomRow ? bottom : top;
+          int32_t offset = bottomRow ? (int32_t)w : 0;
+          for (ox = 0; ox < ow; ox += 8) {
+            if (bottom + 2 * ox + 16 > dxEnd || argmax + row + ox + 8 > last) break;
+            ddp_f8 gradient, maximum;
+            ddp_i8 where;
+            memcpy(&gradient, dy + row + ox, sizeof gradient);
+            memcpy(&where, argmax + row + ox, sizeof where);
+            ddp_i8 lane = {0, 2, 4, 6, 8, 10, 12, 14};
+            ddp_i8 left = (int32_t)(ci * h * w + 2 * oy * w + 2 * ox) + offset + lane;
+            ddp_f8 zero = 0;
+            ddp_i8 counts = lane >= 0;  // every lane
+            if (y) {
+              memcpy(&maximum, y + row + ox, sizeof maximum);
+              counts = maximum > zero;
+            }
+            ddp_f8 even = ((where == left) & counts) ? gradient : zero;
+            ddp_f8 odd = ((where == left + 1) & counts) ? gradient : zero;
+            ddp_f16 both = __builtin_shufflevector(even, odd, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+            both = both + 0.0f;
+            memcpy(out + 2 * ox, &both, sizeof both);
+          }
+        }
+        for (; ox < ow; ox++) {
+          ptrdiff_t i = row + ox;
+          ptrdiff_t local = 2 * ox;
+          top[local] = 0;
+          top[local + 1] = 0;
+          bottom[local] = 0;
+          bottom[local + 1] = 0;
+          if (!y || y[i] > 0) dx[argmax[i]] += dy[i];
+        }
+      }
+    }
     return;
   }
-  for (ptrdiff_t i = 0; i < count; i++) dx[argmax[i]] += dy[i];
+  memset(dx, 0, (size_t)(c * h * w) * sizeof(float));
+  ptrdiff_t count = c * oh * ow;
+  for (ptrdiff_t i = 0; i < count; i++)
+    if (!y || y[i] > 0) dx[argmax[i]] += dy[i];
 }
 
 // 16 floats (one cache line) with the alignment a float has, for unaligned loads from src.

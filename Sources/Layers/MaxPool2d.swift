@@ -14,7 +14,7 @@ public final class MaxPool2d: Layer {
   /// [maxBatch, outputCount]: index into the sample's input of each output's maximum.
   private let argmax: UnsafeMutablePointer<Int32>
   private let maxBatch: Int
-  /// dx[argmax] += dy only where x[argmax] > 0: the mask of a ReLU right before, applied here (set by `Sequential`,
+  /// dx[argmax] += dy only where the maximum (x[argmax] = y) is > 0: the mask of a ReLU right before, applied here (set by `Sequential`,
   /// which then skips the ReLU's backward).
   var rectifiesInputGradient = false
 
@@ -60,7 +60,7 @@ public final class MaxPool2d: Layer {
     for b in 0..<batch {
       ddp_max_pool_backward(
         dx + b * inputCount, dy + b * outputCount, argmax + b * outputCount,
-        rectifiesInputGradient ? x + b * inputCount : nil, inputShape[0], inputShape[1], inputShape[2], kernel,
+        rectifiesInputGradient ? y + b * outputCount : nil, inputShape[0], inputShape[1], inputShape[2], kernel,
         stride, outputShape[1], outputShape[2])
     }
     StepProfile.current?.lap(.elementwise)

@@ -250,7 +250,28 @@ struct PoolCase: CustomTestStringConvertible, Sendable {
     PoolCase(channels: 2, height: 9, width: 7, kernel: 3, stride: 3, batch: 2),
     PoolCase(channels: 3, height: 8, width: 8, kernel: 3, stride: 2, batch: 3),
     PoolCase(channels: 1, height: 5, width: 4, kernel: 4, stride: 1, batch: 1),
+    // 2×2 windows tiling the image with rows of more than eight windows (the vectors of both directions).
+    PoolCase(channels: 2, height: 6, width: 20, kernel: 2, stride: 2, batch: 2),
+    PoolCase(channels: 3, height: 4, width: 34, kernel: 2, stride: 2, batch: 2),
   ]
+
+  /// With a ReLU before it, the pooling's backward applies the ReLU's mask itself (`Sequential` then skips the
+  /// ReLU's backward): the same bits as the plain backward followed by the mask where the ReLU's output is 0.
+  @Test(arguments: [cases[0], cases[1], cases[2], cases[8], cases[9]])
+  func rectifiedBackwardIsTheReLUMaskOfThePlainOne(_ c: PoolCase) {
+    let x = Reference.randomFloats(c.inputCount, seed: 82, in: -4...1).map { max($0, 0) }  // a ReLU's output
+    let plain = LayerHarness(c.makeLayer())
+    let y = plain.forward(x, batch: c.batch)
+    let dy = Reference.randomFloats(y.count, seed: 83, in: -1...1)
+    let masked = zip(plain.backward(x: x, y: y, dy: dy, batch: c.batch).dx!, x).map { $1 > 0 ? $0 : 0 }
+    let pool = c.makeLayer()
+    pool.rectifiesInputGradient = true
+    let rectified = LayerHarness(pool)
+    #expect(rectified.forward(x, batch: c.batch) == y)
+    let dx = rectified.backward(x: x, y: y, dy: dy, batch: c.batch).dx!
+    #expect(dx.map(\.bitPattern) == masked.map(\.bitPattern))
+    #expect(y.contains(0) && y.contains { $0 > 0 })
+  }
 
   /// Inputs with many ties (values from {−1, 0, 1, 2}): the output is the window maximum, and the gradient goes
   /// to the window's first maximum in row-major order. dy holds small integers, so the sums are exact.

@@ -91,10 +91,10 @@ void ddp_max_pool(float *_Nonnull y, int32_t *_Nonnull argmax, const float *_Non
                   ptrdiff_t w, ptrdiff_t k, ptrdiff_t stride, ptrdiff_t oh, ptrdiff_t ow);
 
 /// The adjoint of ddp_max_pool for one sample (the same shapes): dx = 0 ([c, h, w]), then dx[argmax[i]] += dy[i]
-/// for every output i; when `x` (the pooling's input) is given, only for outputs whose maximum x[argmax[i]] is > 0
+/// for every output i; when `y` (the pooling's output) is given, only for outputs whose maximum y[i] is > 0
 /// (a preceding ReLU's mask, applied in the same pass).
 void ddp_max_pool_backward(float *_Nonnull dx, const float *_Nonnull dy, const int32_t *_Nonnull argmax,
-                           const float *_Nullable x, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t k,
+                           const float *_Nullable y, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t k,
                            ptrdiff_t stride, ptrdiff_t oh, ptrdiff_t ow);
 
 #endif
