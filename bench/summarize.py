@@ -29,13 +29,15 @@ for label, runs in by_label.items():
     print(f"{label:<14} {len(values):>4} {medians[label]:>17.0f}  {' '.join(f'{v:.0f}' for v in values)}{extra}")
 
 
-def ratio(a, b, target):
+def ratio(a, b, target=None):
     if a in medians and b in medians:
         value = medians[a] / medians[b]
-        print(f"{a} / {b}: {value:.2f}x (target >= {target}x)")
+        print(f"{a} / {b}: {value:.2f}x" + (f" (target >= {target}x)" if target else ""))
 
 
+# The open targets: the MLP's, or a convolutional network's (the CNN issue: twice PyTorch on a core, K=2 1.85x K=1).
+convolutional = any(row.get("model", "mlp") != "mlp" for row in rows)
 ratio("ours-k1", "torch-k1", 2)
-ratio("ours-k2", "ours-k1", 1.6)
-ratio("ours-k2", "torch-ddp-k2", 10)
+ratio("ours-k2", "ours-k1", 1.85 if convolutional else 1.6)
+ratio("ours-k2", "torch-ddp-k2", None if convolutional else 10)
 ratio("ours-k2", "ours-k2-mpi", 1)

@@ -54,12 +54,10 @@ public final class Conv2d: Layer {
 
   /// inputShape is [in, h, w]; the kernel must fit the padded input (ModelSpec checks it with a message).
   /// `method` nil picks `defaultMethod`; `.winograd` needs kernel 3 and stride 1. `winogradTilesPerChunk` sets
-  /// how many output tiles the Winograd GEMMs take at once (tests make it small to cover several chunks). Winograd
-  /// keeps a forward's transformed input for the backward for batches up to `maxTrainingBatch` (0: never; the
-  /// backward then transforms the input again).
+  /// how many output tiles the Winograd GEMMs take at once (tests make it small to cover several chunks).
   public init(
     inputShape: [Int], outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, method: Method? = nil,
-    winogradTilesPerChunk: Int = WinogradConvolution.defaultTilesPerChunk, maxTrainingBatch: Int = 0
+    winogradTilesPerChunk: Int = WinogradConvolution.defaultTilesPerChunk
   ) {
     precondition(inputShape.count == 3, "Conv2d takes [channels, height, width] samples, got \(inputShape)")
     precondition(outChannels > 0 && padding < kernel, "Conv2d: bad channels or padding")
@@ -86,8 +84,7 @@ public final class Conv2d: Layer {
     case .winograd:
       precondition(kernel == 3 && stride == 1, "Winograd F(2×2, 3×3) needs a 3×3 kernel at stride 1")
       columns = nil
-      winograd = WinogradConvolution(
-        geometry, tilesPerChunk: winogradTilesPerChunk, keptBatch: maxTrainingBatch)
+      winograd = WinogradConvolution(geometry, tilesPerChunk: winogradTilesPerChunk)
     }
   }
 

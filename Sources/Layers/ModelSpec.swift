@@ -314,7 +314,7 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
   /// The network as a Python expression over `torch.nn` (the checkpoint metadata).
   public var torchExpression: String {
     "torch.nn.Sequential("
-      + Sequential.makeLayers(self, maxBatch: 1, maxTrainingBatch: 0).map(\.torchExpression).joined(separator: ", ")
+      + Sequential.makeLayers(self, maxBatch: 1).map(\.torchExpression).joined(separator: ", ")
       + ")"
   }
 }

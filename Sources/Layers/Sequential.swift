@@ -39,16 +39,14 @@ public final class Sequential {
   private let needsInputGradient: [Bool]
 
   /// The layers `spec` describes, built for its shapes.
-  static func makeLayers(_ spec: ModelSpec, maxBatch: Int, maxTrainingBatch: Int) -> [Layer] {
+  static func makeLayers(_ spec: ModelSpec, maxBatch: Int) -> [Layer] {
     zip(spec.layers, spec.inputShapes).map { layer, shape -> Layer in
       switch layer {
       case .linear(let out): return Linear(inputShape: shape, outFeatures: out)
       case .relu: return ReLU(inputShape: shape)
       case .flatten: return Flatten(inputShape: shape)
       case .conv2d(let out, let kernel, let stride, let padding):
-        return Conv2d(
-          inputShape: shape, outChannels: out, kernel: kernel, stride: stride, padding: padding,
-          maxTrainingBatch: maxTrainingBatch)
+        return Conv2d(inputShape: shape, outChannels: out, kernel: kernel, stride: stride, padding: padding)
       case .maxPool2d(let kernel, let stride):
         return MaxPool2d(inputShape: shape, kernel: kernel, stride: stride, maxBatch: maxBatch)
       }
@@ -66,7 +64,7 @@ public final class Sequential {
     self.spec = spec
     self.maxBatch = maxBatch
     self.maxTrainingBatch = maxTrainingBatch
-    let layers = Self.makeLayers(spec, maxBatch: maxBatch, maxTrainingBatch: maxTrainingBatch)
+    let layers = Self.makeLayers(spec, maxBatch: maxBatch)
     self.layers = layers
 
     var views: [ParameterView] = []
@@ -229,6 +227,32 @@ public final class Sequential {
         rangeElements: rangeElements, gradientsReady: gradientsReady)
     }
     return result
+  }
+
+  /// The step's convolution and linear arithmetic as GEMMs in the im2col formulation, with their calls for one
+  /// micro-batch of `batch` samples (no input gradient for the first layer with parameters): what
+  /// `ddp-train bench` measures its arithmetic ceiling on, whichever method a convolution runs.
+  public func columnFormulationSites(batch: Int) -> [StepProfile.GEMMSite] {
+    layers.indices.flatMap { index -> [StepProfile.GEMMSite] in
+      let inputGradient = needsInputGradient[index]
+      if let conv = layers[index] as? Conv2d {
+        return conv.columnFormulation(batch: batch, inputGradient: inputGradient)
+      }
+      guard let linear = layers[index] as? Linear else { return [] }
+      let (input, output) = (linear.inputCount, linear.outputCount)
+      var sites = [
+        StepProfile.GEMMSite(
+          name: "\(index).fwd", transposeA: false, transposeB: true, m: batch, n: output, k: input, calls: 1),
+        StepProfile.GEMMSite(
+          name: "\(index).dW", transposeA: true, transposeB: false, m: output, n: input, k: batch, calls: 1),
+      ]
+      if inputGradient {
+        sites.append(
+          StepProfile.GEMMSite(
+            name: "\(index).dx", transposeA: false, transposeB: false, m: batch, n: input, k: output, calls: 1))
+      }
+      return sites
+    }
   }
 
   /// Forward only: the same loss sum and correct count as `accumulateGradients`, no gradient. No allocation.

@@ -14,13 +14,13 @@ import Tensors
 /// channel pair and sample where im2col makes 36·T (for even oh and ow). The weight gradient is summed over all
 /// chunks in the transformed domain, then transformed back once.
 ///
-/// The forward keeps every chunk's V for the backward when the batch is at most `keptBatch` (the training batch),
-/// so the backward does not transform the same input again; a larger batch (an evaluation's) goes through one
-/// chunk's scratch, and a backward that does not follow its forward transforms the input again. The chunk is a
+/// The backward transforms the input again rather than keep the batch's V from the forward: keeping it (7 MB for
+/// the CNN's B = 64) measured no faster, as the backward's GEMMs then read V from memory instead of a chunk's
+/// buffer still in cache (BENCHMARKS.md). The scratch stays that of one chunk whatever the batch. The chunk is a
 /// fixed number of samples, so a rank's result depends only on its own micro-batch, as `--simulate-workers` needs.
 ///
-/// Scratch: U and dU 16·out·in each, V 16·in·n for one chunk and for the chunks of `keptBatch` samples, M
-/// 16·out·n, and one padded image plane for the transforms (`scratchCount`).
+/// Scratch: U and dU 16·out·in each, V 16·in·n, M 16·out·n, and one padded image plane for the transforms
+/// (`scratchCount`).
 public final class WinogradConvolution {
   /// Input channels from which `Conv2d` picks this method by default.
   public static let minimumInChannels = 8
@@ -41,17 +41,12 @@ public final class WinogradConvolution {
   /// [16][out][chunk tiles]: M, then dM in the backward.
   private let outputTiles: FloatBuffer
   private let planeScratch: FloatBuffer
-  /// Every chunk's V of the last forward, chunk i at i·16·inputPlane, when its batch was at most `keptBatch`.
-  private let keptInputs: FloatBuffer
-  private let keptBatch: Int
-  /// The input and batch whose V `keptInputs` holds (nil: none).
-  private var kept: (x: UnsafePointer<Float>, batch: Int)?
   /// Floats from one ξ to the next in `inputTiles` and `outputTiles` (for the longest rows; shorter rows of a last,
   /// smaller chunk are packed closer, by the same rule).
   private let inputPlane: Int
   private let outputPlane: Int
 
-  init(_ shape: ConvolutionGeometry, tilesPerChunk: Int, keptBatch: Int) {
+  init(_ shape: ConvolutionGeometry, tilesPerChunk: Int) {
     precondition(shape.kernel == 3 && shape.stride == 1 && tilesPerChunk >= 1)
     self.shape = shape
     tilesY = (shape.outHeight + 1) / 2
@@ -66,14 +61,11 @@ public final class WinogradConvolution {
     inputTiles = FloatBuffer(count: 16 * inputPlane)
     outputTiles = FloatBuffer(count: 16 * outputPlane)
     planeScratch = FloatBuffer(count: ddp_winograd_scratch_floats(tilesY, tilesX))
-    self.keptBatch = keptBatch
-    let keptChunks = (keptBatch + samplesPerChunk - 1) / samplesPerChunk
-    keptInputs = FloatBuffer(count: keptChunks * 16 * inputPlane)
   }
 
   var scratchCount: Int {
     transformedWeights.count + transformedWeightGradient.count + inputTiles.count + outputTiles.count
-      + planeScratch.count + keptInputs.count
+      + planeScratch.count
   }
 
   /// The row length (`ld`) of the transformed matrices for n tiles: room for the transforms' last vector past the
@@ -102,14 +94,12 @@ public final class WinogradConvolution {
     let (inC, outC) = (shape.inChannels, shape.outChannels)
     ddp_winograd_transform_weights(transformedWeights.pointer, weight, outC, inC)
     profile?.lap(.elementwise)
-    let keeps = batch <= keptBatch
-    kept = keeps ? (x, batch) : nil
     for first in chunks(batch) {
       let count = min(samplesPerChunk, batch - first)
       let n = count * tilesPerSample
       let ld = Self.rowLength(tiles: n)
       let (inPlane, outPlane) = (ddp_winograd_plane_stride(inC, ld), ddp_winograd_plane_stride(outC, ld))
-      let inputs = keeps ? keptInputs.pointer + first / samplesPerChunk * 16 * inputPlane : inputTiles.pointer
+      let inputs = inputTiles.pointer
       transformInputs(x, first: first, count: count, ld: ld, into: inputs)
       profile?.lap(.elementwise)
       for xi in 0..<16 {
@@ -137,19 +127,13 @@ public final class WinogradConvolution {
     let (inC, outC) = (shape.inChannels, shape.outChannels)
     if dx != nil { ddp_winograd_transform_weights(transformedWeights.pointer, weight, outC, inC) }
     profile?.lap(.elementwise)
-    let reuses = kept.map { $0.x == x && $0.batch == batch } ?? false
     for first in chunks(batch) {
       let count = min(samplesPerChunk, batch - first)
       let n = count * tilesPerSample
       let ld = Self.rowLength(tiles: n)
       let (inPlane, outPlane) = (ddp_winograd_plane_stride(inC, ld), ddp_winograd_plane_stride(outC, ld))
-      let inputs: UnsafeMutablePointer<Float>
-      if reuses {
-        inputs = keptInputs.pointer + first / samplesPerChunk * 16 * inputPlane
-      } else {
-        inputs = inputTiles.pointer
-        transformInputs(x, first: first, count: count, ld: ld, into: inputs)
-      }
+      let inputs = inputTiles.pointer
+      transformInputs(x, first: first, count: count, ld: ld, into: inputs)
       for s in 0..<count {
         ddp_winograd_transform_output_gradient(
           outputTiles.pointer + s * tilesPerSample, ld, dy + (first + s) * shape.outputCount, outC,
@@ -167,7 +151,7 @@ public final class WinogradConvolution {
         layer: layer, .weightGradient, transposeA: false, transposeB: true, m: outC, n: inC, k: n, calls: 16)
       guard let dx else { continue }
       for xi in 0..<16 {
-        // dV_ξ [in, n] = U_ξᵀ [in, out] · dM_ξ [out, n], into the scratch (a kept V stays for another backward)
+        // dV_ξ [in, n] = U_ξᵀ [in, out] · dM_ξ [out, n], over V_ξ (no longer needed)
         BLAS.sgemm(
           .transpose, .none, m: inC, n: n, k: outC, alpha: 1, a: transformedWeights.pointer + xi * outC * inC,
           lda: inC, b: outputTiles.pointer + xi * outPlane, ldb: ld, beta: 0, c: inputTiles.pointer + xi * inPlane,

@@ -125,13 +125,24 @@ struct BenchCommand: ParsableCommand {
       skipGEMMReference
       ? []
       : profile.sites.map { GEMMReference.secondsPerCall($0, accumulate: $0.name.hasSuffix(".dW")) }
+    // The arithmetic ceiling: the step's convolutions and linear layers as im2col GEMMs, timed alone.
+    let formulation = trainer.model.columnFormulationSites(batch: plan.batchSize)
+    let formulationSeconds =
+      skipGEMMReference
+      ? nil
+      : zip(formulation, formulation.map { GEMMReference.secondsPerCall($0, accumulate: $0.name.hasSuffix(".dW")) })
+        .reduce(0) { $0 + $1.1 * Double($1.0.calls) } * Double(plan.accumulate)
     try communicator.barrier()
     let report = BenchReport(
       configuration: configuration, plan: plan, reduction: communicator.size > 1 ? trainer.reductionName : nil,
       crossHostBytes: trainer.reduction.bytesSentAcrossHostsLastStep, pairExchange: trainer.reduction.pairExchangeSteps,
       epochs: epochs,
       warmup: warmup, profile: profile,
-      gemmAlone: reference, allReduceAlone: allReduceAlone, skew: skew, hostSteal: steal,
+      gemmAlone: reference,
+      arithmetic: (
+        formulation.reduce(0) { $0 + $1.flops * Double($1.calls) }
+          * Double(plan.accumulate), formulationSeconds
+      ), allReduceAlone: allReduceAlone, skew: skew, hostSteal: steal,
       peakRank0: Int(rank0Peak), peakMax: Int(peak[0]))
     for line in report.lines { print(line) }
     if json { print(report.json) }
@@ -183,6 +194,9 @@ struct BenchReport {
   let warmup: Int
   let profile: StepProfile
   let gemmAlone: [Double]
+  /// A rank's step arithmetic in the im2col formulation: FLOPs, and seconds at cblas_sgemm-alone speed (nil with
+  /// --no-gemm-reference).
+  let arithmetic: (flops: Double, secondsAlone: Double?)
   let allReduceAlone: Double?
   /// Each rank's exposed collective time split into waiting for the last rank and the rest (K > 1, one host).
   let skew: (rank0: CollectiveSkew, perRank: [CollectiveSkew])?
@@ -312,6 +326,16 @@ struct BenchReport {
             format: "  GEMM-only ceiling: %.0f samples/s (K·B·M ÷ the step's GEMM time at cblas_sgemm-alone speed); "
               + "this run reaches %.0f%% of it", ceiling, 100 * samplesPerSecond / ceiling))
       }
+      if let alone = arithmetic.secondsAlone, alone > 0 {
+        // Convolutions by Winograd do fewer multiplications than this counts, so a step can pass 100% of it.
+        let ceiling = Double(plan.batchSize * plan.accumulate) / alone * Double(plan.worldSize)
+        out.append(
+          String(
+            format: "  arithmetic ceiling: %.0f samples/s (%.1f MFLOP per sample of convolution and linear GEMMs as"
+              + " im2col counts them, at cblas_sgemm-alone speed on those shapes, %.1f GFLOP/s); this run reaches"
+              + " %.0f%% of it", ceiling, arithmetic.flops / Double(plan.batchSize * plan.accumulate) / 1e6,
+            arithmetic.flops / alone / 1e9, 100 * samplesPerSecond / ceiling))
+      }
       for (index, site) in profile.sites.enumerated() {
         let perCall = site.seconds / Double(max(site.calls, 1))
         var row = String(
@@ -350,6 +374,11 @@ struct BenchReport {
     ]
     if !gemmAlone.isEmpty {
       object["gemm_alone_gflops"] = gigaflops(profile.gemmFlops, seconds: gemmAloneSeconds)
+    }
+    if let alone = arithmetic.secondsAlone, alone > 0 {
+      object["arithmetic_ceiling_samples_per_sec"] =
+        Double(plan.batchSize * plan.accumulate) / alone * Double(plan.worldSize)
+      object["arithmetic_mflop_per_sample"] = arithmetic.flops / Double(plan.batchSize * plan.accumulate) / 1e6
     }
     if let allReduceAlone { object["allreduce_alone_ms"] = allReduceAlone * 1e3 }
     if let skew {

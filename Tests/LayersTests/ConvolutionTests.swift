@@ -19,20 +19,18 @@ struct ConvCase: CustomTestStringConvertible, Sendable {
   var method: Conv2d.Method? = nil
   /// Winograd's tiles per chunk (small ones make several chunks of a small batch).
   var tilesPerChunk = WinogradConvolution.defaultTilesPerChunk
-  /// Winograd keeps the forward's transformed input for batches up to this (0: the backward transforms again).
-  var maxTrainingBatch = 0
 
   var testDescription: String {
     "\(channels)x\(height)x\(width) → \(outChannels) k\(kernel) s\(stride) p\(padding), batch \(batch)"
       + (method.map { ", \($0)" } ?? "")
       + (tilesPerChunk == WinogradConvolution.defaultTilesPerChunk
-        ? "" : ", \(tilesPerChunk) tiles per chunk") + (maxTrainingBatch > 0 ? ", kept" : "")
+        ? "" : ", \(tilesPerChunk) tiles per chunk")
   }
 
   func makeLayer() -> Conv2d {
     Conv2d(
       inputShape: [channels, height, width], outChannels: outChannels, kernel: kernel, stride: stride,
-      padding: padding, method: method, winogradTilesPerChunk: tilesPerChunk, maxTrainingBatch: maxTrainingBatch)
+      padding: padding, method: method, winogradTilesPerChunk: tilesPerChunk)
   }
 
   var outHeight: Int { Reference.outputSide(height, kernel: kernel, stride: stride, padding: padding) }
@@ -81,9 +79,6 @@ struct ConvCase: CustomTestStringConvertible, Sendable {
       channels: 5, outChannels: 3, height: 9, width: 6, kernel: 3, stride: 1, padding: 0, batch: 5,
       method: .winograd, tilesPerChunk: 20),
     ConvCase(
-      channels: 5, outChannels: 3, height: 9, width: 6, kernel: 3, stride: 1, padding: 0, batch: 5,
-      method: .winograd, tilesPerChunk: 20, maxTrainingBatch: 6),
-    ConvCase(
       channels: 8, outChannels: 6, height: 14, width: 14, kernel: 3, stride: 1, padding: 1, batch: 7,
       method: .winograd, tilesPerChunk: 100),
     ConvCase(
@@ -92,7 +87,7 @@ struct ConvCase: CustomTestStringConvertible, Sendable {
     // Rows of more than eight tiles (the transforms' vectors): 10 and 9 (the last half outside).
     ConvCase(
       channels: 2, outChannels: 3, height: 5, width: 20, kernel: 3, stride: 1, padding: 1, batch: 3,
-      method: .winograd, tilesPerChunk: 30, maxTrainingBatch: 3),
+      method: .winograd, tilesPerChunk: 30),
     ConvCase(
       channels: 3, outChannels: 2, height: 4, width: 19, kernel: 3, stride: 1, padding: 0, batch: 2,
       method: .winograd),
@@ -140,7 +135,7 @@ struct ConvCase: CustomTestStringConvertible, Sendable {
     func run(_ method: Conv2d.Method) -> (y: [Float], gradients: [Float], dx: [Float]) {
       let c = ConvCase(
         channels: 32, outChannels: 64, height: 14, width: 14, kernel: 3, stride: 1, padding: 1, batch: 5,
-        method: method, tilesPerChunk: 100, maxTrainingBatch: 5)
+        method: method, tilesPerChunk: 100)
       let harness = LayerHarness(c.makeLayer(), seed: 120)
       let x = Reference.randomFloats(c.inputCount, seed: 121)
       let y = harness.forward(x, batch: c.batch)
