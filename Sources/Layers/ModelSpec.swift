@@ -291,10 +291,10 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
   public var inputShapes: [[Int]] { [inputShape] + outputShapes.dropLast() }
 
   /// Samples per forward pass when only evaluating (test loss, `eval`, `predict`): 500, or fewer where the
-  /// activations of 500 samples would pass 2²¹ floats (8 MB), at least 1. The activations are held for the
-  /// model's largest batch, so this bounds a rank's memory: for the default CNN (~47,000 floats of activations per
-  /// sample) 500 samples took 94 MB, with its pooling's argmax 19 MB more. The MLP keeps 500. A sample's logits
-  /// do not depend on the batch it is evaluated in.
+  /// activations of 500 samples would pass 2²¹ floats (8 MB), counting every layer's output (in-place ones too, an
+  /// upper bound), at least 1. The activations are held for the model's largest batch, so this bounds a rank's
+  /// memory: the default CNN counts ~88,000 floats per sample (23 samples), and its 500-sample evaluation held
+  /// 113 MB of activations and pooling argmax per rank. The MLP keeps 500.
   public var evaluationBatch: Int {
     let activations = outputShapes.reduce(0) { $0 + $1.reduce(1, *) }
     return max(1, min(500, (1 << 21) / max(activations, 1)))
