@@ -45,9 +45,8 @@ public final class Conv2d: Layer {
   }
 
   /// The method `Conv2d` uses when not told: Winograd for 3×3 kernels at stride 1 with at least
-  /// `WinogradConvolution.minimumInChannels` input channels, else columns. Below that, the transformed GEMMs'
-  /// inner dimension (the input channels) is too thin for a GEMM to pay, while im2col's (in·9) still is: for the
-  /// CNN's first layer (1 channel) columns measured faster (BENCHMARKS.md).
+  /// `WinogradConvolution.minimumInChannels` input channels, else columns. Below that, the transformed GEMMs' inner
+  /// dimension (the input channels) is too thin for a GEMM to pay, while im2col's (in·9) still is.
   public static func defaultMethod(inChannels: Int, kernel: Int, stride: Int) -> Method {
     kernel == 3 && stride == 1 && inChannels >= WinogradConvolution.minimumInChannels ? .winograd : .columns
   }
