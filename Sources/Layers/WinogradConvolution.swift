@@ -41,10 +41,6 @@ public final class WinogradConvolution {
   /// [16][out][chunk tiles]: M, then dM in the backward.
   private let outputTiles: FloatBuffer
   private let planeScratch: FloatBuffer
-  /// Floats from one ξ to the next in `inputTiles` and `outputTiles` (for the longest rows; shorter rows of a last,
-  /// smaller chunk are packed closer, by the same rule).
-  private let inputPlane: Int
-  private let outputPlane: Int
 
   init(_ shape: ConvolutionGeometry, tilesPerChunk: Int) {
     precondition(shape.kernel == 3 && shape.stride == 1 && tilesPerChunk >= 1)
@@ -53,13 +49,12 @@ public final class WinogradConvolution {
     tilesX = (shape.outWidth + 1) / 2
     tilesPerSample = tilesY * tilesX
     samplesPerChunk = max(1, tilesPerChunk / tilesPerSample)
-    let chunkTiles = Self.rowLength(tiles: samplesPerChunk * tilesPerSample)
-    inputPlane = ddp_winograd_plane_stride(shape.inChannels, chunkTiles)
-    outputPlane = ddp_winograd_plane_stride(shape.outChannels, chunkTiles)
+    // The longest chunk's layout; a last, shorter chunk packs its rows and planes closer, by the same rule.
+    let longest = Chunk(first: 0, count: samplesPerChunk, shape: shape, tilesPerSample: tilesPerSample)
     transformedWeights = FloatBuffer(count: 16 * shape.outChannels * shape.inChannels)
     transformedWeightGradient = FloatBuffer(count: 16 * shape.outChannels * shape.inChannels)
-    inputTiles = FloatBuffer(count: 16 * inputPlane)
-    outputTiles = FloatBuffer(count: 16 * outputPlane)
+    inputTiles = FloatBuffer(count: 16 * longest.inputPlane)
+    outputTiles = FloatBuffer(count: 16 * longest.outputPlane)
     planeScratch = FloatBuffer(count: ddp_winograd_scratch_floats(tilesY, tilesX))
   }
 
@@ -68,23 +63,47 @@ public final class WinogradConvolution {
       + planeScratch.count
   }
 
-  /// The row length (`ld`) of the transformed matrices for n tiles: room for the transforms' last vector past the
-  /// last tile (Winograd.h), rounded up to whole cache lines.
-  static func rowLength(tiles n: Int) -> Int { (n + 7 + 15) / 16 * 16 }
+  /// Samples first..<first+count of a batch, and the layout of their transformed matrices.
+  struct Chunk {
+    let first: Int
+    let count: Int
+    /// Their tiles: the GEMMs' n.
+    let tiles: Int
+    /// The row length of the transformed matrices: room for the transforms' last vector past the last tile
+    /// (Winograd.h), rounded up to whole cache lines.
+    let ld: Int
+    /// Floats from one ξ's matrix to the next in `inputTiles` and `outputTiles`.
+    let inputPlane: Int
+    let outputPlane: Int
 
-  /// V [16][in][n] (rows `ld` apart) at `tiles` for samples first..<first+count of x, n = count·T.
-  private func transformInputs(
-    _ x: UnsafePointer<Float>, first: Int, count: Int, ld: Int, into tiles: UnsafeMutablePointer<Float>
-  ) {
-    for s in 0..<count {
-      ddp_winograd_transform_input(
-        tiles + s * tilesPerSample, ld, x + (first + s) * shape.inputCount, shape.inChannels,
-        shape.height, shape.width, shape.padding, tilesY, tilesX, planeScratch.pointer)
+    init(first: Int, count: Int, shape: ConvolutionGeometry, tilesPerSample: Int) {
+      self.first = first
+      self.count = count
+      tiles = count * tilesPerSample
+      ld = (tiles + 7 + 15) / 16 * 16
+      inputPlane = ddp_winograd_plane_stride(shape.inChannels, ld)
+      outputPlane = ddp_winograd_plane_stride(shape.outChannels, ld)
     }
   }
 
-  /// The chunks of a batch: (first sample, samples).
-  private func chunks(_ batch: Int) -> StrideTo<Int> { Swift.stride(from: 0, to: batch, by: samplesPerChunk) }
+  /// The chunk of `batch` that starts at sample `first`.
+  private func chunk(at first: Int, of batch: Int) -> Chunk {
+    Chunk(first: first, count: min(samplesPerChunk, batch - first), shape: shape, tilesPerSample: tilesPerSample)
+  }
+
+  /// The first sample of each chunk of a batch.
+  private func chunkStarts(_ batch: Int) -> StrideTo<Int> {
+    Swift.stride(from: 0, to: batch, by: samplesPerChunk)
+  }
+
+  /// V [16][in][n] into `inputTiles` for the chunk's samples of x.
+  private func transformInputs(_ x: UnsafePointer<Float>, _ chunk: Chunk) {
+    for s in 0..<chunk.count {
+      ddp_winograd_transform_input(
+        inputTiles.pointer + s * tilesPerSample, chunk.ld, x + (chunk.first + s) * shape.inputCount,
+        shape.inChannels, shape.height, shape.width, shape.padding, tilesY, tilesX, planeScratch.pointer)
+    }
+  }
 
   func forward(
     _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, batch: Int, weight: UnsafePointer<Float>,
@@ -94,24 +113,22 @@ public final class WinogradConvolution {
     let (inC, outC) = (shape.inChannels, shape.outChannels)
     ddp_winograd_transform_weights(transformedWeights.pointer, weight, outC, inC)
     profile?.lap(.elementwise)
-    for first in chunks(batch) {
-      let count = min(samplesPerChunk, batch - first)
-      let n = count * tilesPerSample
-      let ld = Self.rowLength(tiles: n)
-      let (inPlane, outPlane) = (ddp_winograd_plane_stride(inC, ld), ddp_winograd_plane_stride(outC, ld))
-      let inputs = inputTiles.pointer
-      transformInputs(x, first: first, count: count, ld: ld, into: inputs)
+    for first in chunkStarts(batch) {
+      let chunk = chunk(at: first, of: batch)
+      let (n, ld, count) = (chunk.tiles, chunk.ld, chunk.count)
+      let (inputs, outputs) = (inputTiles.pointer, outputTiles.pointer)
+      transformInputs(x, chunk)
       profile?.lap(.elementwise)
       for xi in 0..<16 {
         // M_ξ [out, n] = U_ξ [out, in] · V_ξ [in, n]
         BLAS.sgemm(
           .none, .none, m: outC, n: n, k: inC, alpha: 1, a: transformedWeights.pointer + xi * outC * inC, lda: inC,
-          b: inputs + xi * inPlane, ldb: ld, beta: 0, c: outputTiles.pointer + xi * outPlane, ldc: ld)
+          b: inputs + xi * chunk.inputPlane, ldb: ld, beta: 0, c: outputs + xi * chunk.outputPlane, ldc: ld)
       }
       profile?.lapGEMM(layer: layer, .forward, transposeA: false, transposeB: false, m: outC, n: n, k: inC, calls: 16)
       for s in 0..<count {
         ddp_winograd_transform_output(
-          y + (first + s) * shape.outputCount, outputTiles.pointer + s * tilesPerSample, ld, bias, outC,
+          y + (first + s) * shape.outputCount, outputs + s * tilesPerSample, ld, bias, outC,
           shape.outHeight, shape.outWidth, tilesY, tilesX, relu)
       }
       profile?.lap(.elementwise)
@@ -127,24 +144,22 @@ public final class WinogradConvolution {
     let (inC, outC) = (shape.inChannels, shape.outChannels)
     if dx != nil { ddp_winograd_transform_weights(transformedWeights.pointer, weight, outC, inC) }
     profile?.lap(.elementwise)
-    for first in chunks(batch) {
-      let count = min(samplesPerChunk, batch - first)
-      let n = count * tilesPerSample
-      let ld = Self.rowLength(tiles: n)
-      let (inPlane, outPlane) = (ddp_winograd_plane_stride(inC, ld), ddp_winograd_plane_stride(outC, ld))
-      let inputs = inputTiles.pointer
-      transformInputs(x, first: first, count: count, ld: ld, into: inputs)
+    for first in chunkStarts(batch) {
+      let chunk = chunk(at: first, of: batch)
+      let (n, ld, count) = (chunk.tiles, chunk.ld, chunk.count)
+      let (inputs, outputs) = (inputTiles.pointer, outputTiles.pointer)
+      transformInputs(x, chunk)
       for s in 0..<count {
         ddp_winograd_transform_output_gradient(
-          outputTiles.pointer + s * tilesPerSample, ld, dy + (first + s) * shape.outputCount, outC,
+          outputs + s * tilesPerSample, ld, dy + (first + s) * shape.outputCount, outC,
           shape.outHeight, shape.outWidth, tilesY, tilesX, planeScratch.pointer)
       }
       profile?.lap(.elementwise)
       for xi in 0..<16 {
         // dU_ξ [out, in] (+)= dM_ξ [out, n] · V_ξᵀ [n, in]
         BLAS.sgemm(
-          .none, .transpose, m: outC, n: inC, k: n, alpha: 1, a: outputTiles.pointer + xi * outPlane, lda: ld,
-          b: inputs + xi * inPlane, ldb: ld, beta: first == 0 ? 0 : 1,
+          .none, .transpose, m: outC, n: inC, k: n, alpha: 1, a: outputs + xi * chunk.outputPlane, lda: ld,
+          b: inputs + xi * chunk.inputPlane, ldb: ld, beta: first == 0 ? 0 : 1,
           c: transformedWeightGradient.pointer + xi * outC * inC, ldc: inC)
       }
       profile?.lapGEMM(
@@ -154,14 +169,13 @@ public final class WinogradConvolution {
         // dV_ξ [in, n] = U_ξᵀ [in, out] · dM_ξ [out, n], over V_ξ (no longer needed)
         BLAS.sgemm(
           .transpose, .none, m: inC, n: n, k: outC, alpha: 1, a: transformedWeights.pointer + xi * outC * inC,
-          lda: inC, b: outputTiles.pointer + xi * outPlane, ldb: ld, beta: 0, c: inputTiles.pointer + xi * inPlane,
-          ldc: ld)
+          lda: inC, b: outputs + xi * chunk.outputPlane, ldb: ld, beta: 0, c: inputs + xi * chunk.inputPlane, ldc: ld)
       }
       profile?.lapGEMM(
         layer: layer, .inputGradient, transposeA: true, transposeB: false, m: inC, n: n, k: outC, calls: 16)
       for s in 0..<count {
         ddp_winograd_transform_input_gradient(
-          dx + (first + s) * shape.inputCount, inputTiles.pointer + s * tilesPerSample, ld, inC, shape.height,
+          dx + (first + s) * shape.inputCount, inputs + s * tilesPerSample, ld, inC, shape.height,
           shape.width, shape.padding, tilesY, tilesX, planeScratch.pointer)
       }
       profile?.lap(.elementwise)
