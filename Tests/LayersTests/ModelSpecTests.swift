@@ -87,6 +87,14 @@ import Testing
 }
 
 @Suite struct ConvolutionalSpecTests {
+  /// 500 samples per evaluation forward unless every layer's outputs for 500 would pass 2²¹ floats: the MLP keeps
+  /// 500; the default CNN counts 2·25088 + 6272 + 2·12544 + 2·3136 + 2·128 + 10 = 88,074 floats a sample, so
+  /// ⌊2²¹ / 88,074⌋ = 23.
+  @Test func evaluationBatchBoundsTheActivations() throws {
+    #expect(ModelSpec(layerSizes: [784, 256, 128, 10]).evaluationBatch == 500)
+    #expect(try ModelSpec(parsing: "cnn", sampleShape: [1, 28, 28], classCount: 10).evaluationBatch == 23)
+  }
+
   @Test func defaultCNN() throws {
     let spec = try ModelSpec(parsing: "cnn", sampleShape: [1, 28, 28], classCount: 10)
     #expect(spec.parameterCount == 421_642)
