@@ -115,4 +115,24 @@ public final class Linear: Layer {
         k: outFeatures)
     }
   }
+
+  /// The GEMMs a step over `batch` samples makes, with their calls (the weight gradient as one block): what
+  /// `ddp-train bench` counts as the layer's arithmetic.
+  public func columnFormulation(batch: Int, inputGradient: Bool) -> [StepProfile.GEMMSite] {
+    var sites = [
+      StepProfile.GEMMSite(
+        name: "\(index).fwd", transposeA: false, transposeB: true, m: batch, n: outFeatures, k: inFeatures,
+        calls: 1),
+      StepProfile.GEMMSite(
+        name: "\(index).dW", transposeA: true, transposeB: false, m: outFeatures, n: inFeatures, k: batch,
+        calls: 1),
+    ]
+    if inputGradient {
+      sites.append(
+        StepProfile.GEMMSite(
+          name: "\(index).dx", transposeA: false, transposeB: false, m: batch, n: inFeatures, k: outFeatures,
+          calls: 1))
+    }
+    return sites
+  }
 }

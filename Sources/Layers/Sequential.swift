@@ -238,20 +238,10 @@ public final class Sequential {
       if let conv = layers[index] as? Conv2d {
         return conv.columnFormulation(batch: batch, inputGradient: inputGradient)
       }
-      guard let linear = layers[index] as? Linear else { return [] }
-      let (input, output) = (linear.inputCount, linear.outputCount)
-      var sites = [
-        StepProfile.GEMMSite(
-          name: "\(index).fwd", transposeA: false, transposeB: true, m: batch, n: output, k: input, calls: 1),
-        StepProfile.GEMMSite(
-          name: "\(index).dW", transposeA: true, transposeB: false, m: output, n: input, k: batch, calls: 1),
-      ]
-      if inputGradient {
-        sites.append(
-          StepProfile.GEMMSite(
-            name: "\(index).dx", transposeA: false, transposeB: false, m: batch, n: input, k: output, calls: 1))
+      if let linear = layers[index] as? Linear {
+        return linear.columnFormulation(batch: batch, inputGradient: inputGradient)
       }
-      return sites
+      return []
     }
   }
 

@@ -121,17 +121,23 @@ struct BenchCommand: ParsableCommand {
       (try? String(contentsOfFile: metricsPath, encoding: .utf8))?.split(separator: "\n").map(
         String.init) ?? []
     let epochs = EpochRecord.parse(lines: lines)
-    let reference: [Double] =
-      skipGEMMReference
-      ? []
-      : profile.sites.map { GEMMReference.secondsPerCall($0, accumulate: $0.name.hasSuffix(".dW")) }
-    // The arithmetic ceiling: the step's convolutions and linear layers as im2col GEMMs, timed alone.
+    // cblas_sgemm alone on each shape, once per shape: the step's own calls and the im2col formulation of its
+    // arithmetic (the arithmetic ceiling) share most of them.
+    var timedAlone: [String: Double] = [:]
+    func secondsAlone(_ site: StepProfile.GEMMSite) -> Double {
+      let accumulate = site.name.hasSuffix(".dW")
+      let key = "\(site.transposeA) \(site.transposeB) \(site.m) \(site.n) \(site.k) \(accumulate)"
+      if let known = timedAlone[key] { return known }
+      let seconds = GEMMReference.secondsPerCall(site, accumulate: accumulate)
+      timedAlone[key] = seconds
+      return seconds
+    }
+    let reference: [Double] = skipGEMMReference ? [] : profile.sites.map(secondsAlone)
     let formulation = trainer.model.columnFormulationSites(batch: plan.batchSize)
     let formulationSeconds =
       skipGEMMReference
       ? nil
-      : zip(formulation, formulation.map { GEMMReference.secondsPerCall($0, accumulate: $0.name.hasSuffix(".dW")) })
-        .reduce(0) { $0 + $1.1 * Double($1.0.calls) } * Double(plan.accumulate)
+      : formulation.reduce(0) { $0 + secondsAlone($1) * Double($1.calls) } * Double(plan.accumulate)
     try communicator.barrier()
     let report = BenchReport(
       configuration: configuration, plan: plan, reduction: communicator.size > 1 ? trainer.reductionName : nil,
@@ -239,6 +245,12 @@ struct BenchReport {
   }
 
   var gemmSeconds: Double { profile.sites.reduce(0) { $0 + $1.seconds } }
+  /// Samples/s if a step were its im2col arithmetic at cblas_sgemm-alone speed, every rank (nil without the
+  /// reference).
+  var arithmeticCeiling: Double? {
+    guard let alone = arithmetic.secondsAlone, alone > 0 else { return nil }
+    return Double(plan.batchSize * plan.accumulate) / alone * Double(plan.worldSize)
+  }
   var gemmAloneSeconds: Double {
     zip(profile.sites, gemmAlone).reduce(0) { $0 + $1.1 * Double($1.0.calls) }
   }
@@ -326,9 +338,8 @@ struct BenchReport {
             format: "  GEMM-only ceiling: %.0f samples/s (K·B·M ÷ the step's GEMM time at cblas_sgemm-alone speed); "
               + "this run reaches %.0f%% of it", ceiling, 100 * samplesPerSecond / ceiling))
       }
-      if let alone = arithmetic.secondsAlone, alone > 0 {
+      if let alone = arithmetic.secondsAlone, let ceiling = arithmeticCeiling {
         // Convolutions by Winograd do fewer multiplications than this counts, so a step can pass 100% of it.
-        let ceiling = Double(plan.batchSize * plan.accumulate) / alone * Double(plan.worldSize)
         out.append(
           String(
             format: "  arithmetic ceiling: %.0f samples/s (%.1f MFLOP per sample of convolution and linear GEMMs as"
@@ -375,9 +386,8 @@ struct BenchReport {
     if !gemmAlone.isEmpty {
       object["gemm_alone_gflops"] = gigaflops(profile.gemmFlops, seconds: gemmAloneSeconds)
     }
-    if let alone = arithmetic.secondsAlone, alone > 0 {
-      object["arithmetic_ceiling_samples_per_sec"] =
-        Double(plan.batchSize * plan.accumulate) / alone * Double(plan.worldSize)
+    if let ceiling = arithmeticCeiling {
+      object["arithmetic_ceiling_samples_per_sec"] = ceiling
       object["arithmetic_mflop_per_sample"] = arithmetic.flops / Double(plan.batchSize * plan.accumulate) / 1e6
     }
     if let allReduceAlone { object["allreduce_alone_ms"] = allReduceAlone * 1e3 }
