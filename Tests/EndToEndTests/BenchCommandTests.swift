@@ -18,6 +18,25 @@ struct BenchCommandTests {
     #expect(result.stdout.contains("peak RSS"), "\(result.stdout)")
   }
 
+  /// The arithmetic ceiling counts the step's convolution and linear GEMMs as im2col makes them, whichever method
+  /// runs: for conv4k3p1 on 1×28×28 (first layer, no dx) 2 × 2·4·784·9 FLOP, and for the Linear(784, 10) after the
+  /// pooling 3 × 2·784·10 (its dx included): 159,936 FLOP per sample.
+  @Test func arithmeticCeilingCountsTheIm2colArithmetic() throws {
+    let result = try DDPTrainProcess.run(
+      [
+        "bench", "--dataset", "synthetic", "--synthetic-train", "512", "--model",
+        "seq:conv4k3p1,relu,pool2,flatten,linear10", "--batch-size", "16", "--windows", "1", "--warmup", "0",
+        "--json",
+      ], timeout: 120)
+    #expect(result.status == 0, "\(result.output)")
+    #expect(result.stdout.contains("arithmetic ceiling:"), "\(result.stdout)")
+    let line = try #require(result.stdout.split(separator: "\n").last { $0.hasPrefix("{") })
+    let object = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    let perSample = try #require(object["arithmetic_mflop_per_sample"] as? Double)
+    #expect(abs(perSample - 0.159936) < 1e-9, "\(perSample) MFLOP per sample")
+    #expect((object["arithmetic_ceiling_samples_per_sec"] as? Double ?? 0) > 0)
+  }
+
   @Test func benchUnderMPI() throws {
     let result = try DDPTrainProcess.mpirun(ranks: 2, Self.arguments + ["--overlap"], timeout: 120)
     #expect(result.status == 0, "\(result.output)")
