@@ -1,6 +1,6 @@
 // Times one sample's convolution and pooling kernels (Sources/CKernels) on the default CNN's shapes: the C
 // micro-benchmark behind BENCHMARKS.md's figures for im2col, col2im, max pooling, bias and channel sums, and the
-// Winograd transforms of the second convolution (one sample of a 490-tile chunk, rows 496 apart).
+// Winograd transforms of the second convolution (groups of eight samples of a 512-column chunk, rows 528 apart; per sample).
 //
 //   clang -O2 -I Sources/CKernels/include bench/conv_kernels.c Sources/CKernels/Kernels.c \
 //     Sources/CKernels/Winograd.c -o /tmp/conv_kernels
@@ -23,11 +23,11 @@ int main(){
   t=now(); for(int r=0;r<R;r++) ddp_max_pool_backward(y+(r%64)*25088,x+(r%64)*6272,am,NULL,32,28,28,2,2,14,14); printf("pool1 bwd %.1f us\n",(now()-t)/R*1e6);
   t=now(); for(int r=0;r<R;r++) ddp_add_channel_bias(y+(r%64)*25088,b,32,784,1); printf("bias relu conv1 %.1f us\n",(now()-t)/R*1e6);
   t=now(); for(int r=0;r<R;r++) ddp_accumulate_channel_sums(b,y+(r%64)*25088,32,784); printf("chansum conv1 %.1f us\n",(now()-t)/R*1e6);
-  float *v=calloc(16*(32*496+16),4), *m=calloc(16*(64*496+16),4), *scratch=calloc(1000,4), *dy=calloc(64*64*196,4);
+  float *v=calloc(36*(32*528+16),4), *m=calloc(36*(64*528+16),4), *scratch=calloc(16*18*18,4), *dy=calloc(64*64*196,4);
   for(int i=0;i<64*64*196;i++) dy[i]=rand()/(float)RAND_MAX-0.5f;
-  t=now(); for(int r=0;r<R;r++) ddp_winograd_transform_input(v+(r%10)*49,496,x+(r%64)*32*196,32,14,14,1,7,7,scratch); printf("winograd input conv2 %.1f us\n",(now()-t)/R*1e6);
-  t=now(); for(int r=0;r<R;r++) ddp_winograd_transform_output(y+(r%64)*64*196,m+(r%10)*49,496,b,64,14,14,7,7,1); printf("winograd output conv2 %.1f us\n",(now()-t)/R*1e6);
-  t=now(); for(int r=0;r<R;r++) ddp_winograd_transform_output_gradient(m+(r%10)*49,496,dy+(r%64)*64*196,64,14,14,7,7,scratch); printf("winograd output gradient conv2 %.1f us\n",(now()-t)/R*1e6);
-  t=now(); for(int r=0;r<R;r++) ddp_winograd_transform_input_gradient(x+(r%64)*32*196,v+(r%10)*49,496,32,14,14,1,7,7,scratch); printf("winograd input gradient conv2 %.1f us\n",(now()-t)/R*1e6);
+  t=now(); for(int r=0;r<R;r++) ddp_winograd_transform_input(v+(r%4)*128,528,x+(r%8)*8*32*196,8,32,14,14,1,4,4,scratch); printf("winograd input conv2 %.1f us per sample\n",(now()-t)/R/8*1e6);
+  t=now(); for(int r=0;r<R;r++) ddp_winograd_transform_output(y+(r%8)*8*64*196,m+(r%4)*128,528,8,b,64,14,14,4,4,1,scratch); printf("winograd output conv2 %.1f us per sample\n",(now()-t)/R/8*1e6);
+  t=now(); for(int r=0;r<R;r++) ddp_winograd_transform_output_gradient(m+(r%4)*128,528,dy+(r%8)*8*64*196,8,64,14,14,4,4,scratch); printf("winograd output gradient conv2 %.1f us per sample\n",(now()-t)/R/8*1e6);
+  t=now(); for(int r=0;r<R;r++) ddp_winograd_transform_input_gradient(x+(r%8)*8*32*196,v+(r%4)*128,528,8,32,14,14,1,4,4,scratch); printf("winograd input gradient conv2 %.1f us per sample\n",(now()-t)/R/8*1e6);
   t=now(); for(int r=0;r<R;r++) ddp_accumulate_channel_sums(b,dy+(r%64)*64*196,64,196); printf("chansum conv2 %.1f us\n",(now()-t)/R*1e6);
   return 0;}

@@ -7,30 +7,81 @@
 
 #define DDP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
-// G g Gᵀ for one 3×3 kernel: the rows of G g, then G applied to each row's three columns.
-static inline void kernelTransform(const float *restrict g, float u[16]) {
-  float t[4][3];
-  for (int j = 0; j < 3; j++) {
-    t[0][j] = g[j];
-    t[1][j] = 0.5f * ((g[j] + g[3 + j]) + g[6 + j]);
-    t[2][j] = 0.5f * ((g[j] - g[3 + j]) + g[6 + j]);
-    t[3][j] = g[6 + j];
-  }
-  for (int i = 0; i < 4; i++) {
-    u[4 * i + 0] = t[i][0];
-    u[4 * i + 1] = 0.5f * ((t[i][0] + t[i][1]) + t[i][2]);
-    u[4 * i + 2] = 0.5f * ((t[i][0] - t[i][1]) + t[i][2]);
-    u[4 * i + 3] = t[i][2];
-  }
+// The four one-dimensional transforms, each applied down columns and then along rows (or the reverse for the
+// adjoints), on vectors of eight tiles (T is f8); the kernel's two are on scalars. Winograd.h gives the matrices;
+// every constant in Bᵀ and Aᵀ is exact in binary.
+//
+// Bᵀ d, with t13 = d1 − d3 and t42 = d4 − d2.
+#define INPUT_ROW(T, d, r)                                                \
+  do {                                                                    \
+    T t13_ = (d)[1] - (d)[3], t42_ = (d)[4] - (d)[2];                     \
+    (r)[0] = (((d)[0] - 2 * (d)[2]) + (d)[4]) + 1.5f * t13_;              \
+    (r)[1] = ((d)[4] - (d)[1]) - (2.5f * (d)[2] + 0.5f * (d)[3]);         \
+    (r)[2] = ((d)[4] + (d)[1]) + (0.5f * (d)[2] - 2.5f * (d)[3]);         \
+    (r)[3] = t42_ - 0.5f * t13_;                                          \
+    (r)[4] = t42_ + 2 * t13_;                                             \
+    (r)[5] = (((d)[1] - 2 * (d)[3]) + (d)[5]) + 1.5f * ((d)[2] - (d)[4]); \
+  } while (0)
+// B e, the adjoint of INPUT_ROW: h13 and h42 carry what t13 and t42 received.
+#define INPUT_ROW_ADJOINT(T, e, dd)                                                      \
+  do {                                                                                   \
+    T h13_ = (1.5f * (e)[0] + 2 * (e)[4]) - 0.5f * (e)[3], h42_ = (e)[3] + (e)[4];       \
+    (dd)[0] = (e)[0];                                                                    \
+    (dd)[1] = ((h13_ - (e)[1]) + (e)[2]) + (e)[5];                                       \
+    (dd)[2] = (((0.5f * (e)[2] - 2 * (e)[0]) - 2.5f * (e)[1]) - h42_) + 1.5f * (e)[5];   \
+    (dd)[3] = ((-h13_ - 0.5f * (e)[1]) - 2.5f * (e)[2]) - 2 * (e)[5];                    \
+    (dd)[4] = ((((e)[0] + (e)[1]) + (e)[2]) + h42_) - 1.5f * (e)[5];                     \
+    (dd)[5] = (e)[5];                                                                    \
+  } while (0)
+// Aᵀ m, with a = m1 + m2 and b = m1 − m2.
+#define OUTPUT_ROW(T, m, y)                                       \
+  do {                                                            \
+    T a_ = (m)[1] + (m)[2], b_ = (m)[1] - (m)[2];                 \
+    (y)[0] = (((m)[0] + a_) + (m)[3]) + (m)[4];                   \
+    (y)[1] = (b_ + 2 * (m)[3]) - 0.5f * (m)[4];                   \
+    (y)[2] = (a_ + 4 * (m)[3]) + 0.25f * (m)[4];                  \
+    (y)[3] = ((b_ + 8 * (m)[3]) - 0.125f * (m)[4]) + (m)[5];      \
+  } while (0)
+// A g, the adjoint of OUTPUT_ROW.
+#define OUTPUT_ROW_ADJOINT(T, g, m)                                          \
+  do {                                                                       \
+    T p_ = (g)[0] + (g)[2], q_ = (g)[1] + (g)[3];                            \
+    (m)[0] = (g)[0];                                                         \
+    (m)[1] = p_ + q_;                                                        \
+    (m)[2] = p_ - q_;                                                        \
+    (m)[3] = ((g)[0] + 2 * (g)[1]) + (4 * (g)[2] + 8 * (g)[3]);              \
+    (m)[4] = ((g)[0] - 0.5f * (g)[1]) + (0.25f * (g)[2] - 0.125f * (g)[3]);  \
+    (m)[5] = (g)[3];                                                         \
+  } while (0)
+
+// G g for one column of a 3×3 kernel, and its adjoint Gᵀ u.
+static inline void kernelRow(const float g[3], float u[6]) {
+  u[0] = g[0];
+  u[1] = -((g[0] + g[1]) + g[2]) / 3;
+  u[2] = ((g[0] - g[1]) + g[2]) / 3;
+  u[3] = ((g[0] + 2 * g[1]) + 4 * g[2]) / 15;
+  u[4] = -((16 * g[0] - 8 * g[1]) + 4 * g[2]) / 15;
+  u[5] = g[2];
+}
+
+static inline void kernelRowAdjoint(const float u[6], float g[3]) {
+  g[0] = (u[0] + (u[2] - u[1]) / 3) + (u[3] - 16 * u[4]) / 15;
+  g[1] = (2 * u[3] + 8 * u[4]) / 15 - (u[1] + u[2]) / 3;
+  g[2] = ((u[2] - u[1]) / 3 + (4 * u[3] - 4 * u[4]) / 15) + u[5];
 }
 
 void ddp_winograd_transform_weights(float *restrict u, const float *restrict g, ptrdiff_t outC, ptrdiff_t inC) {
   ptrdiff_t plane = outC * inC;
   for (ptrdiff_t o = 0; o < outC; o++) {
     for (ptrdiff_t c = 0; c < inC; c++) {
-      float tile[16];
-      kernelTransform(g + (o * inC + c) * 9, tile);
-      for (int xi = 0; xi < 16; xi++) u[xi * plane + o * inC + c] = tile[xi];
+      const float *kernel = g + (o * inC + c) * 9;
+      float t[3][6];  // column q of G g, for q = 0, 1, 2
+      for (int q = 0; q < 3; q++) kernelRow((float[3]){kernel[q], kernel[3 + q], kernel[6 + q]}, t[q]);
+      for (int a = 0; a < 6; a++) {
+        float row[6];
+        kernelRow((float[3]){t[0][a], t[1][a], t[2][a]}, row);
+        for (int b = 0; b < 6; b++) u[(6 * a + b) * plane + o * inC + c] = row[b];
+      }
     }
   }
 }
@@ -40,229 +91,245 @@ void ddp_winograd_accumulate_weight_gradient(float *restrict dg, const float *re
   ptrdiff_t plane = outC * inC;
   for (ptrdiff_t o = 0; o < outC; o++) {
     for (ptrdiff_t c = 0; c < inC; c++) {
-      float d[16];
-      for (int xi = 0; xi < 16; xi++) d[xi] = du[xi * plane + o * inC + c];
-      // Gᵀ d: rows a = 0, 1, 2 of the 3×4 product.
-      float w[3][4];
-      for (int j = 0; j < 4; j++) {
-        float half = 0.5f * (d[4 + j] + d[8 + j]);
-        w[0][j] = d[j] + half;
-        w[1][j] = 0.5f * (d[4 + j] - d[8 + j]);
-        w[2][j] = half + d[12 + j];
+      float w[6][3];  // dU G: row a of dU taken back to three columns
+      for (int a = 0; a < 6; a++) {
+        float row[6];
+        for (int b = 0; b < 6; b++) row[b] = du[(6 * a + b) * plane + o * inC + c];
+        kernelRowAdjoint(row, w[a]);
       }
       float *out = dg + (o * inC + c) * 9;
-      for (int a = 0; a < 3; a++) {
-        float half = 0.5f * (w[a][1] + w[a][2]);
-        out[3 * a + 0] += w[a][0] + half;
-        out[3 * a + 1] += 0.5f * (w[a][1] - w[a][2]);
-        out[3 * a + 2] += half + w[a][3];
+      for (int q = 0; q < 3; q++) {
+        float column[3];
+        kernelRowAdjoint((float[6]){w[0][q], w[1][q], w[2][q], w[3][q], w[4][q], w[5][q]}, column);
+        for (int p = 0; p < 3; p++) out[3 * p + q] += column[p];
       }
     }
   }
 }
 
-// Eight tiles of a tile row at a time: lane l of a vector is tile tx0 + l. Loads may read past a row's last tile
-// and stores may write past it (see `ddp_winograd_row_padding` in Winograd.h): what they write there is written
-// again, in the right place, before anything reads it.
+void ddp_winograd_split_kernel(float *restrict parts, const float *restrict g, ptrdiff_t outC, ptrdiff_t inC,
+                               ptrdiff_t k) {
+  ptrdiff_t across = (k + 2) / 3, partCount = across * across;
+  for (ptrdiff_t o = 0; o < outC; o++) {
+    for (ptrdiff_t part = 0; part < partCount; part++) {
+      ptrdiff_t a = 3 * (part / across), b = 3 * (part % across);
+      for (ptrdiff_t c = 0; c < inC; c++) {
+        float *h = parts + ((o * partCount + part) * inC + c) * 9;
+        const float *kernel = g + (o * inC + c) * k * k;
+        for (ptrdiff_t i = 0; i < 3; i++) {
+          for (ptrdiff_t j = 0; j < 3; j++) h[3 * i + j] = a + i < k && b + j < k ? kernel[(a + i) * k + b + j] : 0;
+        }
+      }
+    }
+  }
+}
+
+void ddp_winograd_merge_kernel_gradient(float *restrict dg, const float *restrict parts, ptrdiff_t outC,
+                                        ptrdiff_t inC, ptrdiff_t k) {
+  ptrdiff_t across = (k + 2) / 3, partCount = across * across;
+  for (ptrdiff_t o = 0; o < outC; o++) {
+    for (ptrdiff_t part = 0; part < partCount; part++) {
+      ptrdiff_t a = 3 * (part / across), b = 3 * (part % across);
+      for (ptrdiff_t c = 0; c < inC; c++) {
+        const float *h = parts + ((o * partCount + part) * inC + c) * 9;
+        float *kernel = dg + (o * inC + c) * k * k;
+        for (ptrdiff_t i = 0; i < 3 && a + i < k; i++) {
+          for (ptrdiff_t j = 0; j < 3 && b + j < k; j++) kernel[(a + i) * k + b + j] += h[3 * i + j];
+        }
+      }
+    }
+  }
+}
+
+// Eight samples at a time: lane l of a vector is sample l of a group (lanes past the group's samples hold zeros
+// on the way in and are dropped on the way out). Images are interleaved into [pixel][8] planes first, so every
+// tile's loads and stores are whole vectors, whatever the image's width.
 typedef float f8 __attribute__((ext_vector_type(8)));
 typedef int i8 __attribute__((ext_vector_type(8)));
-typedef float f16 __attribute__((ext_vector_type(16)));
-// Vector loads, stores and shuffles as macros: a helper function taking or returning a vector would pass it in
-// the registers of one instruction set, which the compiler refuses across clones.
-#define LOAD8(p)                      \
-  ({                                  \
-    f8 loaded_;                       \
+// Vector loads and stores as macros: a helper function taking or returning a vector would pass it in the
+// registers of one instruction set, which the compiler refuses across clones.
+#define LOAD8(p)                       \
+  ({                                   \
+    f8 loaded_;                        \
     memcpy(&loaded_, (p), sizeof(f8)); \
-    loaded_;                          \
+    loaded_;                           \
   })
-#define STORE8(p, v)               \
-  do {                             \
-    f8 stored_ = (v);              \
+#define STORE8(p, v)                   \
+  do {                                 \
+    f8 stored_ = (v);                  \
     memcpy((p), &stored_, sizeof(f8)); \
   } while (0)
-#define STORE16(p, v)               \
-  do {                              \
-    f16 stored_ = (v);              \
-    memcpy((p), &stored_, sizeof(f16)); \
+#define ADD8(p, v)                    \
+  do {                                \
+    f8 old_;                          \
+    memcpy(&old_, (p), sizeof(f8));   \
+    old_ = old_ + (v);                \
+    memcpy((p), &old_, sizeof(f8));   \
   } while (0)
-#define ADD16(p, v)                     \
-  do {                                  \
-    f16 old_;                           \
-    memcpy(&old_, (p), sizeof(f16));     \
-    old_ = old_ + (v);                  \
-    memcpy((p), &old_, sizeof(f16));     \
-  } while (0)
-// The even and the odd elements of p[0..<16].
-#define DEINTERLEAVE(p, even, odd)                                              \
-  do {                                                                          \
-    f8 low_ = LOAD8(p), high_ = LOAD8((p) + 8);                                 \
-    (even) = __builtin_shufflevector(low_, high_, 0, 2, 4, 6, 8, 10, 12, 14);  \
-    (odd) = __builtin_shufflevector(low_, high_, 1, 3, 5, 7, 9, 11, 13, 15);   \
-  } while (0)
-// [a0, b0, a1, b1, ..., a7, b7].
-#define INTERLEAVE(a, b) __builtin_shufflevector((a), (b), 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15)
 // v where the lane's bits in mask are set, +0 elsewhere (a select: NaN garbage in masked lanes goes away too).
 #define KEEP(v, mask) ((f8)((i8)(v) & (mask)))
-// All ones in lanes l with tx0 + l < limit.
-#define LANES_BELOW(tx0, limit) ((i8)((i8){0, 1, 2, 3, 4, 5, 6, 7} + (int)(tx0) < (int)(limit)))
 
-// Columns of a padded plane row: every vector access of a tile row stays inside it.
-static inline ptrdiff_t paddedWidth(ptrdiff_t tilesX) { return 2 * ((tilesX + 7) / 8 * 8) + 2; }
+// r[a][b] ← r[b][a] for an 8×8 block held as eight row vectors.
+static inline __attribute__((always_inline)) void transpose8(f8 r[8]) {
+  f8 t[8], u[8];
+  for (int k = 0; k < 4; k++) {
+    t[2 * k] = __builtin_shufflevector(r[2 * k], r[2 * k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[2 * k + 1] = __builtin_shufflevector(r[2 * k], r[2 * k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int k = 0; k < 2; k++) {
+    u[4 * k] = __builtin_shufflevector(t[4 * k], t[4 * k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[4 * k + 1] = __builtin_shufflevector(t[4 * k], t[4 * k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    u[4 * k + 2] = __builtin_shufflevector(t[4 * k + 1], t[4 * k + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[4 * k + 3] = __builtin_shufflevector(t[4 * k + 1], t[4 * k + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int k = 0; k < 4; k++) {
+    r[k] = __builtin_shufflevector(u[k], u[4 + k], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[4 + k] = __builtin_shufflevector(u[k], u[4 + k], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
+// dst[i][l] = src[l·stride + i] for i < n and the group's samples l < samples; 0 in the other lanes.
+static inline __attribute__((always_inline)) void interleave(float *restrict dst, const float *restrict src,
+                                                             ptrdiff_t stride, ptrdiff_t samples, ptrdiff_t n) {
+  ptrdiff_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    f8 r[8];
+    for (int l = 0; l < 8; l++) r[l] = l < samples ? LOAD8(src + l * stride + i) : (f8)0;
+    transpose8(r);
+    for (int k = 0; k < 8; k++) STORE8(dst + (i + k) * 8, r[k]);
+  }
+  for (; i < n; i++) {
+    for (int l = 0; l < 8; l++) dst[i * 8 + l] = l < samples ? src[l * stride + i] : 0;
+  }
+}
+
+// dst[l·stride + i] = src[i][l] for i < n and l < samples: the inverse of interleave.
+static inline __attribute__((always_inline)) void deinterleave(float *restrict dst, ptrdiff_t stride,
+                                                               ptrdiff_t samples, const float *restrict src,
+                                                               ptrdiff_t n) {
+  ptrdiff_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    f8 r[8];
+    for (int k = 0; k < 8; k++) r[k] = LOAD8(src + (i + k) * 8);
+    transpose8(r);
+    for (int l = 0; l < samples; l++) STORE8(dst + l * stride + i, r[l]);
+  }
+  for (; i < n; i++) {
+    for (int l = 0; l < samples; l++) dst[l * stride + i] = src[i * 8 + l];
+  }
+}
+
+// The kernel's 3×3 parts across (and down): 1 for a 3×3 kernel, 2 for 4×4 and 5×5.
+static inline ptrdiff_t partsAcross(ptrdiff_t k) { return (k + 2) / 3; }
+
+// The zero-framed plane of one channel: the image at (pad, pad), and room for the windows of every tile of every
+// part (part (a, b)'s tile (ty, tx) starts at row 4ty + a, column 4tx + b).
+static inline ptrdiff_t planeRows(ptrdiff_t tiles, ptrdiff_t k) { return 4 * tiles + 3 * partsAcross(k) - 1; }
 
 ptrdiff_t ddp_winograd_plane_stride(ptrdiff_t channels, ptrdiff_t ld) { return channels * ld + 16; }
 
-ptrdiff_t ddp_winograd_scratch_floats(ptrdiff_t tilesY, ptrdiff_t tilesX) {
-  return (2 * tilesY + 2) * paddedWidth(tilesX) + 4 * paddedWidth(tilesX) + 32;
+// A zero-framed interleaved plane [rows][cols][8] and an interleaved image [pixels][8] beside it.
+ptrdiff_t ddp_winograd_scratch_floats(ptrdiff_t tilesY, ptrdiff_t tilesX, ptrdiff_t k) {
+  return 16 * planeRows(tilesY, k) * planeRows(tilesX, k);
 }
 
 DDP_CLONES
-void ddp_winograd_transform_input(float *restrict v, ptrdiff_t ld, const float *restrict x, ptrdiff_t c, ptrdiff_t h,
-                                  ptrdiff_t w, ptrdiff_t pad, ptrdiff_t tilesY, ptrdiff_t tilesX,
-                                  float *restrict scratch) {
-  ptrdiff_t width = paddedWidth(tilesX), rows = 2 * tilesY + 2;
-  float *padded = scratch;            // [rows][width]: the channel's image inside a frame of zeros
-  float *q = scratch + rows * width;  // [4][width]: Bᵀ applied down the columns of one tile row
-  ptrdiff_t plane = ddp_winograd_plane_stride(c, ld);
-  for (ptrdiff_t i = 0; i < rows * width; i++) padded[i] = 0;
+void ddp_winograd_transform_input(float *restrict v, ptrdiff_t ld, ptrdiff_t plane, const float *restrict x,
+                                  ptrdiff_t samples, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t pad, ptrdiff_t k,
+                                  ptrdiff_t tilesY, ptrdiff_t tilesX, float *restrict scratch) {
+  ptrdiff_t rows = planeRows(tilesY, k), cols = planeRows(tilesX, k), across = partsAcross(k);
+  float *padded = scratch;                 // [rows][cols][8]: the channel's images inside a frame of zeros
+  float *flat = scratch + 8 * rows * cols;  // [h·w][8]
+  memset(padded, 0, sizeof(float) * 8 * rows * cols);
   for (ptrdiff_t ci = 0; ci < c; ci++) {
-    const float *image = x + ci * h * w;
-    // Only the image's own rectangle changes from channel to channel: the frame stays zero.
-    for (ptrdiff_t iy = 0; iy < h && iy + pad < rows; iy++) {
-      float *row = padded + (iy + pad) * width + pad;
-      for (ptrdiff_t ix = 0; ix < w; ix++) row[ix] = image[iy * w + ix];
+    interleave(flat, x + ci * h * w, c * h * w, samples, h * w);
+    // Only the images' own rectangle changes from channel to channel: the frame stays zero.
+    for (ptrdiff_t iy = 0; iy < h; iy++) {
+      memcpy(padded + ((iy + pad) * cols + pad) * 8, flat + iy * w * 8, sizeof(float) * 8 * w);
     }
-    for (ptrdiff_t ty = 0; ty < tilesY; ty++) {
-      const float *r0 = padded + 2 * ty * width, *r1 = r0 + width, *r2 = r1 + width, *r3 = r2 + width;
-      for (ptrdiff_t col = 0; col < width; col++) {
-        q[col] = r0[col] - r2[col];
-        q[width + col] = r1[col] + r2[col];
-        q[2 * width + col] = r2[col] - r1[col];
-        q[3 * width + col] = r1[col] - r3[col];
-      }
-      float *out = v + ci * ld + ty * tilesX;
-      for (ptrdiff_t i = 0; i < 4; i++) {
-        const float *row = q + i * width;
-        float *o0 = out + (4 * i) * plane, *o1 = o0 + plane, *o2 = o1 + plane, *o3 = o2 + plane;
-        for (ptrdiff_t tx0 = 0; tx0 < tilesX; tx0 += 8) {
-          f8 a, b, cc, d;  // row[2tx], row[2tx + 1], row[2tx + 2], row[2tx + 3]
-          DEINTERLEAVE(row + 2 * tx0, a, b);
-          DEINTERLEAVE(row + 2 * tx0 + 2, cc, d);
-          STORE8(o0 + tx0, a - cc);
-          STORE8(o1 + tx0, b + cc);
-          STORE8(o2 + tx0, cc - b);
-          STORE8(o3 + tx0, b - d);
-        }
-      }
-    }
-  }
-}
-
-// One tile row's outputs Aᵀ M A + bias (then ReLU) for tiles tx0..<tx0+8: the top and bottom output rows,
-// interleaved [y(2tx), y(2tx + 1), ...].
-static inline __attribute__((always_inline)) void outputTiles(const float *in, ptrdiff_t plane, ptrdiff_t tx0, float bias, bool relu, f16 *top,
-                               f16 *bottom) {
-  f8 s0[4], s1[4];
-  for (int j = 0; j < 4; j++) {
-    f8 m0 = LOAD8(in + j * plane + tx0), m1 = LOAD8(in + (4 + j) * plane + tx0),
-       m2 = LOAD8(in + (8 + j) * plane + tx0), m3 = LOAD8(in + (12 + j) * plane + tx0);
-    s0[j] = (m0 + m1) + m2;
-    s1[j] = (m1 - m2) - m3;
-  }
-  f8 y00 = ((s0[0] + s0[1]) + s0[2]) + bias, y01 = ((s0[1] - s0[2]) - s0[3]) + bias;
-  f8 y10 = ((s1[0] + s1[1]) + s1[2]) + bias, y11 = ((s1[1] - s1[2]) - s1[3]) + bias;
-  if (relu) {
-    f8 zero = 0;
-    y00 = KEEP(y00, (i8)(y00 > zero));
-    y01 = KEEP(y01, (i8)(y01 > zero));
-    y10 = KEEP(y10, (i8)(y10 > zero));
-    y11 = KEEP(y11, (i8)(y11 > zero));
-  }
-  *top = INTERLEAVE(y00, y01);
-  *bottom = INTERLEAVE(y10, y11);
-}
-
-DDP_CLONES
-void ddp_winograd_transform_output(float *restrict y, const float *restrict m, ptrdiff_t ld,
-                                   const float *restrict bias, ptrdiff_t outC, ptrdiff_t oh, ptrdiff_t ow,
-                                   ptrdiff_t tilesY, ptrdiff_t tilesX, bool relu) {
-  ptrdiff_t plane = ddp_winograd_plane_stride(outC, ld);
-  const float *sampleEnd = y + outC * oh * ow;
-  for (ptrdiff_t o = 0; o < outC; o++) {
-    float *image = y + o * oh * ow;
-    for (ptrdiff_t ty = 0; ty < tilesY; ty++) {
-      const float *in = m + o * ld + ty * tilesX;
-      float *top = image + 2 * ty * ow;
-      float *bottom = top + ow;
-      bool hasBottom = 2 * ty + 1 < oh;
-      if (bottom + 2 * ((tilesX + 7) / 8 * 8) > sampleEnd) {
-        // Whole vectors would run past this sample's output, where nothing in this call writes after them: only
-        // the outputs inside the image are written.
-        for (ptrdiff_t tx0 = 0; tx0 < tilesX; tx0 += 8) {
-          f16 upper, lower;
-          outputTiles(in, plane, tx0, bias[o], relu, &upper, &lower);
-          for (ptrdiff_t l = 0; l < 16 && 2 * tx0 + l < ow; l++) {
-            top[2 * tx0 + l] = upper[l];
-            if (hasBottom) bottom[2 * tx0 + l] = lower[l];
+    for (ptrdiff_t part = 0; part < across * across; part++) {
+      ptrdiff_t a = 3 * (part / across), b = 3 * (part % across);
+      float *out = v + (part * c + ci) * ld;
+      for (ptrdiff_t ty = 0; ty < tilesY; ty++) {
+        for (ptrdiff_t tx = 0; tx < tilesX; tx++) {
+          const float *window = padded + ((4 * ty + a) * cols + 4 * tx + b) * 8;
+          f8 down[6][6];  // Bᵀ d: column j of the window taken down to six rows
+          for (int j = 0; j < 6; j++) {
+            f8 column[6], r[6];
+            for (int i = 0; i < 6; i++) column[i] = LOAD8(window + (i * cols + j) * 8);
+            INPUT_ROW(f8, column, r);
+            for (int q = 0; q < 6; q++) down[q][j] = r[q];
+          }
+          float *tile = out + (ty * tilesX + tx) * 8;
+          for (int q = 0; q < 6; q++) {
+            f8 r[6];
+            INPUT_ROW(f8, down[q], r);
+            for (int j = 0; j < 6; j++) STORE8(tile + (6 * q + j) * plane, r[j]);
           }
         }
-        continue;
-      }
-      // Whole vectors: an overshoot past the row lands on outputs written after it (the next row or channel).
-      f16 upper, lower;
-      for (ptrdiff_t tx0 = 0; tx0 < tilesX; tx0 += 8) {
-        outputTiles(in, plane, tx0, bias[o], relu, &upper, &lower);
-        STORE16(top + 2 * tx0, upper);
-      }
-      for (ptrdiff_t tx0 = 0; tx0 < tilesX; tx0 += 8) {
-        outputTiles(in, plane, tx0, bias[o], relu, &upper, &lower);
-        STORE16(bottom + 2 * tx0, lower);
       }
     }
+  }
+}
+
+DDP_CLONES
+void ddp_winograd_transform_output(float *restrict y, const float *restrict m, ptrdiff_t ld, ptrdiff_t samples,
+                                   const float *restrict bias, ptrdiff_t outC, ptrdiff_t oh, ptrdiff_t ow,
+                                   ptrdiff_t tilesY, ptrdiff_t tilesX, bool relu, float *restrict scratch) {
+  ptrdiff_t plane = ddp_winograd_plane_stride(outC, ld);
+  float *flat = scratch;  // [oh·ow][8]
+  for (ptrdiff_t o = 0; o < outC; o++) {
+    for (ptrdiff_t ty = 0; ty < tilesY; ty++) {
+      for (ptrdiff_t tx = 0; tx < tilesX; tx++) {
+        const float *tile = m + o * ld + (ty * tilesX + tx) * 8;
+        f8 s[4][6];  // Aᵀ M: column j of the tile taken down to four rows
+        for (int j = 0; j < 6; j++) {
+          f8 column[6], down[4];
+          for (int i = 0; i < 6; i++) column[i] = LOAD8(tile + (6 * i + j) * plane);
+          OUTPUT_ROW(f8, column, down);
+          for (int k = 0; k < 4; k++) s[k][j] = down[k];
+        }
+        for (ptrdiff_t k = 0; k < 4 && 4 * ty + k < oh; k++) {
+          f8 out[4];
+          OUTPUT_ROW(f8, s[k], out);
+          for (ptrdiff_t l = 0; l < 4 && 4 * tx + l < ow; l++) {
+            f8 value = out[l] + bias[o];
+            if (relu) value = KEEP(value, (i8)(value > (f8)0));
+            STORE8(flat + ((4 * ty + k) * ow + 4 * tx + l) * 8, value);
+          }
+        }
+      }
+    }
+    deinterleave(y + o * oh * ow, outC * oh * ow, samples, flat, oh * ow);
   }
 }
 
 DDP_CLONES
 void ddp_winograd_transform_output_gradient(float *restrict dm, ptrdiff_t ld, const float *restrict dy,
-                                            ptrdiff_t outC, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t tilesY,
-                                            ptrdiff_t tilesX, float *restrict scratch) {
+                                            ptrdiff_t samples, ptrdiff_t outC, ptrdiff_t oh, ptrdiff_t ow,
+                                            ptrdiff_t tilesY, ptrdiff_t tilesX, float *restrict scratch) {
   ptrdiff_t plane = ddp_winograd_plane_stride(outC, ld);
-  ptrdiff_t width = paddedWidth(tilesX);
-  const float *sampleEnd = dy + outC * oh * ow;
+  ptrdiff_t cols = 4 * tilesX;
+  float *grid = scratch;                             // [4·tilesY][cols][8]: zero past oh and ow
+  float *flat = scratch + 8 * 4 * tilesY * cols;  // [oh·ow][8]
+  memset(grid, 0, sizeof(float) * 8 * 4 * tilesY * cols);
   for (ptrdiff_t o = 0; o < outC; o++) {
-    const float *image = dy + o * oh * ow;
+    interleave(flat, dy + o * oh * ow, outC * oh * ow, samples, oh * ow);
+    for (ptrdiff_t oy = 0; oy < oh; oy++) memcpy(grid + oy * cols * 8, flat + oy * ow * 8, sizeof(float) * 8 * ow);
     for (ptrdiff_t ty = 0; ty < tilesY; ty++) {
-      const float *top = image + 2 * ty * ow;
-      const float *bottom = top + ow;
-      bool hasBottom = 2 * ty + 1 < oh;
-      if (!hasBottom || bottom + 2 * ((tilesX + 7) / 8 * 8) > sampleEnd) {
-        // A missing bottom row, or whole vectors that would read past this sample's gradient: read through a
-        // zero-padded copy.
-        float *upper = scratch, *lower = scratch + width;
-        for (ptrdiff_t i = 0; i < 2 * width; i++) scratch[i] = 0;
-        for (ptrdiff_t ix = 0; ix < ow; ix++) upper[ix] = top[ix];
-        if (hasBottom)
-          for (ptrdiff_t ix = 0; ix < ow; ix++) lower[ix] = bottom[ix];
-        top = upper;
-        bottom = lower;
-      }
-      float *out = dm + o * ld + ty * tilesX;
-      for (ptrdiff_t tx0 = 0; tx0 < tilesX; tx0 += 8) {
-        f8 r00, r01, r10, r11;
-        DEINTERLEAVE(top + 2 * tx0, r00, r01);
-        DEINTERLEAVE(bottom + 2 * tx0, r10, r11);
-        if (ow % 2 == 1) {
-          // The last tile's right column is outside the image (what was read there is the next row's start).
-          i8 inside = LANES_BELOW(tx0, tilesX - 1);
-          r01 = KEEP(r01, inside);
-          r11 = KEEP(r11, inside);
-        }
-        // A dY: rows u0 = dY₀, u1 = dY₀ + dY₁, u2 = dY₀ − dY₁, u3 = −dY₁; then each row [a, b] → [a, a+b, a−b, −b].
-        f8 u[4][2] = {{r00, r01}, {r00 + r10, r01 + r11}, {r00 - r10, r01 - r11}, {-r10, -r11}};
+      for (ptrdiff_t tx = 0; tx < tilesX; tx++) {
+        const float *window = grid + (4 * ty * cols + 4 * tx) * 8;
+        f8 across[4][6];  // dY Aᵀ: row i of the tile's gradient taken out to six columns
         for (int i = 0; i < 4; i++) {
-          STORE8(out + (4 * i + 0) * plane + tx0, u[i][0]);
-          STORE8(out + (4 * i + 1) * plane + tx0, u[i][0] + u[i][1]);
-          STORE8(out + (4 * i + 2) * plane + tx0, u[i][0] - u[i][1]);
-          STORE8(out + (4 * i + 3) * plane + tx0, -u[i][1]);
+          f8 row[4];
+          for (int j = 0; j < 4; j++) row[j] = LOAD8(window + (i * cols + j) * 8);
+          OUTPUT_ROW_ADJOINT(f8, row, across[i]);
+        }
+        float *tile = dm + o * ld + (ty * tilesX + tx) * 8;
+        for (int j = 0; j < 6; j++) {
+          f8 column[4] = {across[0][j], across[1][j], across[2][j], across[3][j]}, up[6];
+          OUTPUT_ROW_ADJOINT(f8, column, up);
+          for (int i = 0; i < 6; i++) STORE8(tile + (6 * i + j) * plane, up[i]);
         }
       }
     }
@@ -270,53 +337,39 @@ void ddp_winograd_transform_output_gradient(float *restrict dm, ptrdiff_t ld, co
 }
 
 DDP_CLONES
-void ddp_winograd_transform_input_gradient(float *restrict dx, const float *restrict dv, ptrdiff_t ld, ptrdiff_t c,
-                                           ptrdiff_t h, ptrdiff_t w, ptrdiff_t pad, ptrdiff_t tilesY,
+void ddp_winograd_transform_input_gradient(float *restrict dx, const float *restrict dv, ptrdiff_t ld,
+                                           ptrdiff_t plane, ptrdiff_t samples, ptrdiff_t c, ptrdiff_t h,
+                                           ptrdiff_t w, ptrdiff_t pad, ptrdiff_t k, ptrdiff_t tilesY,
                                            ptrdiff_t tilesX, float *restrict scratch) {
-  ptrdiff_t width = paddedWidth(tilesX), rows = 2 * tilesY + 2;
-  ptrdiff_t plane = ddp_winograd_plane_stride(c, ld);
-  float *padded = scratch;  // [rows][width]: the padded image's gradient
+  ptrdiff_t rows = planeRows(tilesY, k), cols = planeRows(tilesX, k), across = partsAcross(k);
+  float *padded = scratch;                 // [rows][cols][8]: the padded images' gradient
+  float *flat = scratch + 8 * rows * cols;  // [h·w][8]
   for (ptrdiff_t ci = 0; ci < c; ci++) {
-    for (ptrdiff_t i = 0; i < rows * width; i++) padded[i] = 0;
-    for (ptrdiff_t ty = 0; ty < tilesY; ty++) {
-      const float *in = dv + ci * ld + ty * tilesX;
-      float *at = padded + 2 * ty * width;
-      for (ptrdiff_t tx0 = 0; tx0 < tilesX; tx0 += 8) {
-        // Lanes past the last tile read other tiles' values: zero them, or they would add into the last tile's
-        // columns.
-        i8 inside = LANES_BELOW(tx0, tilesX);
-        f8 d[16];
-        for (int xi = 0; xi < 16; xi++) d[xi] = KEEP(LOAD8(in + xi * plane + tx0), inside);
-        // B dV: row 0 = dV₀, row 1 = dV₁ − dV₂ + dV₃, row 2 = −dV₀ + dV₁ + dV₂, row 3 = −dV₃; the same across.
-        for (int i = 0; i < 4; i++) {
-          f8 t0, t1, t2, t3;
-          if (i == 0) {
-            t0 = d[0], t1 = d[1], t2 = d[2], t3 = d[3];
-          } else if (i == 1) {
-            t0 = (d[4] - d[8]) + d[12], t1 = (d[5] - d[9]) + d[13], t2 = (d[6] - d[10]) + d[14],
-            t3 = (d[7] - d[11]) + d[15];
-          } else if (i == 2) {
-            t0 = (d[4] + d[8]) - d[0], t1 = (d[5] + d[9]) - d[1], t2 = (d[6] + d[10]) - d[2],
-            t3 = (d[7] + d[11]) - d[3];
-          } else {
-            t0 = -d[12], t1 = -d[13], t2 = -d[14], t3 = -d[15];
+    memset(padded, 0, sizeof(float) * 8 * rows * cols);
+    for (ptrdiff_t part = 0; part < across * across; part++) {
+      ptrdiff_t a = 3 * (part / across), b = 3 * (part % across);
+      for (ptrdiff_t ty = 0; ty < tilesY; ty++) {
+        for (ptrdiff_t tx = 0; tx < tilesX; tx++) {
+          const float *tile = dv + (part * c + ci) * ld + (ty * tilesX + tx) * 8;
+          f8 across6[6][6];  // dV Bᵀ: row q of dV taken back to six columns
+          for (int q = 0; q < 6; q++) {
+            f8 e[6];
+            for (int j = 0; j < 6; j++) e[j] = LOAD8(tile + (6 * q + j) * plane);
+            INPUT_ROW_ADJOINT(f8, e, across6[q]);
           }
-          // Columns 2tx and 2tx + 1 of this tile, then 2tx + 2 and 2tx + 3 (added after, in that order).
-          float *row = at + i * width + 2 * tx0;
-          ADD16(row, INTERLEAVE(t0, (t1 - t2) + t3));
-          ADD16(row + 2, INTERLEAVE((t1 + t2) - t0, -t3));
+          float *window = padded + ((4 * ty + a) * cols + 4 * tx + b) * 8;
+          for (int j = 0; j < 6; j++) {
+            f8 column[6] = {across6[0][j], across6[1][j], across6[2][j], across6[3][j], across6[4][j], across6[5][j]},
+               up[6];
+            INPUT_ROW_ADJOINT(f8, column, up);
+            for (int i = 0; i < 6; i++) ADD8(window + (i * cols + j) * 8, up[i]);
+          }
         }
       }
     }
-    float *image = dx + ci * h * w;
     for (ptrdiff_t iy = 0; iy < h; iy++) {
-      float *out = image + iy * w;
-      if (iy + pad >= rows) {
-        for (ptrdiff_t ix = 0; ix < w; ix++) out[ix] = 0;
-        continue;
-      }
-      const float *in = padded + (iy + pad) * width + pad;
-      for (ptrdiff_t ix = 0; ix < w; ix++) out[ix] = in[ix];
+      memcpy(flat + iy * w * 8, padded + ((iy + pad) * cols + pad) * 8, sizeof(float) * 8 * w);
     }
+    deinterleave(dx + ci * h * w, c * h * w, samples, flat, h * w);
   }
 }

@@ -7,7 +7,7 @@ import Tensors
 /// Parameters: weight [out, in, k, k] (= [out, in·k·k] row-major), bias [out].
 ///
 /// The layer owns the parameters and the shapes; one of two methods computes (`Method`, chosen at construction):
-/// Winograd's F(2×2, 3×3) (`WinogradConvolution`) for 3×3 kernels at stride 1 over enough input channels, else one
+/// Winograd's F(4×4, 3×3) (`WinogradConvolution`) for 3×3 kernels at stride 1 over enough input channels, else one
 /// GEMM per sample over im2col columns (`ColumnConvolution`). Both agree with the direct sum to rounding.
 public final class Conv2d: Layer {
   public let inputShape: [Int]
@@ -24,7 +24,8 @@ public final class Conv2d: Layer {
   public enum Method: Sendable, Equatable {
     /// im2col and one GEMM per sample: any kernel, stride and padding.
     case columns
-    /// Winograd F(2×2, 3×3): 3×3 kernels at stride 1 only; 2.25× fewer multiplications than `columns`.
+    /// Winograd F(4×4, 3×3): stride 1 only; up to 4× fewer multiplications than `columns` for a 3×3 kernel, 2.8×
+    /// for a 5×5 one (four 3×3 parts).
     case winograd
   }
   public let method: Method
@@ -44,11 +45,12 @@ public final class Conv2d: Layer {
     return (padded - kernel) / stride + 1
   }
 
-  /// The method `Conv2d` uses when not told: Winograd for 3×3 kernels at stride 1 with at least
+  /// The method `Conv2d` uses when not told: Winograd for 3×3 and 5×5 kernels at stride 1 with at least
   /// `WinogradConvolution.minimumInChannels` input channels, else columns. Below that, the transformed GEMMs' inner
   /// dimension (the input channels) is too thin for a GEMM to pay, while im2col's (in·9) still is.
   public static func defaultMethod(inChannels: Int, kernel: Int, stride: Int) -> Method {
-    kernel == 3 && stride == 1 && inChannels >= WinogradConvolution.minimumInChannels ? .winograd : .columns
+    (kernel == 3 || kernel == 5) && stride == 1 && inChannels >= WinogradConvolution.minimumInChannels
+      ? .winograd : .columns
   }
 
   /// inputShape is [in, h, w]; the kernel must fit the padded input (ModelSpec checks it with a message).
@@ -81,7 +83,7 @@ public final class Conv2d: Layer {
       columns = ColumnConvolution(geometry)
       winograd = nil
     case .winograd:
-      precondition(kernel == 3 && stride == 1, "Winograd F(2×2, 3×3) needs a 3×3 kernel at stride 1")
+      precondition(kernel >= 2 && stride == 1, "Winograd F(4×4, 3×3) needs a kernel of 2 or more at stride 1")
       columns = nil
       winograd = WinogradConvolution(geometry, tilesPerChunk: winogradTilesPerChunk)
     }

@@ -24,12 +24,12 @@ import Testing
   }
 
   /// ddp-train's own allocations on the main thread, and those made inside `cblas_sgemm`.
-  func allocations(steps: Int, model: String = "mlp") throws -> (own: Int, blas: Int) {
-    // An epoch is 8192 / 8 = 1024 steps, so neither run reaches an epoch's end (the evaluation and the epoch's
-    // report allocate, once per epoch, by design).
+  func allocations(steps: Int, model: String = "mlp", batch: Int = 8) throws -> (own: Int, blas: Int) {
+    // An epoch is 8192 / 8 = 1024 steps (682 at 12), so neither run reaches an epoch's end (the evaluation and the
+    // epoch's report allocate, once per epoch, by design).
     let result = try DDPTrainProcess.run(
       [
-        "--dataset", "synthetic", "--synthetic-train", "8192", "--synthetic-test", "256", "--batch-size", "8",
+        "--dataset", "synthetic", "--synthetic-train", "8192", "--synthetic-test", "256", "--batch-size", String(batch),
         "--max-steps", String(steps), "--step-timeout", "60", "--model", model,
       ], timeout: 120, extraEnvironment: Self.environment)
     #expect(result.status == 0, "\(result.output)")
@@ -60,12 +60,14 @@ import Testing
     )
   }
 
-  /// The same for a convolutional network (im2col columns, pooling argmax and every activation preallocated).
+  /// The same for a convolutional network (im2col columns, pooling argmax and every activation preallocated): a
+  /// one-channel 3×3 convolution by im2col, a 3×3 and a 5×5 one by Winograd (8 input channels; 12 samples a step
+  /// make two chunks, the second a group of four), and a strided one by im2col again.
   @Test(.enabled(if: counterExpected, "the counter library is not built (swift build -c release builds it)"))
   func steadyStateConvolutionStepAllocatesNothing() throws {
-    let model = "seq:conv4k3p1,relu,pool2,conv6k3s2p1,relu,flatten,linear10"
-    let short = try allocations(steps: 20, model: model)
-    let long = try allocations(steps: 220, model: model)
+    let model = "seq:conv8k3p1,relu,conv8k3p1,relu,conv8k5p2,relu,pool2,conv6k3s2p1,relu,flatten,linear10"
+    let short = try allocations(steps: 20, model: model, batch: 12)
+    let long = try allocations(steps: 220, model: model, batch: 12)
     #expect(
       abs(long.own - short.own) <= 5,
       "\(long.own - short.own) more allocations in 200 more steps (\(short.own) vs \(long.own)); inside OpenBLAS: \(long.blas - short.blas)"
