@@ -10,8 +10,8 @@
 //         0 1 1.5 −2 −1.5 1],
 //   G = [1 0 0; −⅓ −⅓ −⅓; ⅓ −⅓ ⅓; 1⁄15 2⁄15 4⁄15; −16⁄15 8⁄15 −4⁄15; 0 0 1],
 //   Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −½ 0; 0 1 1 4 ¼ 0; 0 1 −1 8 −⅛ 1].
-// These points, rather than the usual 0, ±1, ±2, keep float32's error about 2.5x smaller: the direct sum was
-// matched to 1.5-2.2e-5 with ±2 and to better than 1e-5 with these (BENCHMARKS.md).
+// These points, rather than the usual 0, ±1, ±2, keep float32's error 2-4x smaller (`bench/winograd_error.py`);
+// with ±2 the layer tests saw 1.4-2.2e-5 of outputs near 1 (BENCHMARKS.md).
 // The backward is the adjoint of each step: dM = A dY Aᵀ, dU = Σ_tiles dM ⊙ V, dg = Gᵀ dU G, dV = Σ_out U ⊙ dM,
 // dd = B dV Bᵀ (tiles overlap by two rows and columns: their dd add up).
 //
