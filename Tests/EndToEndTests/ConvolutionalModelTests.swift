@@ -7,9 +7,11 @@ import Testing
 /// mid-epoch and resume at another K, LARS, eval and bench. A small network on the synthetic images (1x28x28), so each run takes a second or two.
 @Suite(.serialized, .enabled(if: DDPTrainProcess.mpirunAvailable, "mpirun is not installed (run launch/setup)"))
 struct ConvolutionalModelTests {
-  static let model = "seq:conv4k3p1,relu,pool2,conv8k3s2p1,relu,flatten,linear10"
-  /// conv 4·1·9+4, conv 8·4·9+8, linear 10·392+10.
-  static let parameterCount = 40 + 296 + 3930
+  /// Every convolution method: im2col (one channel; a stride), Winograd 3×3 and Winograd 5×5 in parts (8 input
+  /// channels).
+  static let model = "seq:conv4k3p1,relu,pool2,conv8k3s2p1,relu,conv8k3p1,relu,conv8k5p2,relu,flatten,linear10"
+  /// conv 4·1·9+4, conv 8·4·9+8, conv 8·8·9+8, conv 8·8·25+8, linear 10·392+10.
+  static let parameterCount = 40 + 296 + 584 + 1608 + 3930
 
   static func arguments(batch: Int, steps: Int = 120, checkpoints: URL, extra: [String] = []) -> [String] {
     [
