@@ -54,7 +54,7 @@ public final class Conv2d: Layer {
   }
 
   /// inputShape is [in, h, w]; the kernel must fit the padded input (ModelSpec checks it with a message).
-  /// `method` nil picks `defaultMethod`; `.winograd` needs kernel 3 and stride 1. `winogradTilesPerChunk` sets
+  /// `method` nil picks `defaultMethod`; `.winograd` needs stride 1 (and a kernel of 2 or more). `winogradTilesPerChunk` sets
   /// how many output tiles the Winograd GEMMs take at once (tests make it small to cover several chunks).
   public init(
     inputShape: [Int], outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, method: Method? = nil,
@@ -148,8 +148,7 @@ public final class Conv2d: Layer {
     profile?.lap(.communication)
   }
 
-  /// The GEMMs a step over `batch` samples makes in the im2col formulation, with their calls: what
-  /// `ddp-train bench` counts as the convolution's arithmetic, whichever method runs.
+  /// im2col's GEMMs, one per sample, whichever method runs.
   public func columnFormulation(batch: Int, inputGradient: Bool) -> [StepProfile.GEMMSite] {
     let (out, patch, pixels) = (outChannels, geometry.patch, geometry.pixels)
     var sites = [

@@ -41,6 +41,10 @@ public protocol Layer: AnyObject {
   func backward(
     x: UnsafePointer<Float>, y: UnsafePointer<Float>, dy: UnsafeMutablePointer<Float>,
     dx: UnsafeMutablePointer<Float>?, batch: Int, rangeElements: Int, gradientsReady: (Range<Int>) -> Void)
+  /// The GEMMs a step over `batch` samples would make in the im2col formulation (dx's only when
+  /// `inputGradient`), with their calls: what `ddp-train bench` counts as the layer's arithmetic, whichever
+  /// method it runs. None for layers without GEMMs (the default).
+  func columnFormulation(batch: Int, inputGradient: Bool) -> [StepProfile.GEMMSite]
 }
 
 /// Where a layer's output lives (see `Layer.storage`).
@@ -55,6 +59,7 @@ public enum LayerStorage: Sendable {
 }
 
 extension Layer {
+  public func columnFormulation(batch: Int, inputGradient: Bool) -> [StepProfile.GEMMSite] { [] }
   /// Elements of one input and one output sample.
   public var inputCount: Int { inputShape.reduce(1, *) }
   public var outputCount: Int { outputShape.reduce(1, *) }

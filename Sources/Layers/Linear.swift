@@ -116,8 +116,7 @@ public final class Linear: Layer {
     }
   }
 
-  /// The GEMMs a step over `batch` samples makes, with their calls (the weight gradient as one block): what
-  /// `ddp-train bench` counts as the layer's arithmetic.
+  /// The step's GEMMs as they run (the weight gradient as one block).
   public func columnFormulation(batch: Int, inputGradient: Bool) -> [StepProfile.GEMMSite] {
     var sites = [
       StepProfile.GEMMSite(

@@ -14,8 +14,8 @@ public final class MaxPool2d: Layer {
   /// [maxBatch, outputCount]: index into the sample's input of each output's maximum.
   private let argmax: UnsafeMutablePointer<Int32>
   private let maxBatch: Int
-  /// dx[argmax] += dy only where the maximum (x[argmax] = y) is > 0: the mask of a ReLU right before, applied here (set by `Sequential`,
-  /// which then skips the ReLU's backward).
+  /// dx[argmax] += dy only where the maximum (x[argmax] = y) is > 0: the mask of a ReLU right before, applied
+  /// here (set by `Sequential`, which then skips the ReLU's backward).
   var rectifiesInputGradient = false
 
   public init(inputShape: [Int], kernel: Int, stride: Int, maxBatch: Int) {

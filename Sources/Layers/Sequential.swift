@@ -233,16 +233,7 @@ public final class Sequential {
   /// micro-batch of `batch` samples (no input gradient for the first layer with parameters): what
   /// `ddp-train bench` measures its arithmetic ceiling on, whichever method a convolution runs.
   public func columnFormulationSites(batch: Int) -> [StepProfile.GEMMSite] {
-    layers.indices.flatMap { index -> [StepProfile.GEMMSite] in
-      let inputGradient = needsInputGradient[index]
-      if let conv = layers[index] as? Conv2d {
-        return conv.columnFormulation(batch: batch, inputGradient: inputGradient)
-      }
-      if let linear = layers[index] as? Linear {
-        return linear.columnFormulation(batch: batch, inputGradient: inputGradient)
-      }
-      return []
-    }
+    layers.indices.flatMap { layers[$0].columnFormulation(batch: batch, inputGradient: needsInputGradient[$0]) }
   }
 
   /// Forward only: the same loss sum and correct count as `accumulateGradients`, no gradient. No allocation.

@@ -44,7 +44,7 @@ public final class WinogradConvolution {
   let samplesPerChunk: Int
   private let transformedWeights: FloatBuffer
   private let transformedWeightGradient: FloatBuffer
-  /// [36][in][chunk columns]: V, then dV in the backward.
+  /// [36][in'][chunk columns]: V, then dV in the backward.
   private let inputTiles: FloatBuffer
   /// [36][out][chunk columns]: M, then dM in the backward.
   private let outputTiles: FloatBuffer
@@ -181,6 +181,8 @@ public final class WinogradConvolution {
   ) {
     let profile = StepProfile.current
     let (inC, outC) = (transformedIn, shape.outChannels)
+    // U again, as the forward made it (a small pass over the kernels): the backward needs nothing of the forward
+    // but x.
     if dx != nil { transformWeights(weight) }
     profile?.lap(.elementwise)
     for first in chunkStarts(batch) {

@@ -134,6 +134,7 @@ struct BenchCommand: ParsableCommand {
     }
     let reference: [Double] = skipGEMMReference ? [] : profile.sites.map(secondsAlone)
     let formulation = trainer.model.columnFormulationSites(batch: plan.batchSize)
+    let formulationFlops = formulation.reduce(0) { $0 + $1.flops * Double($1.calls) } * Double(plan.accumulate)
     let formulationSeconds =
       skipGEMMReference
       ? nil
@@ -145,10 +146,7 @@ struct BenchCommand: ParsableCommand {
       epochs: epochs,
       warmup: warmup, profile: profile,
       gemmAlone: reference,
-      arithmetic: (
-        formulation.reduce(0) { $0 + $1.flops * Double($1.calls) }
-          * Double(plan.accumulate), formulationSeconds
-      ), allReduceAlone: allReduceAlone, skew: skew, hostSteal: steal,
+      arithmetic: (formulationFlops, formulationSeconds), allReduceAlone: allReduceAlone, skew: skew, hostSteal: steal,
       peakRank0: Int(rank0Peak), peakMax: Int(peak[0]))
     for line in report.lines { print(line) }
     if json { print(report.json) }
