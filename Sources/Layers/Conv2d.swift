@@ -7,8 +7,9 @@ import Tensors
 /// Parameters: weight [out, in, k, k] (= [out, in·k·k] row-major), bias [out].
 ///
 /// The layer owns the parameters and the shapes; one of two methods computes (`Method`, chosen at construction):
-/// Winograd's F(4×4, 3×3) (`WinogradConvolution`) for 3×3 kernels at stride 1 over enough input channels, else one
-/// GEMM per sample over im2col columns (`ColumnConvolution`). Both agree with the direct sum to rounding.
+/// Winograd's F(4×4, 3×3) or F(4×4, 5×5) (`WinogradConvolution`) for 3×3 and 5×5 kernels at stride 1 over enough
+/// input channels, else one GEMM per sample over im2col columns (`ColumnConvolution`). Both agree with the direct sum
+/// to rounding.
 public final class Conv2d: Layer {
   public let inputShape: [Int]
   public let inChannels: Int
@@ -24,8 +25,8 @@ public final class Conv2d: Layer {
   public enum Method: Sendable, Equatable {
     /// im2col and one GEMM per sample: any kernel, stride and padding.
     case columns
-    /// Winograd F(4×4, 3×3): stride 1 only; up to 4× fewer multiplications than `columns` for a 3×3 kernel, 2.8×
-    /// for a 5×5 one (four 3×3 parts).
+    /// Winograd F(4×4, 3×3) or F(4×4, 5×5): stride 1 only; up to 4× fewer multiplications than `columns` for a
+    /// 3×3 kernel, 6.25× for a 5×5 one (other sizes in 3×3 parts).
     case winograd
   }
   public let method: Method
@@ -83,7 +84,7 @@ public final class Conv2d: Layer {
       columns = ColumnConvolution(geometry)
       winograd = nil
     case .winograd:
-      precondition(kernel >= 2 && stride == 1, "Winograd F(4×4, 3×3) needs a kernel of 2 or more at stride 1")
+      precondition(kernel >= 2 && stride == 1, "Winograd needs a kernel of 2 or more at stride 1")
       columns = nil
       winograd = WinogradConvolution(geometry, tilesPerChunk: winogradTilesPerChunk)
     }

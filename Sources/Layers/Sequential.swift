@@ -173,11 +173,14 @@ public final class Sequential {
   @discardableResult
   public func forward(input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
     precondition(batch >= 1 && batch <= maxBatch, "batch \(batch) outside 1...\(maxBatch)")
-    StepProfile.current?.start()
+    let profile = StepProfile.current
+    profile?.start()
     for (index, layer) in layers.enumerated() {
+      let started = profile?.now() ?? 0
       layer.forward(
         UnsafePointer(slotPointer(inputSlot[index], input: input)),
         into: slotPointer(outputSlot[index], input: input), batch: batch)
+      profile?.chargeLayer(index, backward: false, since: started)
     }
     return activations[outputSlot[layers.count - 1]].pointer
   }
@@ -217,8 +220,11 @@ public final class Sequential {
     let result = SoftmaxCrossEntropy.forwardBackward(
       logits: logits, labels: labels, batch: batch, classes: spec.classCount, gradientScale: gradientScale,
       dLogits: logits)
-    StepProfile.current?.lap(.loss)
+    let profile = StepProfile.current
+    profile?.lap(.loss)
     for index in layers.indices.reversed() {
+      let started = profile?.now() ?? 0
+      defer { profile?.chargeLayer(index, backward: true, since: started) }
       let (inSlot, outSlot) = (inputSlot[index], outputSlot[index])
       layers[index].backward(
         x: UnsafePointer(slotPointer(inSlot, input: input)), y: UnsafePointer(slotPointer(outSlot, input: input)),

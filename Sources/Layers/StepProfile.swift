@@ -34,6 +34,10 @@ public final class StepProfile {
   public private(set) var sites: [GEMMSite] = []
   private var siteIndex: [SiteKey: Int] = [:]
   private var last: UInt64 = 0
+  /// Wall seconds inside each layer's forward and backward (indexed by the layer's position in the model), GEMMs
+  /// and communication callbacks included: where a step's time goes layer by layer.
+  public private(set) var layerForwardSeconds: [Double] = []
+  public private(set) var layerBackwardSeconds: [Double] = []
 
   public init() {}
 
@@ -43,6 +47,10 @@ public final class StepProfile {
   /// Zeroes the sums (keeps the sites, so the steady state allocates nothing).
   public func reset() {
     for i in seconds.indices { seconds[i] = 0 }
+    for i in layerForwardSeconds.indices {
+      layerForwardSeconds[i] = 0
+      layerBackwardSeconds[i] = 0
+    }
     for i in sites.indices {
       sites[i].calls = 0
       sites[i].seconds = 0
@@ -55,6 +63,20 @@ public final class StepProfile {
     let now = DispatchTime.now().uptimeNanoseconds
     seconds[phase.rawValue] += Double(now &- last) * 1e-9
     last = now
+  }
+
+  /// A timestamp for `chargeLayer`.
+  @inline(__always) func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+  /// Adds the time since `since` to layer `index`'s forward or backward (the layer count is learnt on first use,
+  /// so the steady state allocates nothing).
+  func chargeLayer(_ index: Int, backward: Bool, since: UInt64) {
+    if index >= layerForwardSeconds.count {
+      layerForwardSeconds += Array(repeating: 0, count: index + 1 - layerForwardSeconds.count)
+      layerBackwardSeconds += Array(repeating: 0, count: index + 1 - layerBackwardSeconds.count)
+    }
+    let elapsed = Double(now() &- since) * 1e-9
+    if backward { layerBackwardSeconds[index] += elapsed } else { layerForwardSeconds[index] += elapsed }
   }
 
   /// What a GEMM call computes: layer l's forward, weight gradient or input gradient.

@@ -1,20 +1,21 @@
 import CKernels
 import Tensors
 
-/// A convolution at stride 1 by Winograd's F(4×4, 3×3) (the transforms and their algebra: Winograd.h);
-/// `Conv2d`'s method where it applies. A larger kernel (5×5) is cut into ⌈k/3⌉² 3×3 parts, each over the input
-/// shifted by its place in the kernel: the parts are the 3×3 convolution's input channels (in' = parts·in), so the
-/// GEMMs sum them, and a 5×5 kernel costs 4·36 multiplications per tile and channel pair where im2col makes
-/// 25·16 (2.8× fewer).
+/// A convolution at stride 1 by Winograd's F(4×4, 3×3) for a 3×3 kernel and F(4×4, 5×5) for a 5×5 one (the
+/// transforms and their algebra: Winograd.h); `Conv2d`'s method where it applies. The transformed tiles are
+/// side × side, side = 6 or 8, and P = side² positions ξ. A 5×5 kernel then costs 64 multiplications per 4×4 tile
+/// and channel pair where im2col makes 400 (6.25× fewer). Another kernel size (forced: `Conv2d.defaultMethod` picks
+/// 3 and 5) is cut into ⌈k/3⌉² 3×3 parts, each over the input shifted by its place in the kernel: the parts are the
+/// 3×3 convolution's input channels (in' = parts·in), so the GEMMs sum them.
 ///
 /// Each sample's output is cut into 4×4 tiles, T = ⌈oh/4⌉·⌈ow/4⌉ of them. The batch goes through in chunks of
 /// `samplesPerChunk` samples (a multiple of 8: the transforms take eight samples at once, one per vector lane); a
 /// chunk's transformed matrices have n = 8·T columns per group of eight samples. Per chunk, in the transformed
-/// domain (ξ one of the 36 positions of a 6×6 tile; in' = in for a 3×3 kernel):
-///   forward    V = input transform of x [36][in'][n];  M_ξ = U_ξ·V_ξ [36][out][n];  y = output transform of M
-///   backward   dM = transform of dy [36][out][n];  dU_ξ += dM_ξ·V_ξᵀ [36][out][in'];  dV_ξ = U_ξᵀ·dM_ξ → dx
-/// with U = the weights' transform [36][out][in']. That is 36 GEMMs of k = in' (forward), k = n (weight gradient)
-/// and k = out (input gradient) where im2col makes one of k = in·k² per sample, and 36·T multiplications per part,
+/// domain (ξ one of the P positions of a tile; in' = in for a 3×3 or 5×5 kernel):
+///   forward    V = input transform of x [P][in'][n];  M_ξ = U_ξ·V_ξ [P][out][n];  y = output transform of M
+///   backward   dM = transform of dy [P][out][n];  dU_ξ += dM_ξ·V_ξᵀ [P][out][in'];  dV_ξ = U_ξᵀ·dM_ξ → dx
+/// with U = the weights' transform [P][out][in']. That is P GEMMs of k = in' (forward), k = n (weight gradient)
+/// and k = out (input gradient) where im2col makes one of k = in·k² per sample, and P·T multiplications per part,
 /// channel pair and sample where im2col makes k²·oh·ow (9·16·T for a 3×3 kernel when 4 divides oh and ow). The
 /// weight gradient is summed over all chunks in the transformed domain, then transformed back once.
 ///
@@ -24,7 +25,7 @@ import Tensors
 /// so a rank's result depends only on its own micro-batch, as `--simulate-workers` needs; a last group of fewer
 /// than eight samples fills its other lanes with zeros, which add nothing to the weight gradient.
 ///
-/// Scratch: U and dU 36·out·in' each, V 36·in'·n, M 36·out·n, two interleaved image planes of eight samples for
+/// Scratch: U and dU P·out·in' each, V P·in'·n, M P·out·n, two interleaved image planes of eight samples for
 /// the transforms, and for a kernel with parts its 3×3 parts or their gradient, out·in'·9 (`scratchCount`).
 public final class WinogradConvolution {
   /// Input channels from which `Conv2d` picks this method by default.
@@ -35,6 +36,10 @@ public final class WinogradConvolution {
   public static let defaultTilesPerChunk = 128
 
   private let shape: ConvolutionGeometry
+  /// The positions of a transformed tile: 36 for F(4×4, 3×3), 64 for F(4×4, 5×5).
+  let positions: Int
+  /// The kernel size the transforms and the weights' transform take: 5 for F(4×4, 5×5), else 3 (the parts').
+  private let transformKernel: Int
   /// Input channels of the 3×3 convolution the GEMMs see: parts × in.
   private let transformedIn: Int
   private let tilesY: Int
@@ -44,9 +49,9 @@ public final class WinogradConvolution {
   let samplesPerChunk: Int
   private let transformedWeights: FloatBuffer
   private let transformedWeightGradient: FloatBuffer
-  /// [36][in'][chunk columns]: V, then dV in the backward.
+  /// [P][in'][chunk columns]: V, then dV in the backward.
   private let inputTiles: FloatBuffer
-  /// [36][out][chunk columns]: M, then dM in the backward.
+  /// [P][out][chunk columns]: M, then dM in the backward.
   private let outputTiles: FloatBuffer
   private let planeScratch: FloatBuffer
   /// [out][in'][3][3]: the kernel's parts, then their gradient (empty for a 3×3 kernel).
@@ -55,8 +60,11 @@ public final class WinogradConvolution {
   init(_ shape: ConvolutionGeometry, tilesPerChunk: Int) {
     precondition(shape.kernel >= 2 && shape.stride == 1 && tilesPerChunk >= 1)
     self.shape = shape
-    let partsAcross = (shape.kernel + 2) / 3  // ⌈k/3⌉: 1 for a 3×3 kernel
+    let partsAcross = ddp_winograd_parts_across(shape.kernel)  // 1 for a 3×3 or 5×5 kernel, else ⌈k/3⌉
     transformedIn = partsAcross * partsAcross * shape.inChannels
+    let side = ddp_winograd_tile_side(shape.kernel)
+    positions = side * side
+    transformKernel = shape.kernel == 5 ? 5 : 3
     tilesY = (shape.outHeight + 3) / 4
     tilesX = (shape.outWidth + 3) / 4
     tilesPerSample = tilesY * tilesX
@@ -65,12 +73,12 @@ public final class WinogradConvolution {
     let longest = Chunk(
       first: 0, count: samplesPerChunk, inChannels: transformedIn, outChannels: shape.outChannels,
       tilesPerSample: tilesPerSample)
-    transformedWeights = FloatBuffer(count: 36 * shape.outChannels * transformedIn)
-    transformedWeightGradient = FloatBuffer(count: 36 * shape.outChannels * transformedIn)
-    inputTiles = FloatBuffer(count: 36 * longest.inputPlane)
-    outputTiles = FloatBuffer(count: 36 * longest.outputPlane)
+    transformedWeights = FloatBuffer(count: positions * shape.outChannels * transformedIn)
+    transformedWeightGradient = FloatBuffer(count: positions * shape.outChannels * transformedIn)
+    inputTiles = FloatBuffer(count: positions * longest.inputPlane)
+    outputTiles = FloatBuffer(count: positions * longest.outputPlane)
     planeScratch = FloatBuffer(count: ddp_winograd_scratch_floats(tilesY, tilesX, shape.kernel))
-    kernelParts = FloatBuffer(count: shape.kernel == 3 ? 0 : shape.outChannels * transformedIn * 9)
+    kernelParts = FloatBuffer(count: shape.kernel == transformKernel ? 0 : shape.outChannels * transformedIn * 9)
   }
 
   var scratchCount: Int {
@@ -121,7 +129,7 @@ public final class WinogradConvolution {
     (chunk.first + 8 * g, min(8, chunk.count - 8 * g), 8 * tilesPerSample * g)
   }
 
-  /// V [36][in'][n] into `inputTiles` for the chunk's samples of x.
+  /// V [P][in'][n] into `inputTiles` for the chunk's samples of x.
   private func transformInputs(_ x: UnsafePointer<Float>, _ chunk: Chunk) {
     for g in 0..<chunk.groups {
       let (start, samples, column) = group(g, of: chunk)
@@ -132,14 +140,14 @@ public final class WinogradConvolution {
     }
   }
 
-  /// U [36][out][in'] from the weight [out, in, k, k].
+  /// U [P][out][in'] from the weight [out, in, k, k].
   private func transformWeights(_ weight: UnsafePointer<Float>) {
     let (inC, outC) = (shape.inChannels, shape.outChannels)
     if kernelParts.count == 0 {
-      ddp_winograd_transform_weights(transformedWeights.pointer, weight, outC, inC)
+      ddp_winograd_transform_weights(transformedWeights.pointer, weight, outC, inC, transformKernel)
     } else {
       ddp_winograd_split_kernel(kernelParts.pointer, weight, outC, inC, shape.kernel)
-      ddp_winograd_transform_weights(transformedWeights.pointer, kernelParts.pointer, outC, transformedIn)
+      ddp_winograd_transform_weights(transformedWeights.pointer, kernelParts.pointer, outC, transformedIn, 3)
     }
   }
 
@@ -157,18 +165,19 @@ public final class WinogradConvolution {
       let (inputs, outputs) = (inputTiles.pointer, outputTiles.pointer)
       transformInputs(x, chunk)
       profile?.lap(.elementwise)
-      for xi in 0..<36 {
+      for xi in 0..<positions {
         // M_ξ [out, n] = U_ξ [out, in] · V_ξ [in, n]
         BLAS.sgemm(
           .none, .none, m: outC, n: n, k: inC, alpha: 1, a: transformedWeights.pointer + xi * outC * inC, lda: inC,
           b: inputs + xi * chunk.inputPlane, ldb: ld, beta: 0, c: outputs + xi * chunk.outputPlane, ldc: ld)
       }
-      profile?.lapGEMM(layer: layer, .forward, transposeA: false, transposeB: false, m: outC, n: n, k: inC, calls: 36)
+      profile?.lapGEMM(
+        layer: layer, .forward, transposeA: false, transposeB: false, m: outC, n: n, k: inC, calls: positions)
       for g in 0..<chunk.groups {
         let (start, samples, column) = group(g, of: chunk)
         ddp_winograd_transform_output(
           y + start * shape.outputCount, outputs + column, ld, samples, bias, outC, shape.outHeight,
-          shape.outWidth, tilesY, tilesX, relu, planeScratch.pointer)
+          shape.outWidth, shape.kernel, tilesY, tilesX, relu, planeScratch.pointer)
       }
       profile?.lap(.elementwise)
     }
@@ -194,10 +203,10 @@ public final class WinogradConvolution {
         let (start, samples, column) = group(g, of: chunk)
         ddp_winograd_transform_output_gradient(
           outputs + column, ld, dy + start * shape.outputCount, samples, outC, shape.outHeight, shape.outWidth,
-          tilesY, tilesX, planeScratch.pointer)
+          shape.kernel, tilesY, tilesX, planeScratch.pointer)
       }
       profile?.lap(.elementwise)
-      for xi in 0..<36 {
+      for xi in 0..<positions {
         // dU_ξ [out, in] (+)= dM_ξ [out, n] · V_ξᵀ [n, in]
         BLAS.sgemm(
           .none, .transpose, m: outC, n: inC, k: n, alpha: 1, a: outputs + xi * chunk.outputPlane, lda: ld,
@@ -205,16 +214,16 @@ public final class WinogradConvolution {
           c: transformedWeightGradient.pointer + xi * outC * inC, ldc: inC)
       }
       profile?.lapGEMM(
-        layer: layer, .weightGradient, transposeA: false, transposeB: true, m: outC, n: inC, k: n, calls: 36)
+        layer: layer, .weightGradient, transposeA: false, transposeB: true, m: outC, n: inC, k: n, calls: positions)
       guard let dx else { continue }
-      for xi in 0..<36 {
+      for xi in 0..<positions {
         // dV_ξ [in, n] = U_ξᵀ [in, out] · dM_ξ [out, n], over V_ξ (no longer needed)
         BLAS.sgemm(
           .transpose, .none, m: inC, n: n, k: outC, alpha: 1, a: transformedWeights.pointer + xi * outC * inC,
           lda: inC, b: outputs + xi * chunk.outputPlane, ldb: ld, beta: 0, c: inputs + xi * chunk.inputPlane, ldc: ld)
       }
       profile?.lapGEMM(
-        layer: layer, .inputGradient, transposeA: true, transposeB: false, m: inC, n: n, k: outC, calls: 36)
+        layer: layer, .inputGradient, transposeA: true, transposeB: false, m: inC, n: n, k: outC, calls: positions)
       for g in 0..<chunk.groups {
         let (start, samples, column) = group(g, of: chunk)
         ddp_winograd_transform_input_gradient(
@@ -224,10 +233,11 @@ public final class WinogradConvolution {
       profile?.lap(.elementwise)
     }
     if kernelParts.count == 0 {
-      ddp_winograd_accumulate_weight_gradient(weightGradient, transformedWeightGradient.pointer, outC, inC)
+      ddp_winograd_accumulate_weight_gradient(
+        weightGradient, transformedWeightGradient.pointer, outC, inC, transformKernel)
     } else {
       kernelParts.pointer.update(repeating: 0, count: kernelParts.count)
-      ddp_winograd_accumulate_weight_gradient(kernelParts.pointer, transformedWeightGradient.pointer, outC, inC)
+      ddp_winograd_accumulate_weight_gradient(kernelParts.pointer, transformedWeightGradient.pointer, outC, inC, 3)
       ddp_winograd_merge_kernel_gradient(weightGradient, kernelParts.pointer, outC, shape.inChannels, shape.kernel)
     }
     profile?.lap(.elementwise)

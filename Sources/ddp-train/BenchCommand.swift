@@ -147,10 +147,19 @@ struct BenchCommand: ParsableCommand {
       warmup: warmup, profile: profile,
       gemmAlone: reference,
       arithmetic: (formulationFlops, formulationSeconds), allReduceAlone: allReduceAlone, skew: skew, hostSteal: steal,
-      peakRank0: Int(rank0Peak), peakMax: Int(peak[0]))
+      peakRank0: Int(rank0Peak), peakMax: Int(peak[0]), layerLabels: trainer.model.layers.map(Self.label))
     for line in report.lines { print(line) }
     if json { print(report.json) }
     fflush(nil)
+  }
+
+  /// A layer as the per-layer profile names it: its kind, and for a convolution its kernel and method
+  /// ("Conv2d 5x5 16→32 winograd").
+  static func label(_ layer: Layer) -> String {
+    let kind = String(describing: type(of: layer))
+    guard let conv = layer as? Conv2d else { return kind }
+    return "\(kind) \(conv.kernel)x\(conv.kernel)/\(conv.stride) \(conv.inChannels)→\(conv.outChannels) "
+      + (conv.method == .winograd ? "winograd" : "columns")
   }
 
   /// Rank 0's split of its exposed collective time (`CollectiveSkew`), from every rank's timestamps; nil on the
@@ -208,6 +217,8 @@ struct BenchReport {
   let hostSteal: Double?
   let peakRank0: Int
   let peakMax: Int
+  /// Each layer's name for the per-layer profile (`BenchCommand.label`), in model order.
+  let layerLabels: [String]
 
   var windows: [TimedWindow] {
     epochs.map {
@@ -361,10 +372,48 @@ struct BenchReport {
         out.append(row)
       }
     }
+    out += layerLines
     out.append(
       String(
         format: "  peak RSS: rank 0 %.1f MB, largest rank %.1f MB", Double(peakRank0) / 1e6,
         Double(peakMax) / 1e6))
+    return out
+  }
+
+  /// Milliseconds per step in each layer's forward and backward (rank 0), and by kind of layer.
+  var perLayer: [(label: String, forward: Double, backward: Double)] {
+    let n = Double(max(steps, 1))
+    return layerLabels.indices.map { index in
+      let forward = index < profile.layerForwardSeconds.count ? profile.layerForwardSeconds[index] : 0
+      let backward = index < profile.layerBackwardSeconds.count ? profile.layerBackwardSeconds[index] : 0
+      return ("\(index) \(layerLabels[index])", forward / n * 1e3, backward / n * 1e3)
+    }
+  }
+
+  var perKind: [(kind: String, milliseconds: Double)] {
+    var order: [String] = []
+    var sums: [String: Double] = [:]
+    for (layer, entry) in zip(layerLabels, perLayer) {
+      let kind = String(layer.prefix { $0 != " " })
+      if sums[kind] == nil { order.append(kind) }
+      sums[kind, default: 0] += entry.forward + entry.backward
+    }
+    return order.map { ($0, sums[$0]!) }
+  }
+
+  private var layerLines: [String] {
+    guard !profile.layerForwardSeconds.isEmpty else { return [] }
+    var out = [
+      "  per layer kind (ms/step, forward + backward, GEMMs included): "
+        + perKind.map { String(format: "%@ %.3f", $0.kind, $0.milliseconds) }.joined(separator: ", ")
+    ]
+    for entry in perLayer {
+      out.append(
+        String(
+          format: "    %@ forward %7.3f  backward %7.3f",
+          entry.label.padding(toLength: max(36, entry.label.count), withPad: " ", startingAt: 0), entry.forward,
+          entry.backward))
+    }
     return out
   }
 
@@ -396,6 +445,10 @@ struct BenchReport {
       object["ms_allreduce_after_arrival_per_rank"] = skew.perRank.map { $0.transfer * 1e3 }
     }
     if let hostSteal { object["host_steal_pct"] = 100 * hostSteal }
+    if !profile.layerForwardSeconds.isEmpty {
+      object["ms_per_layer"] = perLayer.map { ["layer": $0.label, "forward": $0.forward, "backward": $0.backward] }
+      object["ms_per_layer_kind"] = Dictionary(uniqueKeysWithValues: perKind.map { ($0.kind, $0.milliseconds) })
+    }
     for (name, value) in split { object["ms_" + name] = value }
     let data =
       (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()

@@ -35,6 +35,19 @@ struct BenchCommandTests {
     let perSample = try #require(object["arithmetic_mflop_per_sample"] as? Double)
     #expect(abs(perSample - 0.159936) < 1e-9, "\(perSample) MFLOP per sample")
     #expect((object["arithmetic_ceiling_samples_per_sec"] as? Double ?? 0) > 0)
+
+    // Time per layer, in model order, and by kind; together no more than the step.
+    #expect(result.stdout.contains("per layer kind (ms/step"), "\(result.stdout)")
+    let layers = try #require(object["ms_per_layer"] as? [[String: Any]])
+    #expect(
+      layers.compactMap { $0["layer"] as? String } == [
+        "0 Conv2d 3x3/1 1→4 columns", "1 ReLU", "2 MaxPool2d", "3 Flatten", "4 Linear",
+      ])
+    let kinds = try #require(object["ms_per_layer_kind"] as? [String: Double])
+    #expect(Set(kinds.keys) == ["Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"])
+    let total = layers.reduce(0) { $0 + ($1["forward"] as? Double ?? -1) + ($1["backward"] as? Double ?? -1) }
+    #expect(total > 0 && total <= (object["ms_step"] as? Double ?? 0), "\(total) ms in layers")
+    #expect(abs(kinds.values.reduce(0, +) - total) < 1e-9)
   }
 
   @Test func benchUnderMPI() throws {

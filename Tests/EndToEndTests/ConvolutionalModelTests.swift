@@ -7,7 +7,7 @@ import Testing
 /// mid-epoch and resume at another K, LARS, eval and bench. A small network on the synthetic images (1x28x28), so each run takes a second or two.
 @Suite(.serialized, .enabled(if: DDPTrainProcess.mpirunAvailable, "mpirun is not installed (run launch/setup)"))
 struct ConvolutionalModelTests {
-  /// Every convolution method: im2col (one channel; a stride), Winograd 3×3 and Winograd 5×5 in parts (8 input
+  /// Every convolution method: im2col (one channel; a stride), Winograd F(4×4, 3×3) and F(4×4, 5×5) (8 input
   /// channels).
   static let model = "seq:conv4k3p1,relu,pool2,conv8k3s2p1,relu,conv8k3p1,relu,conv8k5p2,relu,flatten,linear10"
   /// conv 4·1·9+4, conv 8·4·9+8, conv 8·8·9+8, conv 8·8·25+8, linear 10·392+10.

@@ -93,8 +93,8 @@ struct ConvCase: CustomTestStringConvertible, Sendable {
     ConvCase(
       channels: 3, outChannels: 2, height: 4, width: 19, kernel: 3, stride: 1, padding: 0, batch: 12,
       method: .winograd),
-    // Larger kernels in 3×3 parts, whose windows start above and left of the image (padding 2, a part at 3) or
-    // inside it (padding 0): 5×5 (four parts), 4×4 (four, mostly zero) and 2×2 (one, zero-filled).
+    // 5×5 kernels by F(4×4, 5×5), whose 8×8 windows start above and left of the image (padding 2) or inside it
+    // (padding 0); other sizes in 3×3 parts: 4×4 (four, mostly zero) and 2×2 (one, zero-filled).
     ConvCase(
       channels: 3, outChannels: 2, height: 7, width: 5, kernel: 5, stride: 1, padding: 2, batch: 2,
       method: .winograd),

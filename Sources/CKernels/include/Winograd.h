@@ -1,4 +1,4 @@
-// Winograd's minimal filtering F(4×4, 3×3) for 3×3 convolutions at stride 1 (Lavin and Gray, "Fast Algorithms for
+// Winograd's minimal filtering F(4×4, 3×3) for 3×3 convolutions at stride 1, and F(4×4, 5×5) for 5×5 ones (below) (Lavin and Gray, "Fast Algorithms for
 // Convolutional Neural Networks", 2016): each 4×4 block of outputs of one (output, input) channel pair costs 36
 // multiplications instead of 144. The transforms here move one sample between the image and the transformed
 // domain; the multiplications themselves are 36 GEMMs over all channel pairs and tiles, done by the caller.
@@ -27,6 +27,18 @@
 // `ddp_winograd_plane_stride(channels, ld)` apart. A group's pointer is the chunk's plus its first column. Lanes
 // past a group's `samples` get zeros (so they add nothing to a weight gradient), and their outputs are dropped.
 //
+// 5×5 kernels run F(4×4, 5×5): 8×8 tiles, 64 multiplications per 4×4 output block and channel pair instead of
+// 400, at the points 0, 1, −1, 2, −2, ½, −½ and ∞ (`bench/winograd_error.py`: 4-10e-6 of the outputs in float32,
+// about 2.5x F(4×4, 3×3)'s). The same conventions with 6 → 8 and ξ = 8i + j in 0..<64:
+//   Bᵀ = [1 0 −21⁄4 0 21⁄4 0 −1 0; 0 1 1 −17⁄4 −17⁄4 1 1 0; 0 −1 1 17⁄4 −17⁄4 −1 1 0;
+//         0 ½ ¼ −5⁄2 −5⁄4 2 1 0; 0 −½ ¼ 5⁄2 −5⁄4 −2 1 0; 0 2 4 −5⁄2 −5 ½ 1 0; 0 −2 4 5⁄2 −5 −½ 1 0;
+//         0 −1 0 21⁄4 0 −21⁄4 0 1],
+//   G = [1 0 0 0 0; −2⁄9 (1 1 1 1 1); −2⁄9 (1 −1 1 −1 1); 1⁄90 (1 2 4 8 16); 1⁄90 (1 −2 4 −8 16);
+//        2⁄45 (16 8 4 2 1); 2⁄45 (16 −8 4 −2 1); 0 0 0 0 1],
+//   Aᵀ = [1 1 1 1 1 1 1 0; 0 1 −1 2 −2 ½ −½ 0; 0 1 1 4 4 ¼ ¼ 0; 0 1 −1 8 −8 ⅛ −⅛ 1].
+// Its tile (ty, tx) reads the input rows 4ty − pad ..< 4ty − pad + 8, columns likewise. Other kernel sizes (forced:
+// the default picks 3 and 5) go through F(4×4, 3×3) in 3×3 parts.
+//
 // Every kernel does its additions in the order written in Winograd.c and one rounding per operation (no FMA
 // contraction), so each instruction-set clone gives the same bits.
 #ifndef DDP_WINOGRAD_H
@@ -40,17 +52,27 @@
 /// in one set of the L1 cache, which holds 8: stores to them measured 2-4x slower.
 ptrdiff_t ddp_winograd_plane_stride(ptrdiff_t channels, ptrdiff_t ld);
 
+/// The side of the transformed tiles for a k×k kernel: 8 (F(4×4, 5×5)) for k = 5, else 6 (F(4×4, 3×3)); the
+/// transformed domain has side² positions ξ.
+ptrdiff_t ddp_winograd_tile_side(ptrdiff_t k);
+
+/// The 3×3 parts across (and down) that a k×k kernel is cut into: 1 for k = 3 and for k = 5 (taken whole), else
+/// ⌈k/3⌉.
+ptrdiff_t ddp_winograd_parts_across(ptrdiff_t k);
+
 /// Floats of `scratch` the transforms of one group need, for a k×k kernel.
 ptrdiff_t ddp_winograd_scratch_floats(ptrdiff_t tilesY, ptrdiff_t tilesX, ptrdiff_t k);
 
-/// U[ξ][o][c] = (G g[o][c] Gᵀ)[ξ] for a weight g [outC, inC, 3, 3] (PyTorch's layout); U is [36][outC][inC].
-void ddp_winograd_transform_weights(float *_Nonnull u, const float *_Nonnull g, ptrdiff_t outC, ptrdiff_t inC);
+/// U[ξ][o][c] = (G g[o][c] Gᵀ)[ξ] for a weight g [outC, inC, k, k] (PyTorch's layout), k = 3 or 5; U is
+/// [side²][outC][inC].
+void ddp_winograd_transform_weights(float *_Nonnull u, const float *_Nonnull g, ptrdiff_t outC, ptrdiff_t inC,
+                                    ptrdiff_t k);
 
-/// dg[o][c] += Gᵀ dU[·][o][c] G: the weight gradient from its transformed form dU [36][outC][inC].
+/// dg[o][c] += Gᵀ dU[·][o][c] G: the weight gradient from its transformed form dU [side²][outC][inC], k = 3 or 5.
 void ddp_winograd_accumulate_weight_gradient(float *_Nonnull dg, const float *_Nonnull du, ptrdiff_t outC,
-                                             ptrdiff_t inC);
+                                             ptrdiff_t inC, ptrdiff_t k);
 
-/// A k×k kernel (k > 3) as ⌈k/3⌉² 3×3 parts: part (a, b) = g[a ..< a + 3][b ..< b + 3], a and b
+/// A k×k kernel (k other than 3 and 5) as ⌈k/3⌉² 3×3 parts: part (a, b) = g[a ..< a + 3][b ..< b + 3], a and b
 /// multiples of 3, zero past k. A convolution by g is the sum of the parts' 3×3 convolutions, each over the input
 /// shifted by (a, b). parts is [outC][parts][inC][3][3], so that the parts are a 3×3 convolution's input
 /// channels part·inC + c.
@@ -62,7 +84,8 @@ void ddp_winograd_merge_kernel_gradient(float *_Nonnull dg, const float *_Nonnul
                                         ptrdiff_t inC, ptrdiff_t k);
 
 /// V[ξ][part·c + ci][8p + l] = (Bᵀ d(part, ci, p) B)[ξ] of sample l of a group x [samples][c, h, w], for each 3×3
-/// part (a, b) of a k×k kernel (one part for k = 3; `ddp_winograd_split_kernel`), ξ planes `plane` floats apart.
+/// part (a, b) of a k×k kernel (one part for k = 3 and 5; `ddp_winograd_split_kernel`), ξ planes `plane` floats
+/// apart.
 /// Part (a, b)'s tile (ty, tx) reads image rows 4ty + a − pad ..< 4ty + a − pad + 6 and columns likewise from
 /// 4tx + b − pad (0 outside the image).
 void ddp_winograd_transform_input(float *_Nonnull v, ptrdiff_t ld, ptrdiff_t plane, const float *_Nonnull x,
@@ -72,13 +95,13 @@ void ddp_winograd_transform_input(float *_Nonnull v, ptrdiff_t ld, ptrdiff_t pla
 /// y[l][o] = Aᵀ M[·][o][8p + l] A for every tile p, plus bias[o], then max(·, 0) when relu, for a group
 /// y [samples][outC, oh, ow].
 void ddp_winograd_transform_output(float *_Nonnull y, const float *_Nonnull m, ptrdiff_t ld, ptrdiff_t samples,
-                                   const float *_Nonnull bias, ptrdiff_t outC, ptrdiff_t oh, ptrdiff_t ow,
+                                   const float *_Nonnull bias, ptrdiff_t outC, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t k,
                                    ptrdiff_t tilesY, ptrdiff_t tilesX, bool relu, float *_Nonnull scratch);
 
 /// dM[ξ][o][8p + l] = (A dY(l, o, p) Aᵀ)[ξ] for a group's output gradient dy [samples][outC, oh, ow] (0 outside
 /// oh × ow).
 void ddp_winograd_transform_output_gradient(float *_Nonnull dm, ptrdiff_t ld, const float *_Nonnull dy,
-                                            ptrdiff_t samples, ptrdiff_t outC, ptrdiff_t oh, ptrdiff_t ow,
+                                            ptrdiff_t samples, ptrdiff_t outC, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t k,
                                             ptrdiff_t tilesY, ptrdiff_t tilesX, float *_Nonnull scratch);
 
 /// dx[l] [c, h, w] = Σ_parts Σ_tiles B dV[·][part·c + ci][8p + l] Bᵀ placed at each tile's input window (the parts
