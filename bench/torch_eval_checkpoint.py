@@ -10,7 +10,8 @@ MaxPool2d, Flatten), evaluated with only `torch` in scope, so only run this on c
 loaded with `load_state_dict(..., strict=True)`, so every name and shape must match the state_dict of that network.
 
 The test split (t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] in `--data-dir`, default
-/usr/share/datasets/fashion-mnist) is fed as x = float32(pixel) / 255, no normalisation, shaped [N, *input_shape]
+/usr/share/datasets/fashion-mnist) is fed as x = float32(pixel) / 255, then (x - mean) / std per channel when the
+metadata holds ddp_train.normalize_mean and ddp_train.normalize_std, shaped [N, *input_shape]
 where input_shape is `ddp_train.input_shape` from the metadata when present (comma-separated, e.g. "1,28,28" or
 "784"), else [784] when the first module is Linear and [1, 28, 28] otherwise.
 
@@ -81,11 +82,21 @@ def main():
     if y_all.numel() != n:
         sys.exit(f"torch_eval_checkpoint.py: {n} test images but {y_all.numel()} labels")
 
+    # --normalize: (x - mean[c]) / std[c] per channel, as the run trained (ddp_train.normalize_mean / _std).
+    mean = std = None
+    if metadata.get("ddp_train.normalize_mean"):
+        channels = input_shape[0] if len(input_shape) == 3 else 1
+        view = [1, channels, 1, 1] if len(input_shape) == 3 else [1, 1]
+        mean = torch.tensor([float(v) for v in metadata["ddp_train.normalize_mean"].split(",")]).reshape(view)
+        std = torch.tensor([float(v) for v in metadata["ddp_train.normalize_std"].split(",")]).reshape(view)
+
     loss_sum = 0.0
     correct = 0
     with torch.no_grad():
         for start in range(0, n, args.batch_size):
             x = x_all[start:start + args.batch_size].float().div_(255)
+            if mean is not None:
+                x = (x - mean) / std
             y = y_all[start:start + args.batch_size]
             logits = model(x)
             loss_sum += F.cross_entropy(logits.double(), y, reduction="sum").item()

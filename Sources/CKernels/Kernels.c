@@ -226,6 +226,92 @@ void ddp_accumulate_channel_sums(float *restrict dbias, const float *restrict dy
   }
 }
 
+// Σ over one row of `n` values of f(p), into eight running double sums (p mod 8), added pairwise.
+#define EIGHT_LANE_SUM(n, expression, result)                                                            \
+  do {                                                                                                   \
+    double part_[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                          \
+    ptrdiff_t p = 0;                                                                                     \
+    for (; p + 8 <= (n); p += 8) {                                                                       \
+      for (int lane_ = 0; lane_ < 8; lane_++) {                                                          \
+        ptrdiff_t q = p + lane_;                                                                         \
+        (void)q;                                                                                         \
+        part_[lane_] += (expression);                                                                    \
+      }                                                                                                  \
+    }                                                                                                    \
+    for (ptrdiff_t q = p; q < (n); q++) part_[q % 8] += (expression);                                  \
+    (result) = ((part_[0] + part_[1]) + (part_[2] + part_[3])) + ((part_[4] + part_[5]) + (part_[6] + part_[7])); \
+  } while (0)
+
+DDP_CLONES
+void ddp_batch_norm_moments(double *restrict sums, const float *restrict x, ptrdiff_t batch, ptrdiff_t channels,
+                            ptrdiff_t pixels) {
+  for (ptrdiff_t b = 0; b < batch; b++) {
+    for (ptrdiff_t ch = 0; ch < channels; ch++) {
+      const float *row = x + (b * channels + ch) * pixels;
+      double sum, squares;
+      EIGHT_LANE_SUM(pixels, (double)row[q], sum);
+      EIGHT_LANE_SUM(pixels, (double)row[q] * (double)row[q], squares);
+      sums[ch] += sum;
+      sums[channels + ch] += squares;
+    }
+  }
+}
+
+DDP_CLONES
+void ddp_batch_norm_apply(float *y, const float *x, const float *restrict mean, const float *restrict scale,
+                          const float *restrict shift, ptrdiff_t batch, ptrdiff_t channels, ptrdiff_t pixels,
+                          bool relu) {
+  for (ptrdiff_t b = 0; b < batch; b++) {
+    for (ptrdiff_t ch = 0; ch < channels; ch++) {
+      const float *in = x + (b * channels + ch) * pixels;
+      float *out = y + (b * channels + ch) * pixels;
+      float m = mean[ch], a = scale[ch], c = shift[ch];
+      if (relu) {
+        for (ptrdiff_t p = 0; p < pixels; p++) {
+          float v = (in[p] - m) * a + c;
+          out[p] = v > 0 ? v : 0;
+        }
+      } else {
+        for (ptrdiff_t p = 0; p < pixels; p++) out[p] = (in[p] - m) * a + c;
+      }
+    }
+  }
+}
+
+DDP_CLONES
+void ddp_batch_norm_gradient_sums(double *restrict sums, const float *restrict dy, const float *restrict x,
+                                  const float *restrict mean, const float *restrict invstd, ptrdiff_t batch,
+                                  ptrdiff_t channels, ptrdiff_t pixels) {
+  for (ptrdiff_t b = 0; b < batch; b++) {
+    for (ptrdiff_t ch = 0; ch < channels; ch++) {
+      const float *g = dy + (b * channels + ch) * pixels;
+      const float *in = x + (b * channels + ch) * pixels;
+      float m = mean[ch], s = invstd[ch];
+      double sum, products;
+      EIGHT_LANE_SUM(pixels, (double)g[q], sum);
+      EIGHT_LANE_SUM(pixels, (double)g[q] * (double)((in[q] - m) * s), products);
+      sums[ch] += sum;
+      sums[channels + ch] += products;
+    }
+  }
+}
+
+DDP_CLONES
+void ddp_batch_norm_input_gradient(float *restrict dx, const float *restrict dy, const float *restrict x,
+                                   const float *restrict mean, const float *restrict invstd,
+                                   const float *restrict a, const float *restrict b, const float *restrict c,
+                                   ptrdiff_t batch, ptrdiff_t channels, ptrdiff_t pixels) {
+  for (ptrdiff_t n = 0; n < batch; n++) {
+    for (ptrdiff_t ch = 0; ch < channels; ch++) {
+      const float *g = dy + (n * channels + ch) * pixels;
+      const float *in = x + (n * channels + ch) * pixels;
+      float *out = dx + (n * channels + ch) * pixels;
+      float m = mean[ch], s = invstd[ch], scale = a[ch], meanDy = b[ch], meanDyXhat = c[ch];
+      for (ptrdiff_t p = 0; p < pixels; p++) out[p] = scale * ((g[p] - meanDy) - ((in[p] - m) * s) * meanDyXhat);
+    }
+  }
+}
+
 // PyTorch's rule for a window's maximum: a later element wins when it is larger, or when it is NaN.
 static inline void takeIfLarger(float v, ptrdiff_t index, float *maximum, ptrdiff_t *best) {
   int larger = (v > *maximum) | (v != v);

@@ -4,12 +4,13 @@ import Foundation
 /// to a multiple of 8), then the raw little-endian data. Header: {"__metadata__": {string: string}, name:
 /// {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ...}; offsets relative to the data start.
 ///
-/// Only F32 is read or written: the checkpoint holds the trainer's Float32 buffers as they are.
+/// F32 and I64 are read and written: the trainer's Float32 buffers as they are, and a batch norm's
+/// num_batches_tracked as PyTorch keeps it.
 /// Readers: Python's `safetensors.torch.load_file` / `safetensors.numpy.load_file`, and `decode` here.
 public enum SafeTensors {
   static let metadataKey = "__metadata__"
   static let hint =
-    "Expected an F32 safetensors file as ddp-train or Python's safetensors writes it; use another checkpoint"
+    "Expected an F32/I64 safetensors file as ddp-train or Python's safetensors writes it; use another checkpoint"
 
   /// Tensors stored in the given order, contiguous.
   ///
@@ -30,13 +31,13 @@ public enum SafeTensors {
       precondition(tensor.name != metadataKey, "a tensor cannot be named \(metadataKey)")
       precondition(names.insert(tensor.name).inserted, "duplicate tensor name \(tensor.name)")
       precondition(
-        tensor.shape.allSatisfy { $0 >= 0 } && tensor.shape.reduce(1, *) == tensor.values.count,
-        "tensor \(tensor.name): shape \(tensor.shape) does not hold \(tensor.values.count) values")
-      let end = offset + 4 * tensor.values.count
+        tensor.shape.allSatisfy { $0 >= 0 } && tensor.shape.reduce(1, *) == tensor.count,
+        "tensor \(tensor.name): shape \(tensor.shape) does not hold \(tensor.count) values")
+      let end = offset + tensor.dtype.byteCount * tensor.count
       let shape = tensor.shape.map(String.init).joined(separator: ",")
       fields.append(
         jsonString(tensor.name)
-          + #":{"dtype":"F32","shape":[\#(shape)],"data_offsets":[\#(offset),\#(end)]}"#)
+          + #":{"dtype":"\#(tensor.dtype.rawValue)","shape":[\#(shape)],"data_offsets":[\#(offset),\#(end)]}"#)
       offset = end
     }
     var header = Array(("{" + fields.joined(separator: ",") + "}").utf8)
@@ -50,10 +51,12 @@ public enum SafeTensors {
     for tensor in tensors {
       #if _endian(little)
         tensor.values.withUnsafeBytes { bytes.append(contentsOf: $0) }
+        tensor.integers.withUnsafeBytes { bytes.append(contentsOf: $0) }
       #else
         for value in tensor.values {
           withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
         }
+        for value in tensor.integers { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
       #endif
     }
     return bytes
@@ -65,8 +68,8 @@ public enum SafeTensors {
   /// a file shorter than 8 bytes; a header length past the end of the file; a header that is not UTF-8,
   /// not JSON, or not a JSON object; duplicate names; `__metadata__` that is not a string → string object;
   /// an entry that is not an object or lacks `dtype`, `shape` or `data_offsets`, or has them with the wrong
-  /// JSON types (booleans and fractions are not integers); a dtype other than F32; a shape whose element
-  /// count × 4 differs from `end - begin`; offsets that overlap, leave a gap, or do not cover the data
+  /// JSON types (booleans and fractions are not integers); a dtype other than F32 and I64; a shape whose element
+  /// count × 4 (× 8 for I64) differs from `end - begin`; offsets that overlap, leave a gap, or do not cover the data
   /// region exactly (a truncated file, trailing bytes).
   public static func decode(_ bytes: [UInt8], path: String) throws(CheckpointError) -> (
     tensors: [NamedTensor], metadata: [String: String]
@@ -121,6 +124,7 @@ public enum SafeTensors {
     struct Entry {
       var name: String
       var shape: [Int]
+      var dtype: NamedTensor.DType
       var begin: Int
       var end: Int
     }
@@ -157,8 +161,8 @@ public enum SafeTensors {
       guard let dtypeName = dtype as? String else {
         throw failure("tensor \"\(name)\": dtype is \(describe(dtype)), expected a string")
       }
-      guard dtypeName == "F32" else {
-        throw failure("tensor \"\(name)\" has dtype \(dtypeName), but only F32 is supported")
+      guard let elementType = NamedTensor.DType(rawValue: dtypeName) else {
+        throw failure("tensor \"\(name)\" has dtype \(dtypeName), but only F32 and I64 are supported")
       }
       let shape = try integers("shape")
       let offsets = try integers("data_offsets")
@@ -170,7 +174,7 @@ public enum SafeTensors {
       guard begin <= end else {
         throw failure("tensor \"\(name)\": data_offsets [\(begin), \(end)] end before they begin")
       }
-      var byteCount = 4
+      var byteCount = elementType.byteCount
       for dimension in shape {
         let (product, overflow) = byteCount.multipliedReportingOverflow(by: dimension)
         guard !overflow else { throw failure("tensor \"\(name)\": shape \(shape) is too large") }
@@ -178,10 +182,10 @@ public enum SafeTensors {
       }
       guard byteCount == end - begin else {
         throw failure(
-          "tensor \"\(name)\": shape \(shape) needs \(byteCount) bytes of F32, "
+          "tensor \"\(name)\": shape \(shape) needs \(byteCount) bytes of \(dtypeName), "
             + "but data_offsets [\(begin), \(end)] span \(end - begin)")
       }
-      entries.append(Entry(name: name, shape: shape, begin: begin, end: end))
+      entries.append(Entry(name: name, shape: shape, dtype: elementType, begin: begin, end: end))
     }
 
     // Note [Exact cover]: sorted by offset, each tensor must start where the previous one ended, the first
@@ -220,6 +224,12 @@ public enum SafeTensors {
     let tensors = bytes.withUnsafeBytes { raw in
       entries.map { entry in
         let start = dataStart + entry.begin
+        if entry.dtype == .i64 {
+          let integers = (0..<(entry.end - entry.begin) / 8).map { index in
+            Int64(littleEndian: raw.loadUnaligned(fromByteOffset: start + 8 * index, as: Int64.self))
+          }
+          return NamedTensor(name: entry.name, shape: entry.shape, integers: integers)
+        }
         let values = (0..<(entry.end - entry.begin) / 4).map { index in
           Float(
             bitPattern: UInt32(

@@ -1,7 +1,8 @@
 import CKernels
 
 /// Reused buffers for one batch: gathers byte rows of a `Dataset` and scales them to [0, 1] as `Float(p) / 255`
-/// (PyTorch's `ToTensor`, with no normalisation), and widens the labels to `Int32`.
+/// (PyTorch's `ToTensor`), then applies `preprocessing` (in training its random crop and flip, always its
+/// normalisation), and widens the labels to `Int32`.
 ///
 /// Allocated once per run; `assemble` allocates nothing, so the training loop's steady state allocates nothing.
 public final class BatchAssembler {
@@ -11,24 +12,59 @@ public final class BatchAssembler {
   public let inputs: UnsafeMutablePointer<Float>
   /// `[maxBatch]`; after `assemble`, the first n entries hold the batch's labels.
   public let labels: UnsafeMutablePointer<Int32>
+  public let preprocessing: Preprocessing
+  /// [channels, height, width] of a sample ([1, 1, featureCount] for data without an image shape).
+  private let channels: Int
+  private let height: Int
+  private let width: Int
+  /// One sample, for the crop and flip to read from while they write the batch row.
+  private let sample: UnsafeMutablePointer<Float>
 
-  public init(featureCount: Int, maxBatch: Int) {
+  /// `sampleShape` ([c, h, w], or nil for flat data) places the crop, the flip and each channel's normalisation;
+  /// a random crop or flip needs it.
+  public init(
+    featureCount: Int, maxBatch: Int, sampleShape: [Int]? = nil, preprocessing: Preprocessing = Preprocessing()
+  ) {
     precondition(featureCount > 0 && maxBatch > 0, "featureCount and maxBatch must be positive")
+    let shape = sampleShape?.count == 3 ? sampleShape! : [1, 1, featureCount]
+    precondition(shape.reduce(1, *) == featureCount, "the sample shape must hold featureCount values")
+    precondition(!preprocessing.isRandom || sampleShape?.count == 3, "random crops and flips need image samples")
+    precondition(
+      preprocessing.normalization.map { $0.means.count == shape[0] } ?? true, "one mean and std per channel")
     self.featureCount = featureCount
     self.maxBatch = maxBatch
+    self.preprocessing = preprocessing
+    (channels, height, width) = (shape[0], shape[1], shape[2])
     inputs = .allocate(capacity: maxBatch * featureCount)
     inputs.initialize(repeating: 0, count: maxBatch * featureCount)
     labels = .allocate(capacity: maxBatch)
     labels.initialize(repeating: 0, count: maxBatch)
+    sample = .allocate(capacity: featureCount)
+    sample.initialize(repeating: 0, count: featureCount)
   }
 
   deinit {
     inputs.deallocate()
     labels.deallocate()
+    sample.deallocate()
   }
 
-  /// Rows `indices[i]` of `dataset` into batch row i, in the order given. `indices.count <= maxBatch`.
-  public func assemble(from dataset: Dataset, indices: UnsafeBufferPointer<Int32>) {
+  /// Where the samples of a training batch sit in their epoch's permutation, for the random crop and flip: slot j
+  /// holds position `first + stride·j` of epoch `epoch`'s permutation (`DistributedSampler.firstPosition`).
+  public struct Positions: Sendable {
+    public var seed: UInt64
+    public var epoch: Int
+    public var first: Int
+    public var stride: Int
+
+    public init(seed: UInt64, epoch: Int, first: Int, stride: Int) {
+      (self.seed, self.epoch, self.first, self.stride) = (seed, epoch, first, stride)
+    }
+  }
+
+  /// Rows `indices[i]` of `dataset` into batch row i, in the order given. `indices.count <= maxBatch`. With
+  /// `positions` (training) each sample gets its random crop and flip; the normalisation always.
+  public func assemble(from dataset: Dataset, indices: UnsafeBufferPointer<Int32>, positions: Positions? = nil) {
     precondition(
       dataset.featureCount == featureCount, "dataset.featureCount must match the assembler's")
     precondition(indices.count <= maxBatch, "at most maxBatch indices")
@@ -37,9 +73,15 @@ public final class BatchAssembler {
         for (slot, index) in indices.enumerated() {
           let row = Int(index)
           precondition(row >= 0 && row < dataset.count, "index out of the dataset's range")
-          Self.scale(
-            pixels.baseAddress! + row * featureCount, into: inputs + slot * featureCount,
-            count: featureCount)
+          let destination = inputs + slot * featureCount
+          Self.scale(pixels.baseAddress! + row * featureCount, into: destination, count: featureCount)
+          if let positions, preprocessing.isRandom {
+            transform(
+              destination,
+              preprocessing.draws(
+                seed: positions.seed, epoch: positions.epoch, position: positions.first + positions.stride * slot))
+          }
+          normalize(destination, samples: 1)
           labels[slot] = Int32(datasetLabels[row])
         }
       }
@@ -69,8 +111,45 @@ public final class BatchAssembler {
         pixels.baseAddress! + range.lowerBound * featureCount, into: inputs,
         count: range.count * featureCount)
     }
+    normalize(inputs, samples: range.count)
     for (slot, row) in range.enumerated() {
       labels[slot] = Int32(dataset.labels[row])
+    }
+  }
+
+  /// One sample in place: the window of rows dy − P ..< dy − P + height and columns likewise of the image
+  /// zero-padded by P, then mirrored left to right when `flip`.
+  private func transform(_ x: UnsafeMutablePointer<Float>, _ draw: (dy: Int, dx: Int, flip: Bool)) {
+    sample.update(from: x, count: featureCount)
+    let pad = preprocessing.randomCrop
+    for ch in 0..<channels {
+      let source = sample + ch * height * width
+      let target = x + ch * height * width
+      for y in 0..<height {
+        let sy = y + draw.dy - pad
+        let row = target + y * width
+        guard sy >= 0 && sy < height else {
+          row.update(repeating: 0, count: width)
+          continue
+        }
+        for xo in 0..<width {
+          let sx = (draw.flip ? width - 1 - xo : xo) + draw.dx - pad
+          row[xo] = sx >= 0 && sx < width ? source[sy * width + sx] : 0
+        }
+      }
+    }
+  }
+
+  /// x = (x − mean[c]) / std[c] over `samples` samples from `x` (nothing without a normalisation).
+  private func normalize(_ x: UnsafeMutablePointer<Float>, samples: Int) {
+    guard let normalization = preprocessing.normalization else { return }
+    let plane = height * width
+    for s in 0..<samples {
+      for ch in 0..<channels {
+        let (mean, std) = (normalization.means[ch], normalization.stds[ch])
+        let values = x + (s * channels + ch) * plane
+        for i in 0..<plane { values[i] = (values[i] - mean) / std }
+      }
     }
   }
 

@@ -61,6 +61,12 @@ public struct DistributedSampler: Sendable, Equatable {
     return order
   }
 
+  /// The permutation position of this rank's first sample of micro-batch `microBatch` of step `step`; its j-th is
+  /// `firstPosition + worldSize·j` (what `fillIndices` reads).
+  public func firstPosition(step: Int, microBatch: Int) -> Int {
+    step * globalBatch + rank + worldSize * microBatch * batchSize
+  }
+
   /// Writes this rank's B dataset indices for micro-batch `microBatch` (0..<M) of step `step` (0..<stepsPerEpoch):
   /// `permutation[s·G + rank + K·(m·B + j)]` for j in 0..<B. For M = 1 this is docs/INTERFACE.md's
   /// "rank r takes positions s·K·B + r + K·j". No allocation.

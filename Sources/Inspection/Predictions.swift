@@ -24,18 +24,23 @@ public struct Prediction: Equatable, Sendable {
 public enum Predictor {
   /// The prediction for each of `indices` (each in 0..<dataset.count), in that order.
   /// The softmax is computed in Double from the Float logits: p_k = exp(z_k − max z) / Σ_j exp(z_j − max z).
-  public static func predict(model: Sequential, dataset: Dataset, indices: [Int]) -> [Prediction] {
+  /// `preprocessing`'s normalisation applies (its random parts are training's only).
+  public static func predict(
+    model: Sequential, dataset: Dataset, indices: [Int], preprocessing: Preprocessing = Preprocessing()
+  ) -> [Prediction] {
     let classes = model.spec.classCount
     // As many samples per forward as the model holds (`SavedModel` makes it for the spec's evaluation batch).
     let batch = model.maxBatch
-    let assembler = BatchAssembler(featureCount: dataset.featureCount, maxBatch: batch)
+    let assembler = BatchAssembler(
+      featureCount: dataset.featureCount, maxBatch: batch, sampleShape: dataset.sampleShape,
+      preprocessing: Preprocessing(normalization: preprocessing.normalization))
     var predictions: [Prediction] = []
     predictions.reserveCapacity(indices.count)
     var start = 0
     while start < indices.count {
       let chunk = indices[start..<min(start + batch, indices.count)].map { Int32($0) }
       chunk.withUnsafeBufferPointer { assembler.assemble(from: dataset, indices: $0) }
-      let logits = model.forward(input: assembler.inputs, batch: chunk.count)
+      let logits = model.evaluationLogits(input: assembler.inputs, batch: chunk.count)
       for (offset, index) in chunk.enumerated() {
         let row = (0..<classes).map { Double(logits[offset * classes + $0]) }
         predictions.append(
@@ -48,8 +53,10 @@ public enum Predictor {
   }
 
   /// The prediction for every test sample (for the confusion matrix and `--misclassified`).
-  public static func predictAll(model: Sequential, dataset: Dataset) -> [Prediction] {
-    predict(model: model, dataset: dataset, indices: Array(0..<dataset.count))
+  public static func predictAll(
+    model: Sequential, dataset: Dataset, preprocessing: Preprocessing = Preprocessing()
+  ) -> [Prediction] {
+    predict(model: model, dataset: dataset, indices: Array(0..<dataset.count), preprocessing: preprocessing)
   }
 
   static func softmax(_ logits: [Double]) -> [Double] {

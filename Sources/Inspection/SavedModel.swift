@@ -11,6 +11,8 @@ public struct SavedModel {
   public let state: CheckpointState
   public let data: DatasetPair
   public let model: Sequential
+  /// The normalisation the model was trained with (`--normalize`), which its inputs need here too.
+  public var preprocessing: Preprocessing { Preprocessing(normalization: state.configuration.normalize) }
   /// The dataset's class names (see `ClassNames`).
   public var classNames: [String] { ClassNames.names(for: data.kind, count: state.model.classCount) }
 
@@ -41,6 +43,9 @@ public struct SavedModel {
     let tensors = try SafeTensors.decode(directory.read(CheckpointDirectory.modelFile, of: location), path: modelPath)
     let flat = try Trainer.flatten(tensors.tensors, into: model, path: modelPath)
     model.parameters.copy(from: flat)
+    let buffers = try Trainer.buffers(tensors.tensors, of: model, path: modelPath)
+    if model.bufferCount > 0 { model.buffers.copy(from: buffers.values) }
+    model.batchesTracked = buffers.batchesTracked
     let spec = state.model
     let shapeFits =
       spec.inputShape.count == 1 ? data.test.featureCount == spec.inputSize : data.test.sampleShape == spec.inputShape

@@ -19,6 +19,9 @@ public protocol Layer: AnyObject {
   var outputShape: [Int] { get }
   /// The parameter tensors in state_dict order, named by suffix ("weight", "bias"); empty for ReLU and the like.
   var parameterShapes: [(suffix: String, shape: [Int])] { get }
+  /// Float buffers that are state but not parameters (a batch norm's running statistics), in state_dict order
+  /// after the parameters; empty for most layers (the default).
+  var bufferShapes: [(suffix: String, shape: [Int])] { get }
   /// How the output relates to the input's memory: its own buffer, written over the input (ReLU), or the
   /// input itself, unchanged (Flatten).
   var storage: LayerStorage { get }
@@ -26,6 +29,8 @@ public protocol Layer: AnyObject {
   /// Where the layer's parameters and their gradients start (nil when it has none), and its position in the
   /// model (the state_dict prefix, for the profile's GEMM site names). Called once, before anything else runs.
   func bind(parameters: UnsafeMutablePointer<Float>?, gradients: UnsafeMutablePointer<Float>?, offset: Int, index: Int)
+  /// Where the layer's buffers start in the model's buffer array (nil when it has none). Called once, after `bind`.
+  func bindBuffers(_ buffers: UnsafeMutablePointer<Float>?)
   /// PyTorch's default initialisation for the module, drawn from `generator` in state_dict order.
   func initializeParameters(using generator: inout Xoshiro256)
   /// y = layer(x) for `batch` samples. x: [batch, inputShape]; y: [batch, outputShape] (y == x when
@@ -60,6 +65,10 @@ public enum LayerStorage: Sendable {
 
 extension Layer {
   public func columnFormulation(batch: Int, inputGradient: Bool) -> [StepProfile.GEMMSite] { [] }
+  public var bufferShapes: [(suffix: String, shape: [Int])] { [] }
+  public func bindBuffers(_ buffers: UnsafeMutablePointer<Float>?) {}
+  /// Elements of all buffer tensors.
+  public var bufferCount: Int { bufferShapes.reduce(0) { $0 + $1.shape.reduce(1, *) } }
   /// Elements of one input and one output sample.
   public var inputCount: Int { inputShape.reduce(1, *) }
   public var outputCount: Int { outputShape.reduce(1, *) }

@@ -13,6 +13,10 @@ public enum LayerSpec: Equatable, Sendable {
   case conv2d(outChannels: Int, kernel: Int, stride: Int, padding: Int)
   /// `pool<k>[s<stride>]`: nn.MaxPool2d(k, stride); the stride is k unless given.
   case maxPool2d(kernel: Int, stride: Int)
+  /// `bn`: nn.BatchNorm2d(c) on an image [c, h, w], nn.BatchNorm1d(n) on features [n].
+  case batchNorm
+  /// `gap`: global average pooling, [c, h, w] → [c] (nn.AdaptiveAvgPool2d(1) and nn.Flatten()).
+  case globalAveragePool
 
   /// The token that parses back to this layer (the shortest form).
   public var token: String {
@@ -23,6 +27,8 @@ public enum LayerSpec: Equatable, Sendable {
     case .conv2d(let out, let kernel, let stride, let padding):
       return "conv\(out)k\(kernel)" + (stride == 1 ? "" : "s\(stride)") + (padding == 0 ? "" : "p\(padding)")
     case .maxPool2d(let kernel, let stride): return "pool\(kernel)" + (stride == kernel ? "" : "s\(stride)")
+    case .batchNorm: return "bn"
+    case .globalAveragePool: return "gap"
     }
   }
 
@@ -33,6 +39,10 @@ public enum LayerSpec: Equatable, Sendable {
       self = .relu
     } else if text == "flatten" {
       self = .flatten
+    } else if text == "bn" {
+      self = .batchNorm
+    } else if text == "gap" {
+      self = .globalAveragePool
     } else if let out = Self.fields(text, prefix: "linear", letters: [])?[""] {
       self = .linear(outFeatures: out)
     } else if let fields = Self.fields(text, prefix: "conv", letters: ["k", "s", "p"]), let out = fields[""],
@@ -112,7 +122,7 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
       switch layer {
       case .linear(let out):
         shape = [out]
-      case .relu:
+      case .relu, .batchNorm:
         break
       case .flatten:
         shape = [shape.reduce(1, *)]
@@ -127,6 +137,11 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
           throw fail(index, "has a \(kernel)x\(kernel) kernel larger than its padded input \(shape.shapeText)")
         }
         shape = [out, height, width]
+      case .globalAveragePool:
+        guard shape.count == 3 else {
+          throw fail(index, "needs an image [channels, height, width] as input, found \(shape.shapeText)")
+        }
+        shape = [shape[0]]
       case .maxPool2d(let kernel, let stride):
         guard shape.count == 3 else {
           throw fail(index, "needs an image [channels, height, width] as input, found \(shape.shapeText)")
@@ -306,9 +321,16 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
       switch pair.0 {
       case .linear(let out): return total + out * pair.1.reduce(1, *) + out
       case .conv2d(let out, let kernel, _, _): return total + out * pair.1[0] * kernel * kernel + out
+      case .batchNorm: return total + 2 * pair.1[0]
       default: return total
       }
     }
+  }
+
+  /// Floats of batch statistics one micro-batch's forward produces: the mean and the unbiased variance of each
+  /// channel of every batch-norm layer (`BatchNorm.batchStatistics`), in layer order.
+  public var batchStatisticsCount: Int {
+    zip(layers, inputShapes).reduce(0) { total, pair in pair.0 == .batchNorm ? total + 2 * pair.1[0] : total }
   }
 
   /// The network as a Python expression over `torch.nn` (the checkpoint metadata).
@@ -377,7 +399,7 @@ public struct ModelSpecError: InputError, Equatable, Sendable {
 
   public var description: String {
     "invalid --model '\(given)': \(problem). Expected 'mlp' (hidden layers 256,128), 'mlp:H1,H2,...', 'cnn', or "
-      + "'seq:' and layers from linearN, relu, flatten, convNkK[sS][pP], poolK[sS], "
+      + "'seq:' and layers from linearN, relu, flatten, convNkK[sS][pP], poolK[sS], bn, gap, "
       + "e.g. 'seq:conv16k5p2,relu,pool2,flatten,linear10'."
   }
 }

@@ -28,6 +28,17 @@ public final class Sequential {
   /// count >= parameterCount: the first parameterCount elements are the gradients; the model never reads or
   /// writes the rest (callers may carry their own values after them, e.g. scalars riding an all-reduce).
   public let gradients: FloatBuffer
+  /// Named views into `buffers`: the state that is not a parameter (every batch norm's running_mean and
+  /// running_var), in state_dict order. Empty without batch normalisation.
+  public let bufferViews: [ParameterView]
+  /// count == bufferViews' total (at least 1, so it always has an address).
+  public let buffers: FloatBuffer
+  public let bufferCount: Int
+  /// The batch-norm layers, in model order.
+  public let batchNorms: [BatchNorm]
+  /// Floats `copyBatchStatistics` writes: each batch norm's mean and unbiased variance per channel (stored: the
+  /// spec's count is computed, and allocates).
+  public let batchStatisticsCount: Int
 
   private let inputSlot: [Int]
   private let outputSlot: [Int]
@@ -49,6 +60,8 @@ public final class Sequential {
         return Conv2d(inputShape: shape, outChannels: out, kernel: kernel, stride: stride, padding: padding)
       case .maxPool2d(let kernel, let stride):
         return MaxPool2d(inputShape: shape, kernel: kernel, stride: stride, maxBatch: maxBatch)
+      case .batchNorm: return BatchNorm(inputShape: shape)
+      case .globalAveragePool: return GlobalAveragePool(inputShape: shape)
       }
     }
   }
@@ -95,6 +108,25 @@ public final class Sequential {
         parameters: has ? parameters.pointer + offsets[index] : nil,
         gradients: has ? gradients.pointer + offsets[index] : nil, offset: offsets[index], index: index)
     }
+    var bufferViews: [ParameterView] = []
+    var bufferOffsets: [Int] = []
+    var bufferOffset = 0
+    for (index, layer) in layers.enumerated() {
+      bufferOffsets.append(bufferOffset)
+      for (suffix, shape) in layer.bufferShapes {
+        let count = shape.reduce(1, *)
+        bufferViews.append(ParameterView(name: "\(index).\(suffix)", shape: shape, offset: bufferOffset, count: count))
+        bufferOffset += count
+      }
+    }
+    self.bufferViews = bufferViews
+    bufferCount = bufferOffset
+    buffers = FloatBuffer(count: max(bufferOffset, 1))
+    for (index, layer) in layers.enumerated() {
+      layer.bindBuffers(layer.bufferCount > 0 ? buffers.pointer + bufferOffsets[index] : nil)
+    }
+    batchNorms = layers.compactMap { $0 as? BatchNorm }
+    batchStatisticsCount = batchNorms.reduce(0) { $0 + $1.batchStatistics.count }
 
     // Note [Activation slots].
     var inputSlot: [Int] = []
@@ -134,6 +166,8 @@ public final class Sequential {
         linear.appliesReLU = true
       } else if let conv = layers[index] as? Conv2d {
         conv.appliesReLU = true
+      } else if let batchNorm = layers[index] as? BatchNorm {
+        batchNorm.appliesReLU = true
       } else {
         continue
       }
@@ -244,12 +278,57 @@ public final class Sequential {
 
   /// Forward only: the same loss sum and correct count as `accumulateGradients`, no gradient. No allocation.
   public func evaluate(input: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int) -> BatchResult {
+    let logits = evaluationLogits(input: input, batch: batch)
+    return SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: batch, classes: spec.classCount)
+  }
+
+  /// The logits as evaluation computes them (`eval`, `predict`, the test pass): batch norms normalise with their
+  /// running statistics, where `forward` (training) takes the batch's. Valid until the next call. No allocation.
+  public func evaluationLogits(input: UnsafePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
     // Not profiled: evaluation is not part of a training step. (The profile is set only in `bench`, one model
     // per process; the global is never written here otherwise, so thread-rank tests do not race on it.)
     let profile = StepProfile.current
     if profile != nil { StepProfile.current = nil }
     defer { if profile != nil { StepProfile.current = profile } }
-    let logits = forward(input: input, batch: batch)
-    return SoftmaxCrossEntropy.evaluate(logits: logits, labels: labels, batch: batch, classes: spec.classCount)
+    for batchNorm in batchNorms { batchNorm.training = false }
+    defer { for batchNorm in batchNorms { batchNorm.training = true } }
+    return forward(input: input, batch: batch)
+  }
+
+  // MARK: Batch statistics and running statistics (Note [Running statistics] in Trainer+Gradients.swift).
+
+  /// Writes the last training forward's batch statistics of every batch norm (its `batchStatistics`, [2c]) to
+  /// `destination`, one after the other in model order, multiplied by `weight`.
+  public func copyBatchStatistics(into destination: UnsafeMutablePointer<Float>, weight: Float) {
+    var offset = 0
+    for batchNorm in batchNorms {
+      let statistics = batchNorm.batchStatistics
+      for i in 0..<statistics.count { destination[offset + i] = statistics[i] * weight }
+      offset += statistics.count
+    }
+  }
+
+  /// One momentum update of every batch norm's running statistics from `statistics` (laid out as
+  /// `copyBatchStatistics` writes them) divided by `divisor`; each counts one more batch.
+  public func updateRunningStatistics(from statistics: UnsafePointer<Float>, divisor: Float) {
+    var offset = 0
+    for batchNorm in batchNorms {
+      batchNorm.updateRunningStatistics(statistics + offset, divisor: divisor)
+      offset += batchNorm.batchStatistics.count
+    }
+  }
+
+  /// Every batch norm's num_batches_tracked (they move together: one per micro-batch of a step).
+  public var batchesTracked: [Int64] {
+    get { batchNorms.map(\.batchesTracked) }
+    set {
+      precondition(newValue.count == batchNorms.count, "one count per batch norm")
+      for (batchNorm, count) in zip(batchNorms, newValue) { batchNorm.batchesTracked = count }
+    }
+  }
+
+  /// Sums every batch norm's statistics over the ranks (`--batch-norm sync`), or nil for each rank's own.
+  public func synchronizeBatchStatistics(with synchronizer: StatisticsSynchronizer?) {
+    for batchNorm in batchNorms { batchNorm.synchronizer = synchronizer }
   }
 }

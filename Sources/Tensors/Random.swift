@@ -75,4 +75,6 @@ public enum RandomStream {
   public static let syntheticData: UInt64 = 2
   /// The permutation of epoch e uses stream `epochPermutationBase + e`.
   public static let epochPermutationBase: UInt64 = 1 << 32
+  /// Data augmentation's per-sample draws (`Preprocessing.draws`), mixed with the epoch and the sample's position.
+  public static let augmentation: UInt64 = 3
 }

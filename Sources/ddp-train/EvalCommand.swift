@@ -31,9 +31,11 @@ struct EvalCommand: ParsableCommand {
     guard MPICommunicator.launchRank == 0 else { return }
     let saved = try source.load()
     let test = saved.data.test
-    let result = try Trainer.evaluate(model: saved.model, dataset: test, communicator: SingleProcessCommunicator())
+    let result = try Trainer.evaluate(
+      model: saved.model, dataset: test, communicator: SingleProcessCommunicator(), preprocessing: saved.preprocessing)
     let matrix = ConfusionMatrix(
-      Predictor.predictAll(model: saved.model, dataset: test), classCount: saved.state.model.classCount)
+      Predictor.predictAll(model: saved.model, dataset: test, preprocessing: saved.preprocessing),
+      classCount: saved.state.model.classCount)
     let names = saved.classNames
     if let picture {
       let title = "--model \(saved.state.model.name) at step \(saved.state.step) on \(saved.data.kind.rawValue)"

@@ -59,13 +59,17 @@ struct PredictCommand: ParsableCommand {
     }
     let predictions: [Prediction]
     if let chosen {
-      predictions = Predictor.predict(model: saved.model, dataset: test, indices: chosen)
+      predictions = Predictor.predict(
+        model: saved.model, dataset: test, indices: chosen, preprocessing: saved.preprocessing)
     } else if misclassified {
-      let wrong = Predictor.predictAll(model: saved.model, dataset: test).filter { !$0.isCorrect }
+      let wrong = Predictor.predictAll(model: saved.model, dataset: test, preprocessing: saved.preprocessing).filter {
+        !$0.isCorrect
+      }
       predictions = count.map { Array(wrong.prefix($0)) } ?? wrong
     } else {
       predictions = Predictor.predict(
-        model: saved.model, dataset: test, indices: Array(0..<min(count ?? 10, test.count)))
+        model: saved.model, dataset: test, indices: Array(0..<min(count ?? 10, test.count)),
+        preprocessing: saved.preprocessing)
     }
     let names = saved.classNames
     if let picture {

@@ -55,6 +55,23 @@ import Testing
       Self.safetensorsHeader(scratch.appendingPathComponent("ck/step-00000002/model.safetensors")))
   }
 
+  /// A checkpoint with batch norms: BatchNorm2d and BatchNorm1d in the expression, and their buffers in state_dict
+  /// order, num_batches_tracked as an I64 scalar.
+  @Test func batchNormCheckpointHeader() throws {
+    let scratch = try makeScratchDirectory("golden-bn")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let result = try DDPTrainProcess.run(
+      [
+        "--dataset", "synthetic", "--synthetic-train", "256", "--synthetic-test", "64", "--model",
+        "seq:conv4k3p1,bn,relu,pool2,flatten,linear8,bn,relu,linear10", "--batch-size", "16", "--max-steps", "2",
+        "--checkpoint-dir", "ck",
+      ], timeout: 60, directory: scratch)
+    #expect(result.status == 0, "\(result.output)")
+    try compare(
+      "bn-model.safetensors-header.json",
+      Self.safetensorsHeader(scratch.appendingPathComponent("ck/step-00000002/model.safetensors")))
+  }
+
   /// The header of a two-rank job under real mpirun: world, reduction and per-rank lines.
   @Test(.enabled(if: DDPTrainProcess.mpirunAvailable)) func twoRankRunHeader() throws {
     let scratch = try makeScratchDirectory("golden-mpi")

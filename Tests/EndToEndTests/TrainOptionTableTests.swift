@@ -18,6 +18,9 @@ import Training
     case "schedule": return "step:1,2"
     case "optimizer": return "lars"
     case "compress": return "bf16"
+    case "batch-norm": return "sync"
+    case "random-crop": return "3"
+    case "normalize": return "0.3:0.4"
     default: break
     }
     switch option.kind {

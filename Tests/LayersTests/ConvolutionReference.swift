@@ -132,6 +132,16 @@ extension Reference {
           shape[0], outputSide(shape[1], kernel: kernel, stride: stride),
           outputSide(shape[2], kernel: kernel, stride: stride),
         ]
+      case .globalAveragePool:
+        let (channels, pixels) = (shape[0], shape[1] * shape[2])
+        activation = (0..<(batch * channels)).map { row in
+          (0..<pixels).reduce(0.0) { $0 + activation[row * pixels + $1] } / Double(pixels)
+        }
+        shape = [channels]
+      case .batchNorm:
+        // Training mode: the batch's statistics (BatchNormCase.reference).
+        let theta = take(2 * shape[0])
+        activation = BatchNormCase(shape: shape, batch: batch).reference(activation, theta).y
       }
     }
     precondition(offset == parameters.count, "the reference used \(offset) of \(parameters.count) parameters")

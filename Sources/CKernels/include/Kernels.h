@@ -80,6 +80,31 @@ void ddp_col2im(float *_Nonnull dx, const float *_Nonnull cols, ptrdiff_t c, ptr
 void ddp_add_channel_bias(float *_Nonnull y, const float *_Nonnull bias, ptrdiff_t channels, ptrdiff_t pixels,
                           bool relu);
 
+/// Batch normalisation over x [batch][channels][pixels] (pixels = h·w, 1 for an [n] input): the sums are in double,
+/// each channel's eight running sums (element p of a row goes to sum p mod 8) added pairwise at the end of every
+/// row, in a fixed order, so every run and every instruction-set clone gives the same bits.
+///
+/// sums[ch] += Σ x, sums[channels + ch] += Σ x² over the batch and pixels of channel ch.
+void ddp_batch_norm_moments(double *_Nonnull sums, const float *_Nonnull x, ptrdiff_t batch, ptrdiff_t channels,
+                            ptrdiff_t pixels);
+
+/// y = (x − mean[ch])·scale[ch] + shift[ch], then max(y, 0) when relu; y may be x.
+void ddp_batch_norm_apply(float *_Nonnull y, const float *_Nonnull x, const float *_Nonnull mean,
+                          const float *_Nonnull scale, const float *_Nonnull shift, ptrdiff_t batch,
+                          ptrdiff_t channels, ptrdiff_t pixels, bool relu);
+
+/// With x̂ = (x − mean[ch])·invstd[ch]: sums[ch] += Σ dy, sums[channels + ch] += Σ dy·x̂.
+void ddp_batch_norm_gradient_sums(double *_Nonnull sums, const float *_Nonnull dy, const float *_Nonnull x,
+                                  const float *_Nonnull mean, const float *_Nonnull invstd, ptrdiff_t batch,
+                                  ptrdiff_t channels, ptrdiff_t pixels);
+
+/// dx = a[ch]·((dy − b[ch]) − x̂·c[ch]), x̂ = (x − mean[ch])·invstd[ch]: the input gradient with a = γ·invstd,
+/// b = mean of dy and c = mean of dy·x̂ over the normalised samples.
+void ddp_batch_norm_input_gradient(float *_Nonnull dx, const float *_Nonnull dy, const float *_Nonnull x,
+                                   const float *_Nonnull mean, const float *_Nonnull invstd,
+                                   const float *_Nonnull a, const float *_Nonnull b, const float *_Nonnull c,
+                                   ptrdiff_t batch, ptrdiff_t channels, ptrdiff_t pixels);
+
 /// dbias[ch] += Σ_p dy[ch][p] for a [channels, pixels] block (each row summed in float, in a fixed order).
 void ddp_accumulate_channel_sums(float *_Nonnull dbias, const float *_Nonnull dy, ptrdiff_t channels,
                                  ptrdiff_t pixels);

@@ -30,6 +30,28 @@ extension TrainOption {
       help:
         "`mlp` = 784-256-128-10 with ReLU; `mlp:512,256,64` sets the hidden sizes (`mlp:` = none); `cnn` = the default convolutional network; `seq:TOKENS` any sequence of layers (see \"Models\")",
       inStudy: .passedOn, parse: { $0.isEmpty ? nil : $0 }, show: { $0 }),
+    .choice(
+      "batch-norm", \.batchNorm, property: "batchNorm", default: "`local`",
+      help:
+        "which samples each `bn` layer's training statistics cover: `local` each worker's B (Goyal et al.), `sync` all K·B of a micro-batch (PyTorch's SyncBatchNorm; K×B ≡ 1×(K·B)); see \"Batch normalisation\"",
+      inStudy: .passedOn),
+    .number(
+      "random-crop", "P", \.randomCrop, property: "randomCrop", expected: "a number of pixels >= 0", default: "0",
+      help:
+        "training images zero-padded by P pixels and cropped back at a random place (torchvision's `RandomCrop(size, padding=P)`); 0 is off; see \"Augmentation\"",
+      inStudy: .passedOn),
+    .flag(
+      "random-flip", \.randomFlip, property: "randomFlip", default: "off",
+      help: "training images mirrored left to right with probability ½ (`RandomHorizontalFlip()`)",
+      inStudy: .passedOn),
+    .value(
+      "normalize", "MEANS:STDS", \.normalize, property: "normalize",
+      expected:
+        "per-channel means and standard deviations like 0.286:0.353 (comma lists, one value per channel, stds > 0)",
+      default: "none",
+      help:
+        "x = (pixel/255 − mean)/std per channel, in training, `eval` and `predict` (e.g. `0.286:0.353` for Fashion-MNIST)",
+      inStudy: .passedOn, parse: { Normalization($0).map { .some($0) } }, show: { $0?.description }),
     // The batch and the length of the run.
     .number(
       "batch-size", "B", \.batchSize, property: "batchSize", default: "64",

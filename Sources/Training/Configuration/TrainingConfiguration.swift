@@ -13,6 +13,17 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   public var dataDirectory: String? = nil
   public var synthetic = SyntheticSpec()
   public var model: String = "mlp"
+  /// Over which samples a batch norm takes its statistics in training (`--batch-norm`).
+  public var batchNorm = BatchNormMode.local
+  /// Training input augmentation and normalisation (`Preprocessing`): zero padding P before a random crop (0: off),
+  /// a random horizontal flip, and per-channel means and standard deviations.
+  public var randomCrop = 0
+  public var randomFlip = false
+  public var normalize: Normalization? = nil
+  /// What the batches of this configuration go through (`BatchAssembler`).
+  public var preprocessing: Preprocessing {
+    Preprocessing(randomCrop: randomCrop, randomFlip: randomFlip, normalization: normalize)
+  }
   /// Per-worker mini-batch B.
   public var batchSize: Int = 64
   /// Micro-batches per optimizer step M (gradient accumulation); global batch K·B·M.
@@ -95,6 +106,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
       if value < 1 { throw ConfigurationError(option: option, expected: "a positive integer", found: "\(value)") }
     }
     try positive(batchSize, "--batch-size")
+    if randomCrop < 0 {
+      throw ConfigurationError(option: "--random-crop", expected: "a number of pixels >= 0", found: "\(randomCrop)")
+    }
     try positive(accumulate, "--accumulate")
     try positive(baseBatch, "--base-batch")
     try positive(logEvery, "--log-every")
@@ -126,6 +140,14 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     if let simulateWorkers, simulateWorkers < 1 {
       throw ConfigurationError(
         option: "--simulate-workers", expected: "a number of workers >= 1", found: "\(simulateWorkers)")
+    }
+    if let simulateWorkers, simulateWorkers > 1, batchNorm == .sync {
+      throw ConfigurationError(
+        option: "--simulate-workers",
+        expected: "--batch-norm local (the simulated workers run one after another, "
+          + "so none can see the others' statistics mid-pass)", found: "--batch-norm sync",
+        hint:
+          "Run the synchronised statistics under mpirun -np \(simulateWorkers), or simulate with --batch-norm local.")
     }
     if !(trustCoefficient.isFinite && trustCoefficient > 0) {
       throw ConfigurationError(
@@ -165,6 +187,14 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     try positive(synthetic.trainCount, "--synthetic-train")
     try positive(synthetic.testCount, "--synthetic-test")
   }
+}
+
+/// Over which samples a batch norm takes its training statistics (`--batch-norm`; README "Batch normalisation").
+public enum BatchNormMode: String, Codable, CaseIterable, Sendable {
+  /// Each worker's micro-batch of B samples (Goyal et al.'s choice; PyTorch DDP's default).
+  case local
+  /// The K·B samples of a micro-batch over all workers (PyTorch's SyncBatchNorm): K×B ≡ 1×(K·B).
+  case sync
 }
 
 /// Which update rule `--optimizer` selects.

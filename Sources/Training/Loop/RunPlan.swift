@@ -49,6 +49,18 @@ public struct RunPlan: Equatable, Sendable {
         option: "--batch-size", expected: "at most the shard size N/K = \(trainCount)/\(worldSize) = \(shard)",
         found: what, hint: "Use a smaller batch or fewer workers.")
     }
+    let shape = data.train.sampleShape
+    let shapeText = shape.map(String.init).joined(separator: "x")
+    if configuration.preprocessing.isRandom && shape.count != 3 {
+      throw ConfigurationError(
+        option: configuration.randomCrop > 0 ? "--random-crop" : "--random-flip",
+        expected: "image samples [channels, height, width]", found: "samples of shape \(shapeText)")
+    }
+    if let normalization = configuration.normalize, normalization.means.count != (shape.count == 3 ? shape[0] : 1) {
+      throw ConfigurationError(
+        option: "--normalize", expected: "one mean and one std per channel (\(shape.count == 3 ? shape[0] : 1))",
+        found: "\(normalization.means.count) of each ('\(normalization)')")
+    }
     let sampler = DistributedSampler(
       datasetCount: trainCount, worldSize: worldSize, rank: rank, batchSize: configuration.batchSize,
       accumulationSteps: configuration.accumulate, seed: configuration.seed)

@@ -57,6 +57,14 @@ extension Trainer {
     model.parameters.pointer.withMemoryRebound(to: UInt32.self, capacity: model.parameterCount) {
       hash.combine(words: UnsafeBufferPointer(start: $0, count: model.parameterCount))
     }
+    // The batch norms' running statistics and counts too (Note [Running statistics]).
+    model.buffers.pointer.withMemoryRebound(to: UInt32.self, capacity: model.bufferCount) {
+      hash.combine(words: UnsafeBufferPointer(start: $0, count: model.bufferCount))
+    }
+    let counts = model.batchesTracked.flatMap {
+      [UInt32(truncatingIfNeeded: $0), UInt32(truncatingIfNeeded: $0 >> 32)]
+    }
+    counts.withUnsafeBufferPointer { hash.combine(words: $0) }
     let mine = withUnsafeBytes(of: hash.value.littleEndian) { Array($0) }
     watchdog?.beat(step: step, phase: .collective("parameter consistency check"))
     let all = try communicator.allGather(mine)

@@ -12,6 +12,9 @@ struct LoadedCheckpoint {
   var state: CheckpointState
   var parameters: [Float]
   var momentum: [Float]
+  /// The batch norms' running statistics (`Sequential.buffers`) and num_batches_tracked.
+  var buffers: [Float]
+  var batchesTracked: [Int64]
   /// The reducer state every rank carried (`reducer-state.safetensors`), when the checkpoint has it.
   var reducerState: SavedReducerState?
 }
@@ -53,11 +56,15 @@ extension Trainer {
   }()
 
   /// The safetensors metadata that lets a reader rebuild the network and its input (docs/INTERFACE.md).
-  var modelMetadata: [String: String] { Self.modelMetadata(plan.model, step: step) }
+  var modelMetadata: [String: String] {
+    Self.modelMetadata(plan.model, step: step, preprocessing: configuration.preprocessing)
+  }
 
   /// `ddp_train.architecture` is a `torch.nn.Sequential(...)` expression whose state_dict has exactly the file's
-  /// tensors; `ddp_train.input_shape` is one sample's shape as that network takes it.
-  static func modelMetadata(_ spec: ModelSpec, step: Int) -> [String: String] {
+  /// tensors; `ddp_train.input_shape` is one sample's shape as that network takes it; `ddp_train.preprocessing`
+  /// says in words what the input went through, and with `--normalize` `ddp_train.normalize_mean` and
+  /// `ddp_train.normalize_std` hold the per-channel values (comma lists).
+  static func modelMetadata(_ spec: ModelSpec, step: Int, preprocessing: Preprocessing) -> [String: String] {
     let shape = spec.inputShape.map(String.init)
     let layout =
       spec.inputShape.count == 1
@@ -68,9 +75,25 @@ extension Trainer {
       "ddp_train.model": spec.name,
       "ddp_train.architecture": spec.torchExpression,
       "ddp_train.input_shape": shape.joined(separator: ","),
-      "ddp_train.preprocessing": "x = float32(pixel) / 255, \(layout); no mean/std normalisation",
+      "ddp_train.preprocessing": "x = float32(pixel) / 255, \(layout); "
+        + (preprocessing.normalization.map {
+          "then x = (x - mean[c]) / std[c] per channel c with mean [\($0.means.map { "\($0)" }.joined(separator: ", "))] "
+            + "and std [\($0.stds.map { "\($0)" }.joined(separator: ", "))]"
+        } ?? "no mean/std normalisation")
+        + (preprocessing.isRandom
+          ? "; in training only (never in eval or predict): "
+            + [
+              preprocessing.randomCrop > 0
+                ? "a random crop of the image zero-padded by \(preprocessing.randomCrop) pixels (before the normalisation)"
+                : nil,
+              preprocessing.randomFlip ? "a random horizontal flip" : nil,
+            ].compactMap { $0 }.joined(separator: ", ") : ""),
       "ddp_train.step": String(step),
     ]
+    if let normalization = preprocessing.normalization {
+      metadata["ddp_train.normalize_mean"] = normalization.means.map { "\($0)" }.joined(separator: ",")
+      metadata["ddp_train.normalize_std"] = normalization.stds.map { "\($0)" }.joined(separator: ",")
+    }
     if let sizes = spec.layerSizes { metadata["ddp_train.layer_sizes"] = sizes.map(String.init).joined(separator: ",") }
     return metadata
   }
@@ -123,7 +146,8 @@ extension Trainer {
           "ddp_train.step": String(step),
         ])
     }
-    let modelBytes = SafeTensors.encode(tensors(from: model.parameters), metadata: modelMetadata)
+    let modelBytes = SafeTensors.encode(
+      stateTensors(parameters: model.parameters, buffers: true), metadata: modelMetadata)
     let optimizerBytes = SafeTensors.encode(
       tensors(from: updateRule.optimizer.momentumBuffer),
       metadata: [
@@ -243,12 +267,14 @@ extension Trainer {
     }
     var parameters: [Float] = []
     var momentum: [Float] = []
+    var buffers: (values: [Float], batchesTracked: [Int64]) = ([], [])
     for (file, target) in [(CheckpointDirectory.modelFile, 0), (CheckpointDirectory.optimizerFile, 1)] {
       let bytes = try directory.read(file, of: location)
       let path = location.path + "/" + file
       // Structure and shapes first (the more precise messages), then the recorded hash.
       let decoded = try SafeTensors.decode(bytes, path: path)
       let flat = try flatten(decoded.tensors, path: path)
+      if target == 0 { buffers = try Self.buffers(decoded.tensors, of: model, path: path) }
       if let expected = state.files[file], SHA256.hexDigest(bytes) != expected {
         throw CheckpointError(
           path: path, problem: "its SHA-256 differs from the one recorded in state.json", hint: "The file is damaged.")
@@ -256,7 +282,8 @@ extension Trainer {
       if target == 0 { parameters = flat } else { momentum = flat }
     }
     return LoadedCheckpoint(
-      location: location, state: state, parameters: parameters, momentum: momentum,
+      location: location, state: state, parameters: parameters, momentum: momentum, buffers: buffers.values,
+      batchesTracked: buffers.batchesTracked,
       reducerState: try loadReducerState(location, from: directory, state: state))
   }
 
@@ -389,9 +416,12 @@ extension Trainer {
       if let checkpoint {
         model.parameters.copy(from: checkpoint.parameters)
         updateRule.optimizer.momentumBuffer.copy(from: checkpoint.momentum)
+        if model.bufferCount > 0 { model.buffers.copy(from: checkpoint.buffers) }
+        model.batchesTracked = checkpoint.batchesTracked
       }
       try communicator.broadcast(UnsafeMutableRawBufferPointer(model.parameters.buffer), root: 0)
       try communicator.broadcast(UnsafeMutableRawBufferPointer(updateRule.optimizer.momentumBuffer.buffer), root: 0)
+      try broadcastBuffers()
       var scalars: [Double] = [0, 0, 0, 0, 0, 0]
       if let state = checkpoint?.state {
         scalars = [
@@ -426,7 +456,17 @@ extension Trainer {
       }
     } else {
       try communicator.broadcast(UnsafeMutableRawBufferPointer(model.parameters.buffer), root: 0)
+      try broadcastBuffers()
     }
+  }
+
+  /// Rank 0's running statistics and batch counts to every rank (collective).
+  func broadcastBuffers() throws {
+    guard !model.batchNorms.isEmpty else { return }
+    try communicator.broadcast(UnsafeMutableRawBufferPointer(model.buffers.buffer), root: 0)
+    var counts = model.batchesTracked
+    try communicator.broadcast(&counts, root: 0)
+    model.batchesTracked = counts
   }
 
   public static func describe(decodingError error: Error) -> String {

@@ -6,17 +6,23 @@ extension Trainer {
   /// Test loss and accuracy of the current parameters; the test set is split across ranks in contiguous
   /// chunks and the sums all-reduced, so every rank gets the same numbers. Collective.
   public func evaluate(_ dataset: Dataset) throws -> (loss: Double, accuracy: Double) {
-    try Self.evaluate(model: model, dataset: dataset, communicator: communicator, watchdog: watchdog, step: step)
+    try Self.evaluate(
+      model: model, dataset: dataset, communicator: communicator, watchdog: watchdog, step: step,
+      preprocessing: configuration.preprocessing)
   }
 
   static func evaluate(
-    model: Sequential, dataset: Dataset, communicator: Communicator, watchdog: Watchdog?, step: Int
+    model: Sequential, dataset: Dataset, communicator: Communicator, watchdog: Watchdog?, step: Int,
+    preprocessing: Preprocessing
   ) throws -> (loss: Double, accuracy: Double) {
     let lower = dataset.count * communicator.rank / communicator.size
     let upper = dataset.count * (communicator.rank + 1) / communicator.size
     // As many samples per forward as the model holds (at least its spec's evaluation batch).
     let batch = model.maxBatch
-    let assembler = BatchAssembler(featureCount: dataset.featureCount, maxBatch: batch)
+    // The normalisation only: the random crop and flip are for training.
+    let assembler = BatchAssembler(
+      featureCount: dataset.featureCount, maxBatch: batch, sampleShape: dataset.sampleShape,
+      preprocessing: Preprocessing(normalization: preprocessing.normalization))
     var sums = [0.0, 0.0]
     var start = lower
     while start < upper {
@@ -34,9 +40,10 @@ extension Trainer {
   }
 
   /// Test loss and accuracy of `model` (for `eval`), split across the ranks of `communicator`.
-  public static func evaluate(model: Sequential, dataset: Dataset, communicator: Communicator) throws -> (
-    loss: Double, accuracy: Double
-  ) {
-    try evaluate(model: model, dataset: dataset, communicator: communicator, watchdog: nil, step: 0)
+  public static func evaluate(
+    model: Sequential, dataset: Dataset, communicator: Communicator, preprocessing: Preprocessing = Preprocessing()
+  ) throws -> (loss: Double, accuracy: Double) {
+    try evaluate(
+      model: model, dataset: dataset, communicator: communicator, watchdog: nil, step: 0, preprocessing: preprocessing)
   }
 }

@@ -5,6 +5,8 @@ import Tensors
 extension Trainer {
   /// Where the scalars riding along the gradient reduction live: the gradient buffer is the model's
   /// parameterCount gradients followed by these `count` slots, which the model never sees.
+  /// The scalars after the gradients in the buffer the ranks sum; after them, `plan.accumulate` slots of batch
+  /// statistics (`tailCount`, Note [Running statistics]).
   enum GradientTail {
     /// This rank's loss sum / G: sums to the global mean loss.
     static let lossSum = 0
@@ -27,12 +29,17 @@ extension Trainer {
     sampler: DistributedSampler, stepInEpoch: Int, permutation: UnsafeBufferPointer<Int32>,
     indices: UnsafeMutablePointer<Int32>, nextIndices: UnsafeMutablePointer<Int32>, batch: BatchAssembler,
     reportsRanges: Bool
-  ) -> BatchResult {
+  ) throws -> BatchResult {
     var local = BatchResult(lossSum: 0, correct: 0)
     var clock = Clock()
     for microBatch in 0..<plan.accumulate {
       sampler.fillIndices(step: stepInEpoch, microBatch: microBatch, permutation: permutation, into: indices)
-      batch.assemble(from: data.train, indices: UnsafeBufferPointer(start: indices, count: plan.batchSize))
+      // Each sample's random crop and flip follow its place in the epoch's permutation, not the rank.
+      let positions = BatchAssembler.Positions(
+        seed: configuration.seed, epoch: step / plan.stepsPerEpoch,
+        first: sampler.firstPosition(step: stepInEpoch, microBatch: microBatch), stride: plan.worldSize)
+      batch.assemble(
+        from: data.train, indices: UnsafeBufferPointer(start: indices, count: plan.batchSize), positions: positions)
       // The rows of this sampler's next micro-batch in the epoch start on their way into the caches now and
       // arrive while this one trains (the next epoch's permutation is not known yet: its first step is not).
       let next = microBatch + 1 < plan.accumulate ? (stepInEpoch, microBatch + 1) : (stepInEpoch + 1, 0)
@@ -43,6 +50,7 @@ extension Trainer {
       thisEpoch.times.data += clock.lap()
       let result = accumulateGradients(
         batch, reportsRanges: reportsRanges && microBatch == plan.accumulate - 1)
+      try writeBatchStatistics(microBatch: microBatch)
       thisEpoch.times.compute += clock.lap()
       local.lossSum += result.lossSum
       local.correct += result.correct

@@ -18,7 +18,8 @@ import Tensors
 ///   3. reduce: the rank's flat gradient buffer, whose tail also carries the loss sum and the correct count, is
 ///      summed over the ranks by the run's `Reduction` (shared memory, MPI, or the simulated workers);
 ///   4. update: the same SGD step on every rank, with lr(t) a pure function of t. Parameters stay identical on
-///      every rank because they start identical (rank 0's are broadcast) and receive identical updates;
+///      every rank because they start identical (rank 0's are broadcast) and receive identical updates; so do
+///      the batch norms' running statistics (Note [Running statistics]);
 ///   5. bookkeeping: metrics, progress, the end of an epoch (evaluation), consistency checks and checkpoints.
 public final class Trainer {
   // What the run is: settings, batch arithmetic, data, and the world it runs in.
@@ -35,6 +36,8 @@ public final class Trainer {
   public let model: Sequential
   let updateRule: UpdateRule
   package let reduction: Reduction
+  /// `--batch-norm sync`'s sums over the ranks (nil otherwise; Note [Running statistics]).
+  let statisticsSynchronizer: RankStatisticsSum?
 
   // Where the run goes: rank 0's console, metrics and checkpoints.
   let console: Console
@@ -85,10 +88,13 @@ public final class Trainer {
     // Collective. The shared-memory and hierarchical reducers place the gradient buffer themselves.
     reduction = try Reduction.make(
       options: configuration.reductionOptions, communicator: communicator,
-      count: plan.model.parameterCount + GradientTail.count, parameterCount: plan.model.parameterCount)
+      count: plan.model.parameterCount + Self.tailCount(plan), parameterCount: plan.model.parameterCount)
     model = Sequential(
       spec: plan.model, maxBatch: max(plan.batchSize, plan.model.evaluationBatch), maxTrainingBatch: plan.batchSize,
       gradientStorage: reduction.gradients)
+    statisticsSynchronizer = try Self.makeStatisticsSynchronizer(
+      configuration: configuration, communicator: communicator, spec: plan.model)
+    model.synchronizeBatchStatistics(with: statisticsSynchronizer)
     updateRule = UpdateRule(configuration: configuration, model: model)
     checkpointing = Checkpointing(
       directory: configuration.checkpointDirectory.map { path in
@@ -107,7 +113,7 @@ public final class Trainer {
   /// How this run sums gradients across ranks, in words (the run header, `ddp-train bench`).
   public var reductionName: String { reduction.description }
   /// The length of the buffer a step reduces: the parameters' gradients and the scalar tail.
-  public var reducedCount: Int { model.parameterCount + GradientTail.count }
+  public var reducedCount: Int { model.parameterCount + Self.tailCount(plan) }
   /// Where this epoch's step time went so far (`EpochTally.times`), for its report.
   var times: StepTimes { thisEpoch.times }
 
@@ -134,7 +140,9 @@ public final class Trainer {
     }
     let scratch = BatchScratch(
       indices: .allocate(capacity: plan.batchSize), nextIndices: .allocate(capacity: plan.batchSize),
-      batch: BatchAssembler(featureCount: data.train.featureCount, maxBatch: plan.batchSize))
+      batch: BatchAssembler(
+        featureCount: data.train.featureCount, maxBatch: plan.batchSize, sampleShape: data.train.sampleShape,
+        preprocessing: configuration.preprocessing))
     defer {
       scratch.indices.deallocate()
       scratch.nextIndices.deallocate()
@@ -193,7 +201,7 @@ public final class Trainer {
         try faults?.trigger(
           rank: communicator.rank, step: step, parameters: model.parameters.pointer, gradients: model.gradients.pointer)
       }
-      let local = computeLocalGradients(
+      let local = try computeLocalGradients(
         sampler: sampler, stepInEpoch: stepInEpoch, permutation: permutation, indices: scratch.indices,
         nextIndices: scratch.nextIndices, batch: scratch.batch, reportsRanges: !measureNoise)
       writeGradientTail(local, measureNoise: measureNoise)
@@ -230,6 +238,7 @@ public final class Trainer {
     let finite =
       loss.isFinite
       && updateRule.apply(reduced, to: model.parameters.pointer, learningRate: Float(learningRate))
+    updateRunningStatistics(gradients)
     thisEpoch.times.other += clock.lap()
     guard finite else {
       // Every rank sees the same reduced values: rank 0 reports, the others end silently with it. The
