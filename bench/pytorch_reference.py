@@ -20,7 +20,15 @@ this mirrors) and builds the torch.nn.Sequential a ddp-train checkpoint of that 
                     convNkK[sS][pP]     Conv2d(in, N, kernel_size=K, stride=S, padding=P); S 1 and P 0 unless
                                         given, P < K; needs an image [c, h, w] as input
                     poolK[sS]           MaxPool2d(kernel_size=K, stride=S); S = K unless given; needs an image
+                    bn                  BatchNorm2d(c) on an image, BatchNorm1d(n) on features
+                    gap                 Sequential(AdaptiveAvgPool2d(1), Flatten()): [c, h, w] -> [c]
+                    res(T1,...)         Residual(Sequential(T1, ...), shortcut): body(x) + shortcut(x), the body of
+                                        conv, bn and relu tokens; the shortcut None (the identity), or Sequential(
+                                        Conv2d(c, c', 1, stride=s), BatchNorm2d(c')) when the body changes the shape
                   and the last token must be linear10 (one value per class).
+  resnet          ResNet-20's layout (ModelSpec.resNetLayers): conv16k3p1,bn,relu, three stages of three
+                  res(conv,bn,relu,conv,bn),relu blocks at 16, 32, 64 channels (stride 2 first in stages 2 and 3),
+                  gap, linear10 (272,970 parameters)
 Case and spaces do not matter. The MLPs, and seq: models whose first layer is linear, take the samples flattened
 ([784]); cnn and any other seq: model take them as images [1, 28, 28]. A linear layer on an image is an
 nn.Linear that flattens its input first (FlatLinear), so module indices and parameter names stay ddp-train's
@@ -79,8 +87,9 @@ IMAGE_SHAPE = (1, 28, 28)
 CLASS_COUNT = 10
 DEFAULT_HIDDEN = (256, 128)
 CNN_TOKENS = "conv32k3p1,relu,pool2,conv64k3p1,relu,pool2,flatten,linear128,relu,linear10"
-EXPECTED = ("Expected 'mlp' (hidden layers 256,128), 'mlp:H1,H2,...', 'cnn', or 'seq:' and layers from linearN, "
-            "relu, flatten, convNkK[sS][pP], poolK[sS], e.g. 'seq:conv16k5p2,relu,pool2,flatten,linear10'.")
+EXPECTED = ("Expected 'mlp' (hidden layers 256,128), 'mlp:H1,H2,...', 'cnn', 'resnet', or 'seq:' and layers from "
+            "linearN, relu, flatten, convNkK[sS][pP], poolK[sS], bn, gap, res(...), "
+            "e.g. 'seq:conv16k5p2,relu,pool2,flatten,linear10'.")
 
 
 class ModelError(Exception):
@@ -111,11 +120,42 @@ def token_fields(text, prefix, letters):
         key, allowed, rest = rest[0], allowed[position + 1:], rest[1:]
 
 
+def split_top_level(text):
+    """A comma list split at its top level (commas inside res(...) belong to it); None if parentheses do not
+    balance (LayerSpec.splitTopLevel)."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif char == "," and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    if depth != 0:
+        return None
+    return parts + [text[start:]]
+
+
+RESNET_TOKENS = ",".join(
+    ["conv16k3p1,bn,relu"]
+    + [f"res(conv{c}k3{'s2' if stage > 0 and block == 0 else ''}p1,bn,relu,conv{c}k3p1,bn),relu"
+       for stage, c in enumerate([16, 32, 64]) for block in range(3)]
+    + ["gap,linear10"])
+
+
 def parse_token(token):
-    """One seq: token -> ("linear", out) | ("relu",) | ("flatten",) | ("conv", out, kernel, stride, padding) |
-    ("pool", kernel, stride), or None; tried in ModelSpec's order."""
+    """One seq: token -> ("linear", out) | ("relu",) | ("flatten",) | ("bn",) | ("gap",) |
+    ("conv", out, kernel, stride, padding) | ("pool", kernel, stride) | ("res", [layers]), or None; tried in
+    ModelSpec's order."""
     text = token.lower()
-    if text in ("relu", "flatten"):
+    if text.startswith("res(") and text.endswith(")"):
+        parts = split_top_level(text[4:-1]) if len(text) > 5 else None
+        body = [parse_token(part) for part in parts] if parts else None
+        return ("res", body) if body and None not in body else None
+    if text in ("relu", "flatten", "bn", "gap"):
         return (text,)
     fields = token_fields(text, "linear", "")
     if fields is not None:
@@ -158,11 +198,19 @@ def parse_model(given):
             raise ModelError(given, "'cnn' takes no arguments")
         layers = [parse_token(token) for token in CNN_TOKENS.split(",")]
         input_shape = IMAGE_SHAPE
+    elif family == "resnet":
+        if argument is not None:
+            raise ModelError(given, "'resnet' takes no arguments")
+        layers = [parse_token(token) for token in split_top_level(RESNET_TOKENS)]
+        input_shape = IMAGE_SHAPE
     elif family == "seq":
         if not argument:
             raise ModelError(given, "'seq:' needs a list of layers")
         layers = []
-        for token in argument.split(","):
+        tokens = split_top_level(argument)
+        if tokens is None:
+            raise ModelError(given, "its parentheses do not balance")
+        for token in tokens:
             layer = parse_token(token)
             if layer is None:
                 shown = f"'{token}'" if token else "an empty entry"
@@ -179,7 +227,7 @@ def parse_model(given):
         input_shapes.append(shape)
         name = f"layer {index} '{layer_token(layer)}'"
         kind = layer[0]
-        if kind in ("conv", "pool") and len(shape) != 3:
+        if kind in ("conv", "pool", "gap", "res") and len(shape) != 3:
             raise ModelError(given, f"{name} needs an image [channels, height, width] as input, found "
                                     f"{'x'.join(map(str, shape))}")
         if kind == "linear":
@@ -199,6 +247,29 @@ def parse_model(given):
                                         f"{'x'.join(map(str, shape))}")
             parameters += out * shape[0] * kernel * kernel + out
             shape = (out,) + tuple((side + 2 * padding - kernel) // stride + 1 for side in shape[1:])
+        elif kind == "bn":
+            parameters += 2 * shape[0]
+        elif kind == "gap":
+            shape = (shape[0],)
+        elif kind == "res":
+            inner = shape
+            for part in layer[1]:
+                if part[0] not in ("conv", "bn", "relu"):
+                    raise ModelError(given, f"{name} holds '{layer_token(part)}': a block's body takes conv, bn and relu")
+                if part[0] == "conv":
+                    _, out, kernel, stride, padding = part
+                    parameters += out * inner[0] * kernel * kernel + out
+                    inner = (out,) + tuple((side + 2 * padding - kernel) // stride + 1 for side in inner[1:])
+                elif part[0] == "bn":
+                    parameters += 2 * inner[0]
+            if inner != shape:
+                stride = shortcut_stride(shape, inner)
+                if stride is None:
+                    raise ModelError(given, f"{name} turns {'x'.join(map(str, shape))} into "
+                                            f"{'x'.join(map(str, inner))}, which no 1x1 strided convolution "
+                                            "shortcut gives")
+                parameters += inner[0] * shape[0] + inner[0] + 2 * inner[0]
+            shape = inner
         elif kind == "pool":
             _, kernel, stride = layer
             if min(shape[1], shape[2]) < kernel:
@@ -213,9 +284,19 @@ def parse_model(given):
     return input_shape, layers, input_shapes, parameters
 
 
+def shortcut_stride(before, after):
+    """The stride of the 1x1 convolution mapping [c, h, w] to [c', h', w'] (ResidualBlock.shortcutStride)."""
+    for stride in range(1, max(before[1], before[2]) + 1):
+        if (before[1] - 1) // stride + 1 == after[1] and (before[2] - 1) // stride + 1 == after[2]:
+            return stride
+    return None
+
+
 def layer_token(layer):
     """The shortest token that parses back to this layer (LayerSpec.token)."""
     kind = layer[0]
+    if kind == "res":
+        return "res(" + ",".join(layer_token(part) for part in layer[1]) + ")"
     if kind == "linear":
         return f"linear{layer[1]}"
     if kind == "conv":
@@ -241,10 +322,48 @@ def build_model(given):
         def forward(self, x):
             return super().forward(torch.flatten(x, 1))
 
+    class Residual(nn.Module):
+        """body(x) + shortcut(x), as a ddp-train checkpoint's ddp_train.modules defines it."""
+
+        def __init__(self, body, shortcut=None):
+            super().__init__()
+            self.body = body
+            self.shortcut = shortcut if shortcut is not None else nn.Identity()
+
+        def forward(self, x):
+            return self.body(x) + self.shortcut(x)
+
+    def module(layer, shape):
+        """The module of one layer on inputs of `shape`, and its output shape."""
+        kind = layer[0]
+        if kind == "bn":
+            return (nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d)(shape[0]), shape
+        if kind == "gap":
+            return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), (shape[0],)
+        if kind == "relu":
+            return nn.ReLU(), shape
+        if kind == "conv":
+            _, out, kernel, stride, padding = layer
+            side = tuple((s + 2 * padding - kernel) // stride + 1 for s in shape[1:])
+            return nn.Conv2d(shape[0], out, kernel_size=kernel, stride=stride, padding=padding), (out,) + side
+        body, inner = [], shape
+        for part in layer[1]:
+            made, inner = module(part, inner)
+            body.append(made)
+        shortcut = None
+        if inner != shape:
+            shortcut = nn.Sequential(
+                nn.Conv2d(shape[0], inner[0], kernel_size=1, stride=shortcut_stride(shape, inner), padding=0),
+                nn.BatchNorm2d(inner[0]))
+        return Residual(nn.Sequential(*body), shortcut), inner
+
     input_shape, layers, input_shapes, parameters = parse_model(given)
     modules = []
     for layer, shape in zip(layers, input_shapes):
         kind = layer[0]
+        if kind in ("bn", "gap", "res"):
+            modules.append(module(layer, shape)[0])
+            continue
         if kind == "linear":
             inputs = 1
             for side in shape:
@@ -274,6 +393,8 @@ def model_label(given):
     if len(input_shape) == 1 and alternating and len(layers) % 2 == 1:
         return "mlp " + "-".join(str(size) for size in input_shape + tuple(l[1] for l in layers if l[0] == "linear"))
     tokens = ",".join(layer_token(layer) for layer in layers)
+    if input_shape == IMAGE_SHAPE and tokens == RESNET_TOKENS:
+        return "resnet"
     return "cnn" if input_shape == IMAGE_SHAPE and tokens == CNN_TOKENS else "seq:" + tokens
 
 

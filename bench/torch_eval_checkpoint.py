@@ -61,7 +61,10 @@ def main():
     expression = metadata.get("ddp_train.architecture")
     if not expression:
         sys.exit(f"torch_eval_checkpoint.py: {path} has no ddp_train.architecture in its __metadata__")
-    model = eval(expression, {"torch": torch, "__builtins__": {}})
+    # ddp_train.modules: Python source of the classes the expression uses beyond torch.nn (Residual, FlatLinear).
+    namespace = {"torch": torch}
+    exec(metadata.get("ddp_train.modules", ""), namespace)
+    model = eval(expression, namespace)
     if not isinstance(model, torch.nn.Module):
         sys.exit(f"torch_eval_checkpoint.py: ddp_train.architecture is not a torch.nn.Module: {expression}")
     model.load_state_dict(load_file(path), strict=True)

@@ -22,6 +22,8 @@ public protocol Layer: AnyObject {
   /// Float buffers that are state but not parameters (a batch norm's running statistics), in state_dict order
   /// after the parameters; empty for most layers (the default).
   var bufferShapes: [(suffix: String, shape: [Int])] { get }
+  /// The batch norms this layer is or holds, with their paths inside it ("" for itself; the default).
+  var batchNormsInside: [(path: String, layer: BatchNorm)] { get }
   /// How the output relates to the input's memory: its own buffer, written over the input (ReLU), or the
   /// input itself, unchanged (Flatten).
   var storage: LayerStorage { get }
@@ -66,6 +68,11 @@ public enum LayerStorage: Sendable {
 extension Layer {
   public func columnFormulation(batch: Int, inputGradient: Bool) -> [StepProfile.GEMMSite] { [] }
   public var bufferShapes: [(suffix: String, shape: [Int])] { [] }
+  /// The batch norms this layer is or holds, each with its path inside the layer ("" for itself, "body.1" in a
+  /// residual block).
+  public var batchNormsInside: [(path: String, layer: BatchNorm)] {
+    (self as? BatchNorm).map { [("", $0)] } ?? []
+  }
   public func bindBuffers(_ buffers: UnsafeMutablePointer<Float>?) {}
   /// Elements of all buffer tensors.
   public var bufferCount: Int { bufferShapes.reduce(0) { $0 + $1.shape.reduce(1, *) } }

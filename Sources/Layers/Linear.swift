@@ -30,7 +30,11 @@ public final class Linear: Layer {
   public var parameterShapes: [(suffix: String, shape: [Int])] {
     [("weight", [outFeatures, inFeatures]), ("bias", [outFeatures])]
   }
-  public var torchExpression: String { "torch.nn.Linear(\(inFeatures), \(outFeatures))" }
+  /// On an image input (no `flatten` before it) PyTorch's Linear would not flatten it: `FlatLinear`, a Linear that
+  /// does, keeps the state_dict names (`ModelSpec.moduleDefinitions`).
+  public var torchExpression: String {
+    (inputShape.count == 1 ? "torch.nn.Linear" : "FlatLinear") + "(\(inFeatures), \(outFeatures))"
+  }
 
   public func bind(
     parameters: UnsafeMutablePointer<Float>?, gradients: UnsafeMutablePointer<Float>?, offset: Int, index: Int

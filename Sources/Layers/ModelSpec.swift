@@ -17,6 +17,10 @@ public enum LayerSpec: Equatable, Sendable {
   case batchNorm
   /// `gap`: global average pooling, [c, h, w] → [c] (nn.AdaptiveAvgPool2d(1) and nn.Flatten()).
   case globalAveragePool
+  /// `res(T1,T2,...)`: a residual block, y = body(x) + shortcut(x), the body being the tokens inside (convolutions,
+  /// batch norms and ReLUs), the shortcut the identity or, when the body changes the shape, a 1×1 convolution of
+  /// the body's stride and a batch norm (`ResidualBlock`).
+  indirect case residual(body: [LayerSpec])
 
   /// The token that parses back to this layer (the shortest form).
   public var token: String {
@@ -29,13 +33,23 @@ public enum LayerSpec: Equatable, Sendable {
     case .maxPool2d(let kernel, let stride): return "pool\(kernel)" + (stride == kernel ? "" : "s\(stride)")
     case .batchNorm: return "bn"
     case .globalAveragePool: return "gap"
+    case .residual(let body): return "res(" + body.map(\.token).joined(separator: ",") + ")"
     }
   }
 
   /// Parses one token of a `seq:` spec; nil when it is not one.
   public init?(token: Substring) {
     let text = token.lowercased()
-    if text == "relu" {
+    if text.hasPrefix("res("), text.hasSuffix(")") {
+      let inner = text.dropFirst(4).dropLast()
+      guard !inner.isEmpty, let parts = Self.splitTopLevel(inner) else { return nil }
+      var body: [LayerSpec] = []
+      for part in parts {
+        guard let layer = LayerSpec(token: part) else { return nil }
+        body.append(layer)
+      }
+      self = .residual(body: body)
+    } else if text == "relu" {
       self = .relu
     } else if text == "flatten" {
       self = .flatten
@@ -54,6 +68,29 @@ public enum LayerSpec: Equatable, Sendable {
     } else {
       return nil
     }
+  }
+
+  /// A comma list split at its top level: commas inside parentheses belong to a `res(...)` token. Nil when the
+  /// parentheses do not balance.
+  static func splitTopLevel(_ text: Substring) -> [Substring]? {
+    var parts: [Substring] = []
+    var depth = 0
+    var start = text.startIndex
+    for index in text.indices {
+      switch text[index] {
+      case "(": depth += 1
+      case ")":
+        depth -= 1
+        if depth < 0 { return nil }
+      case "," where depth == 0:
+        parts.append(text[start..<index])
+        start = text.index(after: index)
+      default: break
+      }
+    }
+    guard depth == 0 else { return nil }
+    parts.append(text[start...])
+    return parts
   }
 
   /// "conv32k3p1" with prefix "conv" and letters k, s, p → ["": 32, "k": 3, "p": 1]: a number after the prefix,
@@ -84,6 +121,7 @@ public enum LayerSpec: Equatable, Sendable {
 /// `--model` names one of three families:
 /// - `mlp` (784-256-128-10: Linear, ReLU, Linear, ReLU, Linear) or `mlp:H1,H2,...` (the hidden widths);
 /// - `cnn`: the default convolutional network, `Self.defaultCNNLayers`;
+/// - `resnet`: a ResNet-20 for small images, `Self.resNetLayers`;
 /// - `seq:T1,T2,...`: any sequence of `LayerSpec` tokens, e.g. `seq:conv16k5p2,relu,pool2,flatten,linear10`.
 ///
 /// A model whose first layer is Linear takes its samples flattened (inputShape [c·h·w]), as the MLP always has;
@@ -108,6 +146,28 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
     ]
   }
 
+  /// `--model resnet`: ResNet-20's layout (He et al. 2016, for 32×32 images; here any [c, h, w]): a 3×3
+  /// convolution to 16 channels with batch norm and ReLU, three stages of three basic blocks at 16, 32 and 64
+  /// channels (each block conv-bn-relu-conv-bn plus its shortcut, then ReLU; the first block of stages 2 and 3
+  /// halves the size with stride 2 and a 1×1 convolution shortcut), global average pooling and the classifier.
+  /// 272,970 parameters on 28×28 images with 10 classes (its convolutions have biases, as all of ddp-train's do).
+  public static func resNetLayers(classCount: Int) -> [LayerSpec] {
+    var layers: [LayerSpec] = [.conv2d(outChannels: 16, kernel: 3, stride: 1, padding: 1), .batchNorm, .relu]
+    for (stage, channels) in [16, 32, 64].enumerated() {
+      for block in 0..<3 {
+        let stride = stage > 0 && block == 0 ? 2 : 1
+        layers += [
+          .residual(body: [
+            .conv2d(outChannels: channels, kernel: 3, stride: stride, padding: 1), .batchNorm, .relu,
+            .conv2d(outChannels: channels, kernel: 3, stride: 1, padding: 1), .batchNorm,
+          ]),
+          .relu,
+        ]
+      }
+    }
+    return layers + [.globalAveragePool, .linear(outFeatures: classCount)]
+  }
+
   /// Checks the layers against the input, one by one. The error names the first layer that does not fit.
   public init(inputShape: [Int], layers: [LayerSpec], given: String? = nil) throws(ModelSpecError) {
     precondition(!inputShape.isEmpty && inputShape.allSatisfy { $0 > 0 }, "input shape must be positive")
@@ -119,37 +179,10 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
     var shape = inputShape
     var shapes: [[Int]] = []
     for (index, layer) in layers.enumerated() {
-      switch layer {
-      case .linear(let out):
-        shape = [out]
-      case .relu, .batchNorm:
-        break
-      case .flatten:
-        shape = [shape.reduce(1, *)]
-      case .conv2d(let out, let kernel, let stride, let padding):
-        guard shape.count == 3 else {
-          throw fail(index, "needs an image [channels, height, width] as input, found \(shape.shapeText)")
-        }
-        guard padding < kernel else { throw fail(index, "has padding \(padding), expected less than the kernel") }
-        guard let height = Conv2d.outputSide(input: shape[1], kernel: kernel, stride: stride, padding: padding),
-          let width = Conv2d.outputSide(input: shape[2], kernel: kernel, stride: stride, padding: padding)
-        else {
-          throw fail(index, "has a \(kernel)x\(kernel) kernel larger than its padded input \(shape.shapeText)")
-        }
-        shape = [out, height, width]
-      case .globalAveragePool:
-        guard shape.count == 3 else {
-          throw fail(index, "needs an image [channels, height, width] as input, found \(shape.shapeText)")
-        }
-        shape = [shape[0]]
-      case .maxPool2d(let kernel, let stride):
-        guard shape.count == 3 else {
-          throw fail(index, "needs an image [channels, height, width] as input, found \(shape.shapeText)")
-        }
-        guard shape[1] >= kernel, shape[2] >= kernel else {
-          throw fail(index, "has a \(kernel)x\(kernel) window larger than its input \(shape.shapeText)")
-        }
-        shape = [shape[0], (shape[1] - kernel) / stride + 1, (shape[2] - kernel) / stride + 1]
+      do {
+        shape = try Self.outputShape(of: layer, input: shape)
+      } catch {
+        throw fail(index, error.problem)
       }
       shapes.append(shape)
     }
@@ -160,6 +193,64 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
     self.inputShape = inputShape
     self.layers = layers
     outputShapes = shapes
+  }
+
+  /// Why a layer does not fit its input, in words after its name ("has padding 3, expected less than the kernel").
+  struct ShapeProblem: Error {
+    var problem: String
+  }
+
+  /// One layer's output shape for one sample of shape `input`; throws what does not fit.
+  static func outputShape(of layer: LayerSpec, input shape: [Int]) throws(ShapeProblem) -> [Int] {
+    func fail(_ problem: String) -> ShapeProblem { ShapeProblem(problem: problem) }
+    let image = "needs an image [channels, height, width] as input, found \(shape.shapeText)"
+    switch layer {
+    case .linear(let out):
+      return [out]
+    case .relu, .batchNorm:
+      return shape
+    case .flatten:
+      return [shape.reduce(1, *)]
+    case .conv2d(let out, let kernel, let stride, let padding):
+      guard shape.count == 3 else { throw fail(image) }
+      guard padding < kernel else { throw fail("has padding \(padding), expected less than the kernel") }
+      guard let height = Conv2d.outputSide(input: shape[1], kernel: kernel, stride: stride, padding: padding),
+        let width = Conv2d.outputSide(input: shape[2], kernel: kernel, stride: stride, padding: padding)
+      else {
+        throw fail("has a \(kernel)x\(kernel) kernel larger than its padded input \(shape.shapeText)")
+      }
+      return [out, height, width]
+    case .globalAveragePool:
+      guard shape.count == 3 else { throw fail(image) }
+      return [shape[0]]
+    case .maxPool2d(let kernel, let stride):
+      guard shape.count == 3 else { throw fail(image) }
+      guard shape[1] >= kernel, shape[2] >= kernel else {
+        throw fail("has a \(kernel)x\(kernel) window larger than its input \(shape.shapeText)")
+      }
+      return [shape[0], (shape[1] - kernel) / stride + 1, (shape[2] - kernel) / stride + 1]
+    case .residual(let body):
+      guard shape.count == 3 else { throw fail(image) }
+      var inner = shape
+      for (index, layer) in body.enumerated() {
+        switch layer {
+        case .conv2d, .batchNorm, .relu: break
+        default:
+          throw fail("holds '\(layer.token)' (layer \(index) of the block): a block's body takes conv, bn and relu")
+        }
+        do {
+          inner = try outputShape(of: layer, input: inner)
+        } catch {
+          throw fail("has layer \(index) of its body '\(layer.token)' that \(error.problem)")
+        }
+      }
+      guard inner == shape || ResidualBlock.shortcutStride(from: shape, to: inner) != nil else {
+        throw fail(
+          "turns \(shape.shapeText) into \(inner.shapeText), which no 1x1 strided convolution shortcut gives (the "
+            + "body must keep the size or divide it by its stride, as a ResNet block does)")
+      }
+      return inner
+    }
   }
 
   /// An MLP with these widths [input, hidden..., classes]: Linear and ReLU alternating, no ReLU at the end.
@@ -191,6 +282,14 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
             + "features without an image shape")
       }
       try self.init(inputShape: sampleShape, layers: Self.defaultCNNLayers(classCount: classCount), given: text)
+    case .resnet:
+      guard sampleShape.count == 3 else {
+        throw ModelSpecError(
+          given: text,
+          problem: "the resnet needs image samples [channels, height, width], the data has \(features) "
+            + "features without an image shape")
+      }
+      try self.init(inputShape: sampleShape, layers: Self.resNetLayers(classCount: classCount), given: text)
     case .sequence(let layers):
       let flat: Bool
       if case .linear = layers.first { flat = true } else { flat = false }
@@ -214,6 +313,7 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
     /// The hidden widths, nil for the default.
     case mlp(hidden: [Int]?)
     case cnn
+    case resnet
     case sequence([LayerSpec])
   }
 
@@ -246,12 +346,18 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
     case "cnn":
       guard argument == nil else { throw ModelSpecError(given: text, problem: "'cnn' takes no arguments") }
       return .cnn
+    case "resnet":
+      guard argument == nil else { throw ModelSpecError(given: text, problem: "'resnet' takes no arguments") }
+      return .resnet
     case "seq":
       guard let argument, !argument.isEmpty else {
         throw ModelSpecError(given: text, problem: "'seq:' needs a list of layers")
       }
       var layers: [LayerSpec] = []
-      for token in argument.split(separator: ",", omittingEmptySubsequences: false) {
+      guard let tokens = LayerSpec.splitTopLevel(argument) else {
+        throw ModelSpecError(given: text, problem: "its parentheses do not balance")
+      }
+      for token in tokens {
         guard let layer = LayerSpec(token: token) else {
           let shown = token.isEmpty ? "an empty entry" : "'\(token)'"
           throw ModelSpecError(given: text, problem: "\(shown) is not a layer")
@@ -284,11 +390,17 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
     inputShape.count == 3 && layers == Self.defaultCNNLayers(classCount: classCount)
   }
 
+  /// Whether this is `--model resnet` for its input and classes.
+  var isResNet: Bool {
+    inputShape.count == 3 && layers == Self.resNetLayers(classCount: classCount)
+  }
+
   /// The `--model` value that parses back to this spec (given the same data): "mlp:256,128" ("mlp:" without
-  /// hidden layers), "cnn", or "seq:...".
+  /// hidden layers), "cnn", "resnet", or "seq:...".
   public var name: String {
     if let sizes = layerSizes { return "mlp:" + sizes.dropFirst().dropLast().map(String.init).joined(separator: ",") }
     if isDefaultCNN { return "cnn" }
+    if isResNet { return "resnet" }
     return "seq:" + layers.map(\.token).joined(separator: ",")
   }
 
@@ -296,7 +408,7 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
   public var description: String {
     if let sizes = layerSizes { return "mlp " + sizes.map(String.init).joined(separator: "-") }
     let tokens = layers.map(\.token).joined(separator: ",")
-    return (isDefaultCNN ? "cnn " : "seq:") + tokens + " on " + inputShape.shapeText
+    return (isDefaultCNN ? "cnn " : isResNet ? "resnet " : "seq:") + tokens + " on " + inputShape.shapeText
   }
 
   public var classCount: Int { outputShapes[outputShapes.count - 1][0] }
@@ -315,29 +427,78 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
     return max(1, min(500, (1 << 21) / max(activations, 1)))
   }
 
-  /// Σ over Linear and Conv2d layers of weight and bias sizes.
-  public var parameterCount: Int {
-    zip(layers, inputShapes).reduce(0) { total, pair in
-      switch pair.0 {
-      case .linear(let out): return total + out * pair.1.reduce(1, *) + out
-      case .conv2d(let out, let kernel, _, _): return total + out * pair.1[0] * kernel * kernel + out
-      case .batchNorm: return total + 2 * pair.1[0]
-      default: return total
-      }
-    }
-  }
+  /// Σ over Linear, Conv2d and batch-norm layers (in blocks too) of weight and bias sizes.
+  public var parameterCount: Int { Self.counts(layers, input: inputShape).parameters }
 
   /// Floats of batch statistics one micro-batch's forward produces: the mean and the unbiased variance of each
-  /// channel of every batch-norm layer (`BatchNorm.batchStatistics`), in layer order.
-  public var batchStatisticsCount: Int {
-    zip(layers, inputShapes).reduce(0) { total, pair in pair.0 == .batchNorm ? total + 2 * pair.1[0] : total }
+  /// channel of every batch-norm layer (`BatchNorm.batchStatistics`), in blocks too, in layer order.
+  public var batchStatisticsCount: Int { Self.counts(layers, input: inputShape).statistics }
+
+  /// Parameters and batch statistics of `layers` on inputs of shape `input` (the layers fit: a checked spec's).
+  static func counts(_ layers: [LayerSpec], input: [Int]) -> (parameters: Int, statistics: Int) {
+    var shape = input
+    var total = (parameters: 0, statistics: 0)
+    for layer in layers {
+      switch layer {
+      case .linear(let out): total.parameters += out * shape.reduce(1, *) + out
+      case .conv2d(let out, let kernel, _, _): total.parameters += out * shape[0] * kernel * kernel + out
+      case .batchNorm:
+        total.parameters += 2 * shape[0]
+        total.statistics += 2 * shape[0]
+      case .residual(let body):
+        let inner = counts(body, input: shape)
+        total.parameters += inner.parameters
+        total.statistics += inner.statistics
+        let output = try! outputShape(of: layer, input: shape)
+        if output != shape {
+          // The shortcut: a 1×1 convolution (with its bias) and a batch norm.
+          total.parameters += output[0] * shape[0] + output[0] + 2 * output[0]
+          total.statistics += 2 * output[0]
+        }
+      default: break
+      }
+      shape = try! outputShape(of: layer, input: shape)
+    }
+    return total
   }
 
-  /// The network as a Python expression over `torch.nn` (the checkpoint metadata).
+  /// The network as a Python expression over `torch.nn` (the checkpoint metadata), using the classes of
+  /// `moduleDefinitions`.
   public var torchExpression: String {
     "torch.nn.Sequential("
       + Sequential.makeLayers(self, maxBatch: 1).map(\.torchExpression).joined(separator: ", ")
       + ")"
+  }
+
+  /// Python source defining the modules `torchExpression` uses beyond `torch.nn` (the checkpoint's
+  /// `ddp_train.modules`), or "" when it uses none: `Residual(body, shortcut)` for `res(...)`, whose state_dict
+  /// names its branches `body.*` and `shortcut.*`, and `FlatLinear` for a linear layer on an image, which flattens
+  /// it first and keeps Linear's `weight` and `bias`.
+  public var moduleDefinitions: String {
+    let expression = torchExpression
+    var source: [String] = []
+    if expression.contains("Residual(") {
+      source.append(
+        """
+        class Residual(torch.nn.Module):
+            def __init__(self, body, shortcut=None):
+                super().__init__()
+                self.body = body
+                self.shortcut = shortcut if shortcut is not None else torch.nn.Identity()
+
+            def forward(self, x):
+                return self.body(x) + self.shortcut(x)
+        """)
+    }
+    if expression.contains("FlatLinear(") {
+      source.append(
+        """
+        class FlatLinear(torch.nn.Linear):
+            def forward(self, x):
+                return super().forward(x.flatten(1))
+        """)
+    }
+    return source.joined(separator: "\n\n")
   }
 }
 
@@ -398,8 +559,8 @@ public struct ModelSpecError: InputError, Equatable, Sendable {
   }
 
   public var description: String {
-    "invalid --model '\(given)': \(problem). Expected 'mlp' (hidden layers 256,128), 'mlp:H1,H2,...', 'cnn', or "
-      + "'seq:' and layers from linearN, relu, flatten, convNkK[sS][pP], poolK[sS], bn, gap, "
+    "invalid --model '\(given)': \(problem). Expected 'mlp' (hidden layers 256,128), 'mlp:H1,H2,...', 'cnn', 'resnet', or "
+      + "'seq:' and layers from linearN, relu, flatten, convNkK[sS][pP], poolK[sS], bn, gap, res(...), "
       + "e.g. 'seq:conv16k5p2,relu,pool2,flatten,linear10'."
   }
 }

@@ -34,8 +34,10 @@ public final class Sequential {
   /// count == bufferViews' total (at least 1, so it always has an address).
   public let buffers: FloatBuffer
   public let bufferCount: Int
-  /// The batch-norm layers, in model order.
+  /// The batch-norm layers, in model order, those inside residual blocks included.
   public let batchNorms: [BatchNorm]
+  /// Their state_dict prefixes: "1", "4.body.1", "4.shortcut.1".
+  public let batchNormNames: [String]
   /// Floats `copyBatchStatistics` writes: each batch norm's mean and unbiased variance per channel (stored: the
   /// spec's count is computed, and allocates).
   public let batchStatisticsCount: Int
@@ -51,18 +53,22 @@ public final class Sequential {
 
   /// The layers `spec` describes, built for its shapes.
   static func makeLayers(_ spec: ModelSpec, maxBatch: Int) -> [Layer] {
-    zip(spec.layers, spec.inputShapes).map { layer, shape -> Layer in
-      switch layer {
-      case .linear(let out): return Linear(inputShape: shape, outFeatures: out)
-      case .relu: return ReLU(inputShape: shape)
-      case .flatten: return Flatten(inputShape: shape)
-      case .conv2d(let out, let kernel, let stride, let padding):
-        return Conv2d(inputShape: shape, outChannels: out, kernel: kernel, stride: stride, padding: padding)
-      case .maxPool2d(let kernel, let stride):
-        return MaxPool2d(inputShape: shape, kernel: kernel, stride: stride, maxBatch: maxBatch)
-      case .batchNorm: return BatchNorm(inputShape: shape)
-      case .globalAveragePool: return GlobalAveragePool(inputShape: shape)
-      }
+    zip(spec.layers, spec.inputShapes).map { makeLayers($0, shape: $1, maxBatch: maxBatch) }
+  }
+
+  /// The layer `layer` describes, for one sample of shape `shape` (it fits: `ModelSpec` checked it).
+  static func makeLayers(_ layer: LayerSpec, shape: [Int], maxBatch: Int) -> Layer {
+    switch layer {
+    case .linear(let out): return Linear(inputShape: shape, outFeatures: out)
+    case .relu: return ReLU(inputShape: shape)
+    case .flatten: return Flatten(inputShape: shape)
+    case .conv2d(let out, let kernel, let stride, let padding):
+      return Conv2d(inputShape: shape, outChannels: out, kernel: kernel, stride: stride, padding: padding)
+    case .maxPool2d(let kernel, let stride):
+      return MaxPool2d(inputShape: shape, kernel: kernel, stride: stride, maxBatch: maxBatch)
+    case .batchNorm: return BatchNorm(inputShape: shape)
+    case .globalAveragePool: return GlobalAveragePool(inputShape: shape)
+    case .residual(let body): return ResidualBlock(inputShape: shape, body: body, maxBatch: maxBatch)
     }
   }
 
@@ -125,7 +131,11 @@ public final class Sequential {
     for (index, layer) in layers.enumerated() {
       layer.bindBuffers(layer.bufferCount > 0 ? buffers.pointer + bufferOffsets[index] : nil)
     }
-    batchNorms = layers.compactMap { $0 as? BatchNorm }
+    let named = layers.enumerated().flatMap { index, layer in
+      layer.batchNormsInside.map { ("\(index)" + ($0.path.isEmpty ? "" : "." + $0.path), $0.layer) }
+    }
+    batchNorms = named.map(\.1)
+    batchNormNames = named.map(\.0)
     batchStatisticsCount = batchNorms.reduce(0) { $0 + $1.batchStatistics.count }
 
     // Note [Activation slots].

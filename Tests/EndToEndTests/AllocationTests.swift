@@ -76,11 +76,14 @@ import Testing
     )
   }
 
-  /// And with batch normalisation after convolutions and after a linear layer, two micro-batches a step (their batch
-  /// statistics ride the gradient sum's tail, and the running statistics update after it).
+  /// And with batch normalisation after convolutions, inside residual blocks (an identity one and a downsampling
+  /// one) and after a linear layer, two micro-batches a step (their batch statistics ride the gradient sum's tail,
+  /// and the running statistics update after it).
   @Test(.enabled(if: counterExpected, "the counter library is not built (swift build -c release builds it)"))
   func steadyStateBatchNormStepAllocatesNothing() throws {
-    let model = "seq:conv8k3p1,bn,relu,conv8k3p1,bn,relu,pool2,flatten,linear16,bn,relu,linear10"
+    let model =
+      "seq:conv8k3p1,bn,relu,res(conv8k3p1,bn,relu,conv8k3p1,bn),relu,res(conv16k3s2p1,bn,relu,conv16k3p1,bn),relu,"
+      + "gap,linear16,bn,relu,linear10"
     let short = try allocations(steps: 20, model: model, extra: ["--accumulate", "2"])
     let long = try allocations(steps: 220, model: model, extra: ["--accumulate", "2"])
     #expect(

@@ -6,14 +6,16 @@ import Testing
 /// Batch normalisation through real mpirun: `--batch-norm sync` keeps K×B ≡ 1×(K·B) (one step at a time from common
 /// checkpoints, `SingleStep`), `local` keeps the shared-memory sum bit for bit what --simulate-workers computes, and
 /// resume stays bitwise; running statistics and num_batches_tracked included (they are in model.safetensors, which
-/// `finalParameters` and `SingleStep.parameters` read whole). A small network on the synthetic images: a conv by
-/// im2col, one by Winograd, and a BatchNorm1d after a linear layer.
+/// `finalParameters` and `SingleStep.parameters` read whole). A small residual network on the synthetic images: a
+/// conv by im2col, an identity block and a downsampling one (batch norms inside, and in the shortcut), Winograd and
+/// strided convolutions, global average pooling.
 @Suite(.serialized, .enabled(if: DDPTrainProcess.mpirunAvailable, "mpirun is not installed (run launch/setup)"))
 struct BatchNormModelTests {
   static let model =
-    "seq:conv8k3p1,bn,relu,pool2,conv8k3p1,bn,relu,pool2,flatten,linear16,bn,relu,linear10"
-  /// conv 8·1·9+8, bn 16, conv 8·8·9+8, bn 16, linear 16·392+16, bn 32, linear 10·16+10.
-  static let parameterCount = 80 + 16 + 584 + 16 + 6288 + 32 + 170
+    "seq:conv8k3p1,bn,relu,pool2,res(conv8k3p1,bn,relu,conv8k3p1,bn),relu,res(conv16k3s2p1,bn,relu,conv16k3p1,bn),relu,gap,linear10"
+  /// conv 8·1·9+8, bn 16; block 4: conv 8·8·9+8, bn 16, conv 584, bn 16; block 6: conv 16·8·9+16, bn 32, conv
+  /// 16·16·9+16, bn 32, shortcut conv 16·8+16, bn 32; linear 10·16+10.
+  static let parameterCount = 80 + 16 + 1200 + 3728 + 170
 
   static func arguments(batch: Int, steps: Int = 80, checkpoints: URL, extra: [String] = []) -> [String] {
     [
@@ -116,8 +118,8 @@ struct BatchNormModelTests {
     let tensors = try SafeTensors.decode(a, path: "real").tensors
     let tracked = try #require(tensors.first { $0.name == "1.num_batches_tracked" })
     #expect(tracked.dtype == .i64 && tracked.shape == [] && tracked.integers == [50])
-    // The running statistics moved from their start (0 and 1).
-    let mean = try #require(tensors.first { $0.name == "10.running_mean" })
+    // The running statistics moved from their start (0 and 1), in the shortcut's batch norm too.
+    let mean = try #require(tensors.first { $0.name == "6.shortcut.1.running_mean" })
     #expect(mean.values.contains { $0 != 0 })
   }
 

@@ -47,7 +47,7 @@ import Testing
     try expectInputError(Self.tiny + ["--lr", "nan"], mentions: ["--lr"])
     try expectInputError(Self.tiny + ["--schedule", "linear"], mentions: ["--schedule"])
     try expectInputError(Self.tiny + ["--lr-scaling", "cubic"], mentions: ["--lr-scaling"])
-    try expectInputError(Self.tiny + ["--model", "resnet"], mentions: ["--model"])
+    try expectInputError(Self.tiny + ["--model", "vgg"], mentions: ["--model"])
     try expectInputError(
       Self.tiny + ["--model", "seq:conv8k40,relu,linear10"], mentions: ["--model", "conv8k40", "1x28x28"])
     try expectInputError(Self.tiny + ["--epochs", "-3"], mentions: ["--epochs"])

@@ -55,15 +55,17 @@ import Testing
       Self.safetensorsHeader(scratch.appendingPathComponent("ck/step-00000002/model.safetensors")))
   }
 
-  /// A checkpoint with batch norms: BatchNorm2d and BatchNorm1d in the expression, and their buffers in state_dict
-  /// order, num_batches_tracked as an I64 scalar.
+  /// A checkpoint with batch norms and a residual block: BatchNorm2d and BatchNorm1d and `Residual(...)` in the
+  /// expression, the block's class in `ddp_train.modules`, nested names (`4.body.0.weight`,
+  /// `4.shortcut.1.running_mean`), buffers in state_dict order, num_batches_tracked as an I64 scalar.
   @Test func batchNormCheckpointHeader() throws {
     let scratch = try makeScratchDirectory("golden-bn")
     defer { try? FileManager.default.removeItem(at: scratch) }
     let result = try DDPTrainProcess.run(
       [
         "--dataset", "synthetic", "--synthetic-train", "256", "--synthetic-test", "64", "--model",
-        "seq:conv4k3p1,bn,relu,pool2,flatten,linear8,bn,relu,linear10", "--batch-size", "16", "--max-steps", "2",
+        "seq:conv4k3p1,bn,relu,res(conv8k3s2p1,bn,relu,conv8k3p1,bn),relu,pool2,flatten,linear8,bn,relu,linear10",
+        "--batch-size", "16", "--max-steps", "2",
         "--checkpoint-dir", "ck",
       ], timeout: 60, directory: scratch)
     #expect(result.status == 0, "\(result.output)")

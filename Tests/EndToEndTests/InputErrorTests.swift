@@ -136,7 +136,7 @@ final class InputErrorTests {
     (["--batch-size", "0"], "--batch-size"), (["--batch-size", "40"], "--batch-size"),  // shard is 64/2 = 32
     (["--epochs", "-1"], "--epochs"), (["--max-steps", "-5"], "--max-steps"), (["--lr", "0"], "--lr"),
     (["--lr", "-0.1"], "--lr"), (["--lr", "nan"], "--lr"), (["--warmup-epochs", "-1"], "--warmup-epochs"),
-    (["--dataset", "cifar"], "--dataset"), (["--model", "resnet"], "--model"),
+    (["--dataset", "cifar"], "--dataset"), (["--model", "vgg"], "--model"),
     (["--lr-scaling", "cube"], "--lr-scaling"),
     (["--schedule", "exponential"], "--schedule"), (["--momentum", "1.5"], "--momentum"), (["--keep", "0"], "--keep"),
     (["--step-timeout", "0"], "--step-timeout"), (["--no-such-option"], "--no-such-option"),

@@ -1,5 +1,6 @@
 import Foundation
-import Layers
+
+@testable import Layers
 
 /// Independent Double re-implementations of convolution, max pooling and whole `seq:` networks, written from the
 /// definitions (direct loops over NCHW, no im2col, no shared code with the Layers module or the C kernels).
@@ -132,6 +133,22 @@ extension Reference {
           shape[0], outputSide(shape[1], kernel: kernel, stride: stride),
           outputSide(shape[2], kernel: kernel, stride: stride),
         ]
+      case .residual(let body):
+        // y = body(x) + shortcut(x): the identity, or a 1×1 convolution of the body's stride and a batch norm.
+        let bodyCounts = ModelSpec.counts(body, input: shape)
+        let bodyOutput = logits(
+          layers: body, inputShape: shape, parameters: take(bodyCounts.parameters), input: activation, batch: batch)
+        let output = try! ModelSpec.outputShape(of: layer, input: shape)
+        var shortcut = activation
+        if output != shape {
+          let stride = ResidualBlock.shortcutStride(from: shape, to: output)!
+          let path: [LayerSpec] = [.conv2d(outChannels: output[0], kernel: 1, stride: stride, padding: 0), .batchNorm]
+          shortcut = logits(
+            layers: path, inputShape: shape,
+            parameters: take(ModelSpec.counts(path, input: shape).parameters), input: activation, batch: batch)
+        }
+        activation = zip(bodyOutput, shortcut).map { $0 + $1 }
+        shape = output
       case .globalAveragePool:
         let (channels, pixels) = (shape[0], shape[1] * shape[2])
         activation = (0..<(batch * channels)).map { row in

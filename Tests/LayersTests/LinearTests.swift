@@ -27,7 +27,9 @@ import Testing
     #expect(linear.parameterShapes.map(\.suffix) == ["weight", "bias"])
     #expect(linear.parameterShapes.map(\.shape) == [[6, 24], [6]])
     #expect(linear.parameterCount == 6 * 24 + 6)
-    #expect(linear.torchExpression == "torch.nn.Linear(24, 6)")
+    // On an image, PyTorch's Linear would act on the last dimension: FlatLinear (ddp_train.modules) flattens first.
+    #expect(linear.torchExpression == "FlatLinear(24, 6)")
+    #expect(Linear(inputShape: [24], outFeatures: 6).torchExpression == "torch.nn.Linear(24, 6)")
     #expect(linear.storage == .own)
   }
 

@@ -215,7 +215,7 @@ import Testing
     }
     for (text, problem) in [
       ("seq:conv4k3,foo", "'foo' is not a layer"), ("cnn:2", "'cnn' takes no arguments"),
-      ("resnet", "unknown model 'resnet'"), ("mlp:x", "'x' is not a whole number"), ("seq:", "needs a list"),
+      ("vgg", "unknown model 'vgg'"), ("mlp:x", "'x' is not a whole number"), ("seq:", "needs a list"),
     ] {
       let error = #expect(throws: ModelSpecError.self, "\(text)") { try ModelSpec.checkSyntax(text) }
       #expect(error?.given == text && error?.problem.contains(problem) == true, "\(String(describing: error))")

@@ -112,8 +112,8 @@ extension Trainer {
     var tensors: [NamedTensor] = []
     var parameterViews = model.views[...]
     var bufferViews = model.bufferViews[...]
-    var batchNorms = model.batchNorms[...]
-    for (index, layer) in model.layers.enumerated() {
+    var batchNorms = Array(zip(model.batchNormNames, model.batchNorms))[...]
+    for index in model.layers.indices {
       let prefix = "\(index)."
       while let view = parameterViews.first, view.name.hasPrefix(prefix) {
         tensors.append(
@@ -130,9 +130,10 @@ extension Trainer {
             values: Array(UnsafeBufferPointer(start: model.buffers.pointer + view.offset, count: view.count))))
         bufferViews = bufferViews.dropFirst()
       }
-      if layer is BatchNorm, let batchNorm = batchNorms.first {
+      // Every batch norm of layer `index`: itself ("4"), or inside a block ("4.body.1").
+      while let (name, batchNorm) = batchNorms.first, name == "\(index)" || name.hasPrefix(prefix) {
         tensors.append(
-          NamedTensor(name: prefix + "num_batches_tracked", shape: [], integers: [batchNorm.batchesTracked]))
+          NamedTensor(name: name + ".num_batches_tracked", shape: [], integers: [batchNorm.batchesTracked]))
         batchNorms = batchNorms.dropFirst()
       }
     }
@@ -159,8 +160,8 @@ extension Trainer {
       values.replaceSubrange(view.offset..<(view.offset + view.count), with: tensor.values)
     }
     var counts: [Int64] = []
-    for (index, layer) in model.layers.enumerated() where layer is BatchNorm {
-      let name = "\(index).num_batches_tracked"
+    for prefix in model.batchNormNames {
+      let name = prefix + ".num_batches_tracked"
       guard let tensor = byName[name] else { throw missing(name, "is missing") }
       guard tensor.dtype == .i64, tensor.count == 1 else {
         throw missing(name, "is \(tensor.dtype.rawValue) \(tensor.shape), expected an I64 scalar")

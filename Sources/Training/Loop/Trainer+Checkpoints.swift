@@ -95,6 +95,8 @@ extension Trainer {
       metadata["ddp_train.normalize_std"] = normalization.stds.map { "\($0)" }.joined(separator: ",")
     }
     if let sizes = spec.layerSizes { metadata["ddp_train.layer_sizes"] = sizes.map(String.init).joined(separator: ",") }
+    let modules = spec.moduleDefinitions
+    if !modules.isEmpty { metadata["ddp_train.modules"] = modules }
     return metadata
   }
 
