@@ -27,6 +27,8 @@ public final class ResidualBlock: Layer {
   /// ReLU inside the body masks its gradient in place, and the shortcut needs dy as it came).
   private var bodyGradients: [UnsafeMutablePointer<Float>] = []
   private var shortcutGradients: [UnsafeMutablePointer<Float>] = []
+  /// y = max(body + shortcut, 0): the ReLU after the block, applied in its sum (set by `Sequential`).
+  var appliesReLU = false
   /// The shortcut's input gradient, added to the body's.
   private let shortcutInputGradient: FloatBuffer
   private var owned: [FloatBuffer] = []
@@ -146,12 +148,18 @@ public final class ResidualBlock: Layer {
     run(body, outputs: bodyOutputs, from: x, batch: batch)
     let count = batch * outputCount
     let bodyOutput = bodyOutputs[body.count - 1]
-    if shortcut.isEmpty {
-      for i in 0..<count { y[i] = bodyOutput[i] + x[i] }
-    } else {
+    var other = x
+    if !shortcut.isEmpty {
       run(shortcut, outputs: shortcutOutputs, from: x, batch: batch)
-      let shortcutOutput = shortcutOutputs[shortcut.count - 1]
-      for i in 0..<count { y[i] = bodyOutput[i] + shortcutOutput[i] }
+      other = UnsafePointer(shortcutOutputs[shortcut.count - 1])
+    }
+    if appliesReLU {
+      for i in 0..<count {
+        let sum = bodyOutput[i] + other[i]
+        y[i] = sum > 0 ? sum : 0
+      }
+    } else {
+      for i in 0..<count { y[i] = bodyOutput[i] + other[i] }
     }
     StepProfile.current?.lap(.elementwise)
   }

@@ -178,6 +178,8 @@ public final class Sequential {
         conv.appliesReLU = true
       } else if let batchNorm = layers[index] as? BatchNorm {
         batchNorm.appliesReLU = true
+      } else if let block = layers[index] as? ResidualBlock {
+        block.appliesReLU = true
       } else {
         continue
       }

@@ -96,22 +96,25 @@ struct BatchNormModelTests {
   }
 
   @Test(
-    "--batch-norm local: mpirun -np 3 through shared memory equals --simulate-workers 3 bit for bit (model.safetensors byte for byte: weights, running statistics, num_batches_tracked)"
+    "--batch-norm local with augmentation: mpirun -np 3 through shared memory equals --simulate-workers 3 bit for bit (model.safetensors byte for byte: weights, running statistics, num_batches_tracked)"
   )
   func localRanksEqualSimulatedWorkers() throws {
     let scratch = try makeScratchDirectory("bn-local")
     defer { try? FileManager.default.removeItem(at: scratch) }
-    // --check-consistency compares every rank's weights and running statistics every 10 steps.
+    // --check-consistency compares every rank's weights and running statistics every 10 steps. The augmentation
+    // is on: its draws follow the sample's place in the epoch's permutation, not the worker.
+    let augmentation = ["--random-crop", "2", "--random-flip", "--normalize", "0.2:0.3"]
     let real = try DDPTrainProcess.mpirun(
       ranks: 3,
       Self.arguments(
         batch: 16, steps: 50, checkpoints: scratch.appendingPathComponent("real"),
-        extra: ["--check-consistency", "10"]))
+        extra: ["--check-consistency", "10"] + augmentation))
     #expect(real.status == 0, "\(real.output)")
     #expect(real.stdout.contains("gradients: shared memory (3 ranks on one host)"), "\(real.stdout)")
     let simulated = try DDPTrainProcess.run(
       Self.arguments(
-        batch: 16, steps: 50, checkpoints: scratch.appendingPathComponent("sim"), extra: ["--simulate-workers", "3"]))
+        batch: 16, steps: 50, checkpoints: scratch.appendingPathComponent("sim"),
+        extra: ["--simulate-workers", "3"] + augmentation))
     #expect(simulated.status == 0, "\(simulated.output)")
     let a = try Self.modelFile(in: scratch.appendingPathComponent("real"))
     #expect(a == (try Self.modelFile(in: scratch.appendingPathComponent("sim"))))

@@ -51,6 +51,32 @@ import Testing
     #expect(harness.guardsIntact)
   }
 
+  /// A whole residual network through `Sequential` (batch norms in training mode, the ReLU after each block applied
+  /// in its sum): every parameter's gradient against central differences of the Double reference's loss.
+  @Test func wholeNetworkGradientMatchesFiniteDifferences() throws {
+    let spec = try ModelSpec(
+      parsing:
+        "seq:conv4k3p1,bn,relu,res(conv4k3p1,bn,relu,conv4k3p1,bn),relu,res(conv6k3s2p1,bn,relu,conv6k3p1,bn),relu,gap,linear3",
+      sampleShape: [2, 6, 6], classCount: 3)
+    let model = Sequential(spec: spec, maxBatch: 4)
+    #expect((model.layers[3] as? ResidualBlock)?.appliesReLU == true)
+    #expect((model.layers[4] as? ReLU)?.appliesForward == false)
+    model.initializeParameters(seed: 3)
+    // γ and β away from 1 and 0, so the batch norms' parameters matter.
+    model.parameters.copy(from: Reference.randomFloats(model.parameterCount, seed: 104, in: 0.2...1.2))
+    let input = Reference.randomFloats(4 * 72, seed: 105)
+    let labels: [Int32] = [2, 0, 1, 1]
+    model.zeroGradients()
+    _ = model.accumulateGradients(input: input, labels: labels, batch: 4, gradientScale: 1)
+    let expected = Reference.gradient(
+      of: {
+        Reference.loss(
+          layers: spec.layers, inputShape: [2, 6, 6], parameters: $0, input: input.doubles, labels: [2, 0, 1, 1],
+          classes: 3)
+      }, at: model.parameters.array.doubles)
+    #expect(scaledMismatchDouble(model.gradients.array.doubles, expected, tolerance: 1e-4) == nil)
+  }
+
   @Test func namesShortcutAndExpression() throws {
     let spec = try ModelSpec(
       parsing:
