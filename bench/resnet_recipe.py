@@ -191,8 +191,10 @@ def main():
     parser.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
     args = parser.parse_args()
     if args.sync_bn and args.world_size > 1:
-        sys.exit("resnet_recipe.py: --sync-bn: torch.nn.SyncBatchNorm only works with GPU modules (PyTorch raises "
-                 "\"SyncBatchNorm layers only work with GPU modules\" on CPU); run ddp-train --batch-norm sync instead")
+        print("resnet_recipe.py: --sync-bn: torch.nn.SyncBatchNorm only works with GPU modules (PyTorch raises "
+              "\"SyncBatchNorm layers only work with GPU modules\" on CPU); run ddp-train --batch-norm sync instead",
+              file=sys.stderr)
+        sys.exit(2)
     if args.world_size == 1:
         run(0, args)
     else:
