@@ -271,25 +271,21 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
   public init(parsing text: String, sampleShape: [Int], classCount: Int) throws(ModelSpecError) {
     precondition(!sampleShape.isEmpty && classCount > 0, "dataset sizes must be positive")
     let features = sampleShape.reduce(1, *)
-    switch try Self.family(of: text) {
+    let family = try Self.family(of: text)
+    switch family {
     case .mlp(let hidden):
       self.init(layerSizes: [features] + (hidden ?? Self.defaultHiddenSizes) + [classCount])
-    case .cnn:
+    case .cnn, .resnet:
+      let preset = family == .cnn ? "cnn" : "resnet"
       guard sampleShape.count == 3 else {
         throw ModelSpecError(
           given: text,
-          problem: "the cnn needs image samples [channels, height, width], the data has \(features) "
+          problem: "the \(preset) needs image samples [channels, height, width], the data has \(features) "
             + "features without an image shape")
       }
-      try self.init(inputShape: sampleShape, layers: Self.defaultCNNLayers(classCount: classCount), given: text)
-    case .resnet:
-      guard sampleShape.count == 3 else {
-        throw ModelSpecError(
-          given: text,
-          problem: "the resnet needs image samples [channels, height, width], the data has \(features) "
-            + "features without an image shape")
-      }
-      try self.init(inputShape: sampleShape, layers: Self.resNetLayers(classCount: classCount), given: text)
+      let layers =
+        family == .cnn ? Self.defaultCNNLayers(classCount: classCount) : Self.resNetLayers(classCount: classCount)
+      try self.init(inputShape: sampleShape, layers: layers, given: text)
     case .sequence(let layers):
       let flat: Bool
       if case .linear = layers.first { flat = true } else { flat = false }
@@ -309,7 +305,7 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
   }
 
   /// What a `--model` value names, before any shape is known.
-  enum Family {
+  enum Family: Equatable {
     /// The hidden widths, nil for the default.
     case mlp(hidden: [Int]?)
     case cnn

@@ -72,6 +72,25 @@ public final class Sequential {
     }
   }
 
+  /// The tensors `tensors` gives for each layer laid out one after the other in one flat buffer: their views named
+  /// "<layer index>.<suffix>", where each layer's tensors start, and the total (Note [Parameter layout]).
+  static func layout(_ layers: [Layer], _ tensors: (Layer) -> [(suffix: String, shape: [Int])]) -> (
+    views: [ParameterView], starts: [Int], count: Int
+  ) {
+    var views: [ParameterView] = []
+    var starts: [Int] = []
+    var offset = 0
+    for (index, layer) in layers.enumerated() {
+      starts.append(offset)
+      for (suffix, shape) in tensors(layer) {
+        let count = shape.reduce(1, *)
+        views.append(ParameterView(name: "\(index).\(suffix)", shape: shape, offset: offset, count: count))
+        offset += count
+      }
+    }
+    return (views, starts, offset)
+  }
+
   /// `gradientStorage`, when given, becomes `gradients` (its first parameterCount elements zeroed): a buffer that
   /// something else placed, e.g. in memory shared with other ranks, possibly longer than the model needs.
   /// `maxTrainingBatch` defaults to `maxBatch`; a smaller one saves the activation gradients' memory when only
@@ -86,17 +105,7 @@ public final class Sequential {
     let layers = Self.makeLayers(spec, maxBatch: maxBatch)
     self.layers = layers
 
-    var views: [ParameterView] = []
-    var offsets: [Int] = []
-    var offset = 0
-    for (index, layer) in layers.enumerated() {
-      offsets.append(offset)
-      for (suffix, shape) in layer.parameterShapes {
-        let count = shape.reduce(1, *)
-        views.append(ParameterView(name: "\(index).\(suffix)", shape: shape, offset: offset, count: count))
-        offset += count
-      }
-    }
+    let (views, offsets, offset) = Self.layout(layers) { $0.parameterShapes }
     precondition(offset == spec.parameterCount, "layers and spec disagree on the parameter count")
     self.views = views
     parameterCount = offset
@@ -114,17 +123,7 @@ public final class Sequential {
         parameters: has ? parameters.pointer + offsets[index] : nil,
         gradients: has ? gradients.pointer + offsets[index] : nil, offset: offsets[index], index: index)
     }
-    var bufferViews: [ParameterView] = []
-    var bufferOffsets: [Int] = []
-    var bufferOffset = 0
-    for (index, layer) in layers.enumerated() {
-      bufferOffsets.append(bufferOffset)
-      for (suffix, shape) in layer.bufferShapes {
-        let count = shape.reduce(1, *)
-        bufferViews.append(ParameterView(name: "\(index).\(suffix)", shape: shape, offset: bufferOffset, count: count))
-        bufferOffset += count
-      }
-    }
+    let (bufferViews, bufferOffsets, bufferOffset) = Self.layout(layers) { $0.bufferShapes }
     self.bufferViews = bufferViews
     bufferCount = bufferOffset
     buffers = FloatBuffer(count: max(bufferOffset, 1))
