@@ -78,7 +78,8 @@ import Testing
 
   /// And with batch normalisation after convolutions, inside residual blocks (an identity one and a downsampling
   /// one) and after a linear layer, two micro-batches a step (their batch statistics ride the gradient sum's tail,
-  /// and the running statistics update after it).
+  /// and the running statistics update after it). Its two runs differ by 0-7 allocations whatever their length (5
+  /// runs: 6, 0-5; one CI run: 7), not per step: 10 still catches one allocation every 20 steps.
   @Test(.enabled(if: counterExpected, "the counter library is not built (swift build -c release builds it)"))
   func steadyStateBatchNormStepAllocatesNothing() throws {
     let model =
@@ -87,7 +88,7 @@ import Testing
     let short = try allocations(steps: 20, model: model, extra: ["--accumulate", "2"])
     let long = try allocations(steps: 220, model: model, extra: ["--accumulate", "2"])
     #expect(
-      abs(long.own - short.own) <= 5,
+      abs(long.own - short.own) <= 10,
       "\(long.own - short.own) more allocations in 200 more steps (\(short.own) vs \(long.own)); inside OpenBLAS: \(long.blas - short.blas)"
     )
   }
