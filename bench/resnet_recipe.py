@@ -5,7 +5,7 @@ train them").
 
     PYTHON bench/resnet_recipe.py [--world-size K] [--batch-size B] [--epochs E] [--lr η] [--base-batch n]
         [--warmup-epochs W] [--random-crop P] [--random-flip] [--normalize MEANS:STDS] [--sync-bn]
-        [--max-steps N] [--metrics PATH] [--data-dir DIR]
+        [--max-steps N] [--metrics PATH] [--state PATH] [--data-dir DIR]
 
 The defaults are the recipe `ddp-train` is to be run with:
 
@@ -32,7 +32,9 @@ What is the same as ddp-train, by construction:
 
 One intra-op thread per process, gloo over loopback for K > 1. Each epoch prints a line and appends a JSON line
 to `--metrics` (epoch, lr, train loss, test loss and accuracy, samples/s of the epoch's training). `--max-steps`
-stops early (a smoke test). PyTorch is never a dependency of ddp-train: use the throwaway venv of bench/compare.
+stops early (a smoke test). `--state PATH` saves
+the model, the optimizer and both generators after every epoch and continues from them when they exist. PyTorch is
+never a dependency of ddp-train: use the throwaway venv of bench/compare.
 """
 import argparse
 import json
@@ -101,8 +103,18 @@ def run(rank, args):
     order = torch.Generator().manual_seed(args.seed)
     draws = torch.Generator().manual_seed(args.seed * 1000 + rank + 1)
     metrics = open(args.metrics, "a") if args.metrics and rank == 0 else None
-    step = 0
-    for epoch in range(args.epochs):
+    step, first_epoch = 0, 0
+    state_path = f"{args.state}.rank{rank}" if args.state else None
+    if state_path and os.path.exists(state_path):
+        saved = torch.load(state_path, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        order.set_state(saved["order"])
+        draws.set_state(saved["draws"])
+        step, first_epoch = saved["step"], saved["epoch"]
+        if rank == 0:
+            print(f"resumed after epoch {first_epoch} (step {step}) from {args.state}.rank*", flush=True)
+    for epoch in range(first_epoch, args.epochs):
         permutation = torch.randperm(n, generator=order)
         net.train()
         start = time.perf_counter()
@@ -138,6 +150,12 @@ def run(rank, args):
             if metrics:
                 metrics.write(json.dumps(record, sort_keys=True) + "\n")
                 metrics.flush()
+        if state_path:
+            # Every rank keeps its own draws generator; written whole under a temporary name, then renamed.
+            saved = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "order": order.get_state(),
+                     "draws": draws.get_state(), "step": step, "epoch": epoch + 1}
+            torch.save(saved, state_path + ".tmp")
+            os.replace(state_path + ".tmp", state_path)
         if args.max_steps is not None and step >= args.max_steps:
             break
     if world > 1:
@@ -186,6 +204,9 @@ def main():
     parser.add_argument("--sync-bn", action="store_true")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--metrics", default=None)
+    parser.add_argument("--state", default=None,
+                        help="save the training state here after every epoch (one file per rank, PATH.rankR) and "
+                             "continue from it when it exists: a 30-epoch run may span several sittings")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int, default=29519)
     parser.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
