@@ -168,8 +168,11 @@ public final class ResidualBlock: Layer {
     _ layers: [Layer], outputs: [UnsafeMutablePointer<Float>], from x: UnsafePointer<Float>, batch: Int
   ) {
     var input = x
+    let profile = StepProfile.current
     for (layer, output) in zip(layers, outputs) {
+      let mark = profile?.mark()
       layer.forward(input, into: output, batch: batch)
+      if let mark { profile?.chargeNested(layer, backward: false, since: mark) }
       input = UnsafePointer(output)
     }
   }
@@ -200,12 +203,15 @@ public final class ResidualBlock: Layer {
     _ layers: [Layer], outputs: [UnsafeMutablePointer<Float>], gradients: [UnsafeMutablePointer<Float>],
     x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, batch: Int, gradientsReady: (Range<Int>) -> Void
   ) {
+    let profile = StepProfile.current
     for index in layers.indices.reversed() {
       let input = index == 0 ? x : UnsafePointer(outputs[index - 1])
       let inputGradient = index == 0 ? dx : gradients[index - 1]
+      let mark = profile?.mark()
       layers[index].backward(
         x: input, y: UnsafePointer(outputs[index]), dy: gradients[index], dx: inputGradient, batch: batch,
         rangeElements: .max, gradientsReady: gradientsReady)
+      if let mark { profile?.chargeNested(layers[index], backward: true, since: mark) }
     }
   }
 

@@ -221,11 +221,11 @@ public final class Sequential {
     let profile = StepProfile.current
     profile?.start()
     for (index, layer) in layers.enumerated() {
-      let started = profile?.now() ?? 0
+      let mark = profile?.mark()
       layer.forward(
         UnsafePointer(slotPointer(inputSlot[index], input: input)),
         into: slotPointer(outputSlot[index], input: input), batch: batch)
-      profile?.chargeLayer(index, backward: false, since: started)
+      if let mark { profile?.chargeLayer(index, layer, backward: false, since: mark) }
     }
     return activations[outputSlot[layers.count - 1]].pointer
   }
@@ -268,8 +268,8 @@ public final class Sequential {
     let profile = StepProfile.current
     profile?.lap(.loss)
     for index in layers.indices.reversed() {
-      let started = profile?.now() ?? 0
-      defer { profile?.chargeLayer(index, backward: true, since: started) }
+      let mark = profile?.mark()
+      defer { if let mark { profile?.chargeLayer(index, layers[index], backward: true, since: mark) } }
       let (inSlot, outSlot) = (inputSlot[index], outputSlot[index])
       layers[index].backward(
         x: UnsafePointer(slotPointer(inSlot, input: input)), y: UnsafePointer(slotPointer(outSlot, input: input)),

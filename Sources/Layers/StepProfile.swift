@@ -38,6 +38,13 @@ public final class StepProfile {
   /// and communication callbacks included: where a step's time goes layer by layer.
   public private(set) var layerForwardSeconds: [Double] = []
   public private(set) var layerBackwardSeconds: [Double] = []
+  /// Wall seconds per kind of layer (its Swift type: `Conv2d`, `BatchNorm`, ...), forward and backward, in first-use
+  /// order. A container (`ResidualBlock`) charges its inner layers to their own kinds and keeps only its own passes
+  /// (the sum of the branches, dy's copies), so the kinds add up to the layers' total without counting twice.
+  public private(set) var kindSeconds: [(kind: String, forward: Double, backward: Double)] = []
+  private var kindIndex: [ObjectIdentifier: Int] = [:]
+  /// Seconds charged so far by layers inside containers: what a container subtracts from its own kind.
+  private var nestedSeconds = 0.0
 
   public init() {}
 
@@ -50,6 +57,10 @@ public final class StepProfile {
     for i in layerForwardSeconds.indices {
       layerForwardSeconds[i] = 0
       layerBackwardSeconds[i] = 0
+    }
+    for i in kindSeconds.indices {
+      kindSeconds[i].forward = 0
+      kindSeconds[i].backward = 0
     }
     for i in sites.indices {
       sites[i].calls = 0
@@ -68,15 +79,44 @@ public final class StepProfile {
   /// A timestamp for `chargeLayer`.
   @inline(__always) func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-  /// Adds the time since `since` to layer `index`'s forward or backward (the layer count is learnt on first use,
-  /// so the steady state allocates nothing).
-  func chargeLayer(_ index: Int, backward: Bool, since: UInt64) {
+  /// What `chargeLayer` and `chargeNested` need from the start of a layer's pass.
+  struct LayerMark {
+    var started: UInt64
+    var nestedBefore: Double
+  }
+
+  @inline(__always) func mark() -> LayerMark { LayerMark(started: now(), nestedBefore: nestedSeconds) }
+
+  /// Adds the time since `mark` to layer `index`'s forward or backward and to its kind (the layer count and the
+  /// kinds are learnt on first use, so the steady state allocates nothing).
+  func chargeLayer(_ index: Int, _ layer: Layer, backward: Bool, since mark: LayerMark) {
     if index >= layerForwardSeconds.count {
       layerForwardSeconds += Array(repeating: 0, count: index + 1 - layerForwardSeconds.count)
       layerBackwardSeconds += Array(repeating: 0, count: index + 1 - layerBackwardSeconds.count)
     }
-    let elapsed = Double(now() &- since) * 1e-9
+    let elapsed = Double(now() &- mark.started) * 1e-9
     if backward { layerBackwardSeconds[index] += elapsed } else { layerForwardSeconds[index] += elapsed }
+    chargeKind(layer, backward: backward, seconds: elapsed - (nestedSeconds - mark.nestedBefore))
+  }
+
+  /// Adds the time since `mark` of a layer inside a container to its kind, and to what the container subtracts.
+  func chargeNested(_ layer: Layer, backward: Bool, since mark: LayerMark) {
+    let elapsed = Double(now() &- mark.started) * 1e-9
+    chargeKind(layer, backward: backward, seconds: elapsed - (nestedSeconds - mark.nestedBefore))
+    nestedSeconds = mark.nestedBefore + elapsed
+  }
+
+  private func chargeKind(_ layer: Layer, backward: Bool, seconds: Double) {
+    let key = ObjectIdentifier(type(of: layer))
+    let index: Int
+    if let known = kindIndex[key] {
+      index = known
+    } else {
+      kindSeconds.append((String(describing: type(of: layer)), 0, 0))
+      index = kindSeconds.count - 1
+      kindIndex[key] = index
+    }
+    if backward { kindSeconds[index].backward += seconds } else { kindSeconds[index].forward += seconds }
   }
 
   /// What a GEMM call computes: layer l's forward, weight gradient or input gradient.

@@ -390,15 +390,10 @@ struct BenchReport {
     }
   }
 
+  /// Inner layers of residual blocks count as their own kind; `ResidualBlock` is the blocks' own passes.
   var perKind: [(kind: String, milliseconds: Double)] {
-    var order: [String] = []
-    var sums: [String: Double] = [:]
-    for (layer, entry) in zip(layerLabels, perLayer) {
-      let kind = String(layer.prefix { $0 != " " })
-      if sums[kind] == nil { order.append(kind) }
-      sums[kind, default: 0] += entry.forward + entry.backward
-    }
-    return order.map { ($0, sums[$0]!) }
+    let n = Double(max(steps, 1))
+    return profile.kindSeconds.map { ($0.kind, ($0.forward + $0.backward) / n * 1e3) }
   }
 
   private var layerLines: [String] {

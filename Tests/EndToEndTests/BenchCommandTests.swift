@@ -50,6 +50,32 @@ struct BenchCommandTests {
     #expect(abs(kinds.values.reduce(0, +) - total) < 1e-9)
   }
 
+  /// The layers inside a residual block count as their own kinds; the block keeps only its own passes, and the
+  /// kinds still add up to the layers' total.
+  @Test func layerKindsLookInsideResidualBlocks() throws {
+    let result = try DDPTrainProcess.run(
+      [
+        "bench", "--dataset", "synthetic", "--synthetic-train", "256", "--model",
+        "seq:conv8k3p1,bn,relu,res(conv8k3p1,bn,relu,conv8k3p1,bn),relu,gap,linear10", "--batch-size", "16",
+        "--windows", "1", "--warmup", "0", "--json",
+      ], timeout: 120)
+    #expect(result.status == 0, "\(result.output)")
+    let line = try #require(result.stdout.split(separator: "\n").last { $0.hasPrefix("{") })
+    let object = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    let layers = try #require(object["ms_per_layer"] as? [[String: Any]])
+    let kinds = try #require(object["ms_per_layer_kind"] as? [String: Double])
+    #expect(
+      Set(kinds.keys) == ["Conv2d", "BatchNorm", "ReLU", "ResidualBlock", "GlobalAveragePool", "Linear"])
+    func time(_ index: Int) -> Double {
+      (layers[index]["forward"] as? Double ?? -1) + (layers[index]["backward"] as? Double ?? -1)
+    }
+    let total = layers.indices.reduce(0) { $0 + time($1) }
+    #expect(abs(kinds.values.reduce(0, +) - total) < 1e-6 * total, "\(kinds) against \(total) ms")
+    // Layer 3 is the block: its two convolutions and batch norms are counted as theirs, not as the block's.
+    #expect(kinds["ResidualBlock"]! < time(3) / 2, "\(kinds), block \(time(3)) ms")
+    #expect(kinds["Conv2d"]! > time(0) + time(3) / 3, "\(kinds)")
+  }
+
   @Test func benchUnderMPI() throws {
     let result = try DDPTrainProcess.mpirun(ranks: 2, Self.arguments + ["--overlap"], timeout: 120)
     #expect(result.status == 0, "\(result.output)")
