@@ -87,7 +87,8 @@ let package = Package(
 
     .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
     .testTarget(name: "LayersTests", dependencies: ["Layers", "Tensors", "Checkpoints"], exclude: ["Fixtures"]),
-    .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "Layers"]),
+    .testTarget(
+      name: "OptimizersTests", dependencies: ["Optimizers", "Layers", "Checkpoints"], exclude: ["Fixtures"]),
     .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
     .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints"]),
     // The reducers alone and the trainer that uses them, over in-process thread groups.

@@ -94,6 +94,83 @@ bool ddp_sgd_plain_step2(float *restrict w, const float *restrict g, const float
   return sgdPlain(w, g, g2, true, n, lr, wd);
 }
 
+// torch.optim.AdamW's update in PyTorch's order (see Kernels.h), with or without the second addend.
+static inline __attribute__((always_inline)) bool adamw(float *restrict w, const float *restrict g,
+                                                        const float *restrict g2, bool twoAddends,
+                                                        float *restrict m, float *restrict v, ptrdiff_t n,
+                                                        const struct ddp_adamw_scalars *s) {
+  const float decay = s->decay, beta1Complement = s->beta1Complement, beta2 = s->beta2;
+  const float beta2Complement = s->beta2Complement, correction2Root = s->correction2Root, eps = s->eps;
+  const float negativeStepSize = s->negativeStepSize;
+  uint32_t worst = 0;
+  for (ptrdiff_t i = 0; i < n; i++) {
+    float gradient = DDP_GRADIENT(i);
+    uint32_t e = exponentOf(&gradient, 0);
+    worst = worst > e ? worst : e;
+    float decayed = w[i] * decay;
+    float mean = m[i] + beta1Complement * (gradient - m[i]);
+    float square = v[i] * beta2 + (beta2Complement * gradient) * gradient;
+    m[i] = mean;
+    v[i] = square;
+    float denominator = __builtin_sqrtf(square) / correction2Root + eps;
+    w[i] = decayed + (negativeStepSize * mean) / denominator;
+  }
+  return worst != exponentMask;
+}
+
+DDP_CLONES
+bool ddp_adamw_step(float *restrict w, const float *restrict g, float *restrict m, float *restrict v, ptrdiff_t n,
+                    const struct ddp_adamw_scalars *s) {
+  return adamw(w, g, g, false, m, v, n, s);
+}
+
+DDP_CLONES
+bool ddp_adamw_step2(float *restrict w, const float *restrict g, const float *restrict g2, float *restrict m,
+                     float *restrict v, ptrdiff_t n, const struct ddp_adamw_scalars *s) {
+  return adamw(w, g, g2, true, m, v, n, s);
+}
+
+DDP_CLONES
+void ddp_lamb_update(float *restrict u, const float *restrict w, const float *restrict g, float *restrict m,
+                     float *restrict v, ptrdiff_t n, const struct ddp_lamb_scalars *s, double *restrict norms) {
+  const float clip = s->clip, beta1 = s->beta1, beta3 = s->beta3, beta2 = s->beta2;
+  const float beta2Complement = s->beta2Complement, correction1 = s->correction1, correction2 = s->correction2;
+  const float eps = s->eps, wd = s->wd;
+  double weightSquares = 0, updateSquares = 0;
+  for (ptrdiff_t i = 0; i < n; i++) {
+    float scaled = g[i] / clip;
+    float mean = m[i] * beta1 + beta3 * scaled;
+    float square = v[i] * beta2 + (beta2Complement * scaled) * scaled;
+    m[i] = mean;
+    v[i] = square;
+    float denominator = __builtin_sqrtf(square / correction2) + eps;
+    float update = (mean / correction1) / denominator + wd * w[i];
+    u[i] = update;
+    weightSquares += (double)w[i] * (double)w[i];
+    updateSquares += (double)update * (double)update;
+  }
+  norms[0] = weightSquares;
+  norms[1] = updateSquares;
+}
+
+DDP_CLONES
+void ddp_scaled_subtract(float *restrict w, const float *restrict u, ptrdiff_t n, float ratio) {
+  for (ptrdiff_t i = 0; i < n; i++) w[i] = w[i] - ratio * u[i];
+}
+
+DDP_CLONES
+double ddp_sum_of_squares(const float *restrict x, ptrdiff_t n, bool *_Nonnull finite) {
+  uint32_t worst = 0;
+  double sum = 0;
+  for (ptrdiff_t i = 0; i < n; i++) {
+    uint32_t e = exponentOf(x, i);
+    worst = worst > e ? worst : e;
+    sum += (double)x[i] * (double)x[i];
+  }
+  *finite = worst != exponentMask;
+  return sum;
+}
+
 DDP_CLONES
 bool ddp_all_finite(const float *restrict x, ptrdiff_t n) {
   uint32_t worst = 0;

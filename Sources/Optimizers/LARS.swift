@@ -40,9 +40,13 @@ public final class LARS: Optimizer {
   public let layers: [ParameterView]
   /// η_l of the last step, one per entry of `layers` (1 for biases); for tests and diagnostics.
   public private(set) var lastTrustRatios: [Double]
+  /// Whether biases (rank-1 tensors) take weight decay (`--bias-decay`); weight tensors always do.
+  public let decaysBiases: Bool
+  public var stepCount = 0
+  public var state: [OptimizerState] { [OptimizerState(suffix: "", buffer: momentumBuffer)] }
 
   /// `layers` must tile 0..<parameterCount without overlap (Sequential.views does).
-  public init(parameterCount: Int, layers: [ParameterView], options: LARSOptions) {
+  public init(parameterCount: Int, layers: [ParameterView], options: LARSOptions, decaysBiases: Bool = true) {
     checkMomentumSettings(
       momentum: options.momentum, weightDecay: options.weightDecay, nesterov: options.nesterov)
     precondition(
@@ -53,6 +57,7 @@ public final class LARS: Optimizer {
     )
     self.options = options
     self.layers = layers
+    self.decaysBiases = decaysBiases
     momentumBuffer = FloatBuffer(count: parameterCount)
     lastTrustRatios = Array(repeating: 1, count: layers.count)
   }
@@ -73,6 +78,7 @@ public final class LARS: Optimizer {
   public func step(
     parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate: Float
   ) -> Bool {
+    stepCount += 1
     let finite = Elementwise.allFinite(gradients, count: momentumBuffer.count)
     for (index, view) in layers.enumerated() {
       let w = parameters + view.offset
@@ -87,7 +93,7 @@ public final class LARS: Optimizer {
       lastTrustRatios[index] = ratio
       update(
         w, g, momentumBuffer.pointer + view.offset, count: view.count, scale: Float(ratio),
-        lr: learningRate)
+        lr: learningRate, wd: WeightDecayCoverage.decays(view, biases: decaysBiases) ? Float(options.weightDecay) : 0)
     }
     return finite
   }
@@ -96,9 +102,8 @@ public final class LARS: Optimizer {
   private func update(
     _ w: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>,
     count: Int,
-    scale s: Float, lr: Float
+    scale s: Float, lr: Float, wd: Float
   ) {
-    let wd = Float(options.weightDecay)
     let mu = Float(options.momentum)
     var i = 0
     switch (mu != 0, options.nesterov) {

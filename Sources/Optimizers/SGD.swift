@@ -21,16 +21,23 @@ public struct SGDOptions: Codable, Equatable, Sendable {
 ///   d = g + wd·w;  if μ ≠ 0 { v = μ·v + d  (v starts at 0, so v = d on the first step, bit-identical to
 ///   PyTorch's clone);  d = nesterov ? d + μ·v : v };  w = w − lr·d
 /// All arithmetic in Float, one rounding per operation in PyTorch's order.
-public final class SGD {
+///
+/// With `decay` leaving some tensors undecayed (`--no-bias-decay`), those runs of the buffer take wd = 0.
+public final class SGD: Optimizer {
   public let options: SGDOptions
   /// v, count == parameterCount (zeros, and unused, when μ = 0); saved in checkpoints.
   public let momentumBuffer: FloatBuffer
+  public let decay: WeightDecayCoverage
+  public var stepCount = 0
+  public var state: [OptimizerState] { [OptimizerState(suffix: "", buffer: momentumBuffer)] }
 
-  public init(parameterCount: Int, options: SGDOptions) {
+  public init(parameterCount: Int, options: SGDOptions, decay: WeightDecayCoverage? = nil) {
     checkMomentumSettings(
       momentum: options.momentum, weightDecay: options.weightDecay, nesterov: options.nesterov)
     self.options = options
     momentumBuffer = FloatBuffer(count: parameterCount)
+    self.decay = decay ?? WeightDecayCoverage(parameterCount: parameterCount)
+    precondition(self.decay.runs.last.map { $0.range.upperBound } ?? 0 == parameterCount)
   }
 
   /// One update of parameters[0..<parameterCount] from gradients[0..<parameterCount], in the C kernel built
@@ -40,12 +47,20 @@ public final class SGD {
   public func step(
     parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate: Float
   ) -> Bool {
-    let count = momentumBuffer.count
-    let wd = Float(options.weightDecay)
+    stepCount += 1
     let mu = Float(options.momentum)
-    if mu == 0 { return ddp_sgd_plain_step(parameters, gradients, count, learningRate, wd) }
-    return ddp_sgd_momentum_step(
-      parameters, gradients, momentumBuffer.pointer, count, learningRate, wd, mu, options.nesterov)
+    var finite = true
+    for (range, decayed) in decay.runs {
+      let (start, count) = (range.lowerBound, range.count)
+      let wd = decayed ? Float(options.weightDecay) : 0
+      let (w, g) = (parameters + start, gradients + start)
+      finite =
+        (mu == 0
+          ? ddp_sgd_plain_step(w, g, count, learningRate, wd)
+          : ddp_sgd_momentum_step(w, g, momentumBuffer.pointer + start, count, learningRate, wd, mu, options.nesterov))
+        && finite
+    }
+    return finite
   }
 
   /// `step` on the gradient first[i] + second[i] (rank order), added inside the same pass: the same bits as
@@ -55,11 +70,20 @@ public final class SGD {
     parameters: UnsafeMutablePointer<Float>, gradients first: UnsafePointer<Float>, plus second: UnsafePointer<Float>,
     learningRate: Float
   ) -> Bool {
-    let count = momentumBuffer.count
-    let wd = Float(options.weightDecay)
+    stepCount += 1
     let mu = Float(options.momentum)
-    if mu == 0 { return ddp_sgd_plain_step2(parameters, first, second, count, learningRate, wd) }
-    return ddp_sgd_momentum_step2(
-      parameters, first, second, momentumBuffer.pointer, count, learningRate, wd, mu, options.nesterov)
+    var finite = true
+    for (range, decayed) in decay.runs {
+      let (start, count) = (range.lowerBound, range.count)
+      let wd = decayed ? Float(options.weightDecay) : 0
+      let (w, g, g2) = (parameters + start, first + start, second + start)
+      finite =
+        (mu == 0
+          ? ddp_sgd_plain_step2(w, g, g2, count, learningRate, wd)
+          : ddp_sgd_momentum_step2(
+            w, g, g2, momentumBuffer.pointer + start, count, learningRate, wd, mu, options.nesterov))
+        && finite
+    }
+    return finite
   }
 }

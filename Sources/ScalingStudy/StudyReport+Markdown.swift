@@ -19,8 +19,8 @@ extension StudyReport {
       t.dataset == .synthetic
       ? "synthetic (\(t.synthetic.trainCount) train / \(t.synthetic.testCount) test)" : t.dataset.rawValue
     let optimizer =
-      "η = \(Self.number(t.learningRate)) at n = \(t.baseBatch), momentum \(Self.number(t.momentum)), "
-      + "weight decay \(Self.number(t.weightDecay)), \(t.schedule) decay after warmup, seed \(t.seed). "
+      "η = \(Self.number(t.learningRate)) at n = \(t.baseBatch), momentum \(Self.number(t.resolvedMomentum)), "
+      + "weight decay \(Self.number(t.resolvedWeightDecay)), \(t.schedule) decay after warmup, seed \(t.seed). "
     let warmup =
       "Warmup \(Self.number(t.warmupEpochs)) epochs for linear + warmup, sqrt + warmup and LARS; "
       + "LARS trust coefficient \(Self.number(t.trustCoefficient)). Machine: \(describeCores)."

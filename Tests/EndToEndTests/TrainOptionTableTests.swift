@@ -21,6 +21,7 @@ import Training
     case "batch-norm": return "sync"
     case "random-crop": return "3"
     case "normalize": return "0.3:0.4"
+    case "betas": return "0.8,0.99"
     default: break
     }
     switch option.kind {

@@ -31,6 +31,43 @@ bool ddp_sgd_momentum_step2(float *_Nonnull w, const float *_Nonnull g, const fl
 bool ddp_sgd_plain_step2(float *_Nonnull w, const float *_Nonnull g, const float *_Nonnull g2, ptrdiff_t n, float lr,
                          float wd);
 
+/// The scalars of one AdamW step t (torch.optim.AdamW, amsgrad off), computed in double as PyTorch's Python code
+/// computes them and rounded to float as its CPU kernels take them: decay = 1 − lr·wd, beta1Complement = 1 − β1,
+/// beta2Complement = 1 − β2, correction2Root = √(1 − β2^t), negativeStepSize = −lr/(1 − β1^t).
+struct ddp_adamw_scalars {
+  float decay, beta1Complement, beta2, beta2Complement, correction2Root, eps, negativeStepSize;
+};
+
+/// AdamW over n elements, in torch.optim.AdamW's order:
+///   w = w·decay;  m = m + (1−β1)·(g − m);  v = v·β2 + ((1−β2)·g)·g;  w = w + (−stepSize·m)/(√v/correction2Root + eps)
+/// with g = g[i] (+ g2[i] for the two-addend form, the rank-order sum). PyTorch's vectorised kernels may fuse
+/// some of these into FMAs; this does one rounding per operation on every CPU. Returns false when some gradient is
+/// NaN or ±Inf.
+bool ddp_adamw_step(float *_Nonnull w, const float *_Nonnull g, float *_Nonnull m, float *_Nonnull v, ptrdiff_t n,
+                    const struct ddp_adamw_scalars *_Nonnull s);
+bool ddp_adamw_step2(float *_Nonnull w, const float *_Nonnull g, const float *_Nonnull g2, float *_Nonnull m,
+                     float *_Nonnull v, ptrdiff_t n, const struct ddp_adamw_scalars *_Nonnull s);
+
+/// The scalars of one LAMB step t (apex's multi_tensor_lamb, AdamW mode, gradient averaging): clip = the global
+/// gradient norm ÷ max_grad_norm when above it, else 1; beta3 = 1 − β1; correction1 = 1 − β1^t,
+/// correction2 = 1 − β2^t; wd this tensor's weight decay.
+struct ddp_lamb_scalars {
+  float clip, beta1, beta3, beta2, beta2Complement, correction1, correction2, eps, wd;
+};
+
+/// LAMB's first pass over one tensor of n elements (apex's stage 1): with s = g/clip,
+///   m = m·β1 + beta3·s;  v = v·β2 + ((1−β2)·s)·s;  u = (m/correction1)/(√(v/correction2) + eps) + wd·w
+/// and norms[0] = Σw², norms[1] = Σu² (in double, before w changes).
+void ddp_lamb_update(float *_Nonnull u, const float *_Nonnull w, const float *_Nonnull g, float *_Nonnull m,
+                     float *_Nonnull v, ptrdiff_t n, const struct ddp_lamb_scalars *_Nonnull s,
+                     double *_Nonnull norms);
+
+/// w[i] = w[i] − ratio·u[i] (LAMB's second pass: ratio = lr, times ‖w‖/‖u‖ where the trust ratio applies).
+void ddp_scaled_subtract(float *_Nonnull w, const float *_Nonnull u, ptrdiff_t n, float ratio);
+
+/// Σx[i]² accumulated in double, in index order; *finite = no element is NaN or ±Inf.
+double ddp_sum_of_squares(const float *_Nonnull x, ptrdiff_t n, bool *_Nonnull finite);
+
 /// True when no element of x[0..<n] is NaN or ±Inf (an integer max over the exponent bits, which vectorises).
 bool ddp_all_finite(const float *_Nonnull x, ptrdiff_t n);
 

@@ -83,16 +83,36 @@ extension TrainOption {
       expected: "constant, cosine or step:E1,E2,... (epochs)", default: "`cosine`",
       help: "after warmup: hold, cosine to 0 at the last step, or ÷10 at each epoch Ei", inStudy: .passedOn,
       parse: { try? LRDecay(parsing: $0) }, show: { $0.description }),
-    .number(
-      "momentum", "μ", \.momentum, property: "momentum", default: "0.9", help: "`torch.optim.SGD` semantics",
-      inStudy: .passedOn),
-    .number(
-      "weight-decay", "λ", \.weightDecay, property: "weightDecay", default: "0.0005",
-      help: "added to the gradient, `torch.optim.SGD` semantics", inStudy: .passedOn),
-    .flag("nesterov", \.nesterov, property: "nesterov", default: "off", help: "Nesterov momentum", inStudy: .passedOn),
     .choice(
       "optimizer", \.optimizer, property: "optimizer", default: "`sgd`",
-      help: "LARS (You et al. 2017): per-layer trust ratio on weight tensors, biases plain SGD", inStudy: .setPerRun),
+      help:
+        "`lars` (You et al. 2017): SGD with a per-layer trust ratio on weight tensors; `adamw`: `torch.optim.AdamW`; "
+        + "`lamb`: apex's FusedLAMB (see \"Optimizers\")",
+      inStudy: .setPerRun),
+    .number(
+      "momentum", "μ", \.momentum, property: "momentum", default: "0.9",
+      help: "sgd, lars: `torch.optim.SGD` semantics (an error with adamw and lamb, whose momentum is β1)",
+      inStudy: .passedOn),
+    .flag(
+      "nesterov", \.nesterov, property: "nesterov", default: "off",
+      help: "sgd, lars: Nesterov momentum (an error with adamw and lamb)", inStudy: .passedOn),
+    .number(
+      "weight-decay", "λ", \.weightDecay, property: "weightDecay",
+      default: "0.0005 (sgd, lars), 0.01 (adamw, lamb)",
+      help:
+        "sgd, lars: added to the gradient (`torch.optim.SGD`); adamw: w·(1 − lr·λ) first; lamb: + λ·w in the update",
+      inStudy: .passedOn),
+    .flag(
+      "bias-decay", \.biasDecay, property: "biasDecay", default: "on",
+      help: "off: no weight decay on biases and batch-norm γ, β (the rank-1 tensors), as Goyal et al.",
+      inStudy: .passedOn),
+    .value(
+      "betas", "β1,β2", \.betas, property: "betas", expected: "two numbers in [0, 1) like 0.9,0.999",
+      default: "0.9,0.999", help: "adamw, lamb: decay rates of the gradient's moment estimates", inStudy: .no,
+      parse: { Betas(parsing: $0).map { .some($0) } }, show: { $0?.description }),
+    .number(
+      "eps", "ε", \.eps, property: "eps", default: "1e-8 (adamw), 1e-6 (lamb)",
+      help: "adamw, lamb: added to the denominator √v̂", inStudy: .no),
     .number(
       "trust-coefficient", "tr", \.trustCoefficient, property: "trustCoefficient", default: "0.001",
       help: "LARS's trust coefficient: η_l = tr·‖w‖/(‖g‖ + wd·‖w‖)", inStudy: .passedOn),

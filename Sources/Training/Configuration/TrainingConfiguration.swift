@@ -37,11 +37,21 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   public var lrScaling: LRScaling = .linear
   public var warmupEpochs: Double = 2
   public var schedule: LRDecay = .cosine
-  public var momentum: Double = 0.9
-  public var weightDecay: Double = 5e-4
-  public var nesterov: Bool = false
+  /// μ (`--momentum`), SGD and LARS only; nil until given (`resolvedMomentum`: 0.9).
+  public var momentum: Double? = nil
+  /// λ (`--weight-decay`); nil until given (`resolvedWeightDecay`: 0.0005 for SGD and LARS, 0.01 for AdamW and LAMB,
+  /// their PyTorch and apex defaults).
+  public var weightDecay: Double? = nil
+  /// Nesterov momentum, SGD and LARS only; nil until given (`resolvedNesterov`: off).
+  public var nesterov: Bool? = nil
   /// The update rule (`--optimizer`).
   public var optimizer: OptimizerKind = .sgd
+  /// AdamW's and LAMB's β1, β2 (`--betas`); nil until given (`resolvedBetas`: 0.9, 0.999).
+  public var betas: Betas? = nil
+  /// AdamW's and LAMB's ε (`--eps`); nil until given (`resolvedEps`: 1e-8 for AdamW, 1e-6 for LAMB).
+  public var eps: Double? = nil
+  /// Weight decay on biases and batch-norm parameters too (`--bias-decay`, rank-1 tensors); off: weights only.
+  public var biasDecay: Bool = true
   /// LARS's trust coefficient tr (`--trust-coefficient`); only LARS uses it.
   public var trustCoefficient: Double = 0.001
   public var seed: UInt64 = 0
@@ -100,6 +110,28 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   /// the file over these defaults, so every property here can be a plain value with a default.
   public init() {}
 
+  /// Whether the optimizer is SGD or LARS (momentum, Nesterov) rather than AdamW or LAMB (betas, ε).
+  public var usesMomentum: Bool { optimizer == .sgd || optimizer == .lars }
+  public var resolvedMomentum: Double { momentum ?? 0.9 }
+  public var resolvedNesterov: Bool { nesterov ?? false }
+  public var resolvedWeightDecay: Double { weightDecay ?? (usesMomentum ? 5e-4 : 0.01) }
+  public var resolvedBetas: Betas { betas ?? Betas(0.9, 0.999) }
+  public var resolvedEps: Double { eps ?? (optimizer == .lamb ? 1e-6 : 1e-8) }
+
+  /// This configuration with every default that depends on other settings written out, as state.json records it:
+  /// the optimizer's own settings resolved, the others' left unset.
+  public var recorded: TrainingConfiguration {
+    var recorded = self
+    recorded.overlapAcrossHosts = overlapsAcrossHosts
+    recorded.weightDecay = resolvedWeightDecay
+    if usesMomentum {
+      (recorded.momentum, recorded.nesterov) = (resolvedMomentum, resolvedNesterov)
+    } else {
+      (recorded.betas, recorded.eps) = (resolvedBetas, resolvedEps)
+    }
+    return recorded
+  }
+
   /// Checks every setting that needs no data; the error names the option and what was expected.
   public func validate() throws(ConfigurationError) {
     func positive(_ value: Int, _ option: String) throws(ConfigurationError) {
@@ -127,16 +159,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
       throw ConfigurationError(
         option: "--warmup-epochs", expected: "a number of epochs >= 0 (fractions allowed)", found: "\(warmupEpochs)")
     }
-    if !(momentum.isFinite && momentum >= 0 && momentum < 1) {
-      throw ConfigurationError(option: "--momentum", expected: "a number in [0, 1)", found: "\(momentum)")
-    }
-    if !(weightDecay.isFinite && weightDecay >= 0) {
-      throw ConfigurationError(option: "--weight-decay", expected: "a number >= 0", found: "\(weightDecay)")
-    }
-    if nesterov && momentum == 0 {
-      throw ConfigurationError(
-        option: "--nesterov", expected: "a momentum > 0 (as torch.optim.SGD requires)", found: "momentum 0")
-    }
+    try validateOptimizer()
     if let simulateWorkers, simulateWorkers < 1 {
       throw ConfigurationError(
         option: "--simulate-workers", expected: "a number of workers >= 1", found: "\(simulateWorkers)")
@@ -189,6 +212,73 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   }
 }
 
+extension TrainingConfiguration {
+  /// The optimizer's settings: in range, and only those that apply to it.
+  func validateOptimizer() throws(ConfigurationError) {
+    if let momentum, !(momentum.isFinite && momentum >= 0 && momentum < 1) {
+      throw ConfigurationError(option: "--momentum", expected: "a number in [0, 1)", found: "\(momentum)")
+    }
+    if let weightDecay, !(weightDecay.isFinite && weightDecay >= 0) {
+      throw ConfigurationError(option: "--weight-decay", expected: "a number >= 0", found: "\(weightDecay)")
+    }
+    if let betas, !([betas.first, betas.second].allSatisfy { $0.isFinite && $0 >= 0 && $0 < 1 }) {
+      throw ConfigurationError(option: "--betas", expected: "β1,β2 each in [0, 1)", found: "\(betas)")
+    }
+    if let eps, !(eps.isFinite && eps > 0) {
+      throw ConfigurationError(option: "--eps", expected: "a positive finite number", found: "\(eps)")
+    }
+    if usesMomentum {
+      for (option, given) in [("--betas", betas != nil), ("--eps", eps != nil)] where given {
+        throw ConfigurationError(
+          option: option, expected: "--optimizer adamw or lamb (\(optimizer.rawValue) has no moment estimates)",
+          found: "--optimizer \(optimizer.rawValue)", hint: "Leave \(option) out, or choose --optimizer adamw.")
+      }
+      if resolvedNesterov && resolvedMomentum == 0 {
+        throw ConfigurationError(
+          option: "--nesterov", expected: "a momentum > 0 (as torch.optim.SGD requires)", found: "momentum 0")
+      }
+    } else {
+      if momentum != nil || nesterov == true {
+        throw ConfigurationError(
+          option: momentum != nil ? "--momentum" : "--nesterov",
+          expected: "--optimizer sgd or lars (\(optimizer.rawValue)'s momentum is its β1)",
+          found: "--optimizer \(optimizer.rawValue)", hint: "Leave it out, or set β1 with --betas.")
+      }
+    }
+  }
+}
+
+/// Adam's β1 and β2 (`--betas β1,β2`); a JSON array [β1, β2] in state.json.
+public struct Betas: Codable, Equatable, Sendable, CustomStringConvertible {
+  public var first: Double
+  public var second: Double
+
+  public init(_ first: Double, _ second: Double) {
+    self.first = first
+    self.second = second
+  }
+
+  /// "β1,β2", two numbers.
+  public init?(parsing text: String) {
+    let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Double($0) }
+    guard parts.count == 2, let first = parts[0], let second = parts[1] else { return nil }
+    self.init(first, second)
+  }
+
+  public var description: String { TrainOption.format(first) + "," + TrainOption.format(second) }
+
+  public init(from decoder: Decoder) throws {
+    var container = try decoder.unkeyedContainer()
+    self.init(try container.decode(Double.self), try container.decode(Double.self))
+  }
+
+  public func encode(to encoder: Encoder) throws {
+    var container = encoder.unkeyedContainer()
+    try container.encode(first)
+    try container.encode(second)
+  }
+}
+
 /// Over which samples a batch norm takes its training statistics (`--batch-norm`; README "Batch normalisation").
 public enum BatchNormMode: String, Codable, CaseIterable, Sendable {
   /// Each worker's micro-batch of B samples (Goyal et al.'s choice; PyTorch DDP's default).
@@ -201,6 +291,10 @@ public enum BatchNormMode: String, Codable, CaseIterable, Sendable {
 public enum OptimizerKind: String, Codable, CaseIterable, Sendable {
   case sgd
   case lars
+  /// torch.optim.AdamW.
+  case adamw
+  /// NVIDIA apex's FusedLAMB.
+  case lamb
 }
 
 /// A setting that is out of range or inconsistent. One line for the user, exit status 2.

@@ -4,6 +4,7 @@ import Datasets
 import Foundation
 import GradientExchange
 import Layers
+import Optimizers
 import Tensors
 
 /// A checkpoint read and verified by rank 0.
@@ -11,7 +12,10 @@ struct LoadedCheckpoint {
   var location: CheckpointLocation
   var state: CheckpointState
   var parameters: [Float]
-  var momentum: [Float]
+  /// The optimizer's state buffers, in the order of `Optimizer.state`, each in the parameters' layout.
+  var optimizerState: [[Float]]
+  /// Optimizer steps taken (`ddp_train.optimizer_steps`; nil in checkpoints from before it was recorded).
+  var optimizerSteps: Int?
   /// The batch norms' running statistics (`Sequential.buffers`) and num_batches_tracked.
   var buffers: [Float]
   var batchesTracked: [Int64]
@@ -100,11 +104,40 @@ extension Trainer {
     return metadata
   }
 
-  func tensors(from buffer: FloatBuffer) -> [NamedTensor] {
+  /// One tensor per parameter tensor, named `<name>.<suffix>` (or `<name>` for an empty suffix).
+  func tensors(from buffer: FloatBuffer, suffix: String = "") -> [NamedTensor] {
     model.views.map { view in
       NamedTensor(
-        name: view.name, shape: view.shape,
+        name: suffix.isEmpty ? view.name : view.name + "." + suffix, shape: view.shape,
         values: Array(UnsafeBufferPointer(start: buffer.pointer + view.offset, count: view.count)))
+    }
+  }
+
+  /// What optimizer.safetensors says of the update rule besides its tensors.
+  var optimizerMetadata: [String: String] {
+    let c = configuration
+    var metadata = [
+      "ddp_train.optimizer": Self.optimizerDescription(c),
+      "ddp_train.weight_decay": String(c.resolvedWeightDecay), "ddp_train.bias_decay": String(c.biasDecay),
+      "ddp_train.optimizer_steps": String(updateRule.optimizer.stepCount),
+    ]
+    if c.usesMomentum {
+      metadata["ddp_train.momentum"] = String(c.resolvedMomentum)
+      metadata["ddp_train.nesterov"] = String(c.resolvedNesterov)
+    } else {
+      metadata["ddp_train.betas"] = c.resolvedBetas.description
+      metadata["ddp_train.eps"] = String(c.resolvedEps)
+    }
+    return metadata
+  }
+
+  /// `ddp_train.optimizer`'s value: the update rule and the state it saves ("torch.optim.SGD momentum_buffer").
+  static func optimizerDescription(_ c: TrainingConfiguration) -> String {
+    switch c.optimizer {
+    case .sgd: return "torch.optim.SGD momentum_buffer"
+    case .lars: return "LARS momentum_buffer trust_coefficient=\(c.trustCoefficient)"
+    case .adamw: return "torch.optim.AdamW exp_avg exp_avg_sq"
+    case .lamb: return "apex.optimizers.FusedLAMB exp_avg exp_avg_sq max_grad_norm=\(LAMB.maxGradientNorm)"
     }
   }
 
@@ -151,18 +184,11 @@ extension Trainer {
     let modelBytes = SafeTensors.encode(
       stateTensors(parameters: model.parameters, buffers: true), metadata: modelMetadata)
     let optimizerBytes = SafeTensors.encode(
-      tensors(from: updateRule.optimizer.momentumBuffer),
-      metadata: [
-        "ddp_train.optimizer": configuration.optimizer == .lars
-          ? "LARS momentum_buffer trust_coefficient=\(configuration.trustCoefficient)"
-          : "torch.optim.SGD momentum_buffer",
-        "ddp_train.momentum": String(configuration.momentum),
-        "ddp_train.weight_decay": String(configuration.weightDecay),
-        "ddp_train.nesterov": String(configuration.nesterov),
-      ])
-    // `overlap_across_hosts` has always been a boolean in state.json: record the default resolved.
-    var recordedConfiguration = configuration
-    recordedConfiguration.overlapAcrossHosts = configuration.overlapsAcrossHosts
+      updateRule.optimizer.state.flatMap { tensors(from: $0.buffer, suffix: $0.suffix) },
+      metadata: optimizerMetadata)
+    // Defaults that depend on other settings are recorded resolved (`overlap_across_hosts` has always been a
+    // boolean in state.json, and `momentum`, `weight_decay` numbers).
+    let recordedConfiguration = configuration.recorded
     let state = CheckpointState(
       step: step, epoch: step / plan.stepsPerEpoch, stepInEpoch: step % plan.stepsPerEpoch,
       samplesConsumed: step * plan.globalBatch, worldSize: plan.worldSize, batchSize: plan.batchSize,
@@ -235,8 +261,12 @@ extension Trainer {
       do {
         return try loadCheckpoint(location, from: directory)
       } catch let error as CheckpointError {
-        // A shape mismatch is the user's mistake, not a damaged file: stop and say so.
-        if error.problem.hasPrefix("the checkpoint is of model") { throw error }
+        // A shape or optimizer mismatch is the user's mistake, not a damaged file: stop and say so.
+        if error.problem.hasPrefix("the checkpoint is of model")
+          || error.problem.hasPrefix("the checkpoint is of optimizer")
+        {
+          throw error
+        }
         console.line("warning: skipping checkpoint \(location.path): \(error)")
         rejected.append(error)
       }
@@ -268,25 +298,51 @@ extension Trainer {
         hint: "Use the --model the checkpoint was trained with, or another --checkpoint-dir.")
     }
     var parameters: [Float] = []
-    var momentum: [Float] = []
+    var optimizerState: [[Float]] = []
+    var optimizerSteps: Int?
     var buffers: (values: [Float], batchesTracked: [Int64]) = ([], [])
     for (file, target) in [(CheckpointDirectory.modelFile, 0), (CheckpointDirectory.optimizerFile, 1)] {
       let bytes = try directory.read(file, of: location)
       let path = location.path + "/" + file
       // Structure and shapes first (the more precise messages), then the recorded hash.
       let decoded = try SafeTensors.decode(bytes, path: path)
-      let flat = try flatten(decoded.tensors, path: path)
-      if target == 0 { buffers = try Self.buffers(decoded.tensors, of: model, path: path) }
+      if target == 0 {
+        parameters = try flatten(decoded.tensors, path: path)
+        buffers = try Self.buffers(decoded.tensors, of: model, path: path)
+      } else {
+        try checkOptimizer(decoded.metadata["ddp_train.optimizer"], path: path)
+        optimizerState = try updateRule.optimizer.state.map { entry in
+          try Self.flatten(decoded.tensors, into: model, suffix: entry.suffix, path: path)
+        }
+        optimizerSteps = decoded.metadata["ddp_train.optimizer_steps"].flatMap { Int($0) }
+      }
       if let expected = state.files[file], SHA256.hexDigest(bytes) != expected {
         throw CheckpointError(
           path: path, problem: "its SHA-256 differs from the one recorded in state.json", hint: "The file is damaged.")
       }
-      if target == 0 { parameters = flat } else { momentum = flat }
     }
     return LoadedCheckpoint(
-      location: location, state: state, parameters: parameters, momentum: momentum, buffers: buffers.values,
-      batchesTracked: buffers.batchesTracked,
+      location: location, state: state, parameters: parameters, optimizerState: optimizerState,
+      optimizerSteps: optimizerSteps, buffers: buffers.values, batchesTracked: buffers.batchesTracked,
       reducerState: try loadReducerState(location, from: directory, state: state))
+  }
+
+  /// The checkpoint's optimizer state must be this run's kind: SGD's and LARS's momentum buffers are the same
+  /// tensors (switching between them works), AdamW's and LAMB's moments likewise; across the two families it is an
+  /// input error, not a damaged file.
+  func checkOptimizer(_ description: String?, path: String) throws {
+    guard let description else { return }  // Older checkpoints: SGD or LARS.
+    let savedMoments = description.contains("exp_avg")
+    guard savedMoments == !configuration.usesMomentum else {
+      let saved = description.split(separator: " ").first.map(String.init) ?? description
+      throw CheckpointError(
+        path: path,
+        problem:
+          "the checkpoint is of optimizer \(saved), whose state this run's --optimizer \(configuration.optimizer.rawValue) cannot continue from",
+        hint:
+          "Resume with the --optimizer the checkpoint was written with, or start a new run in another --checkpoint-dir."
+      )
+    }
   }
 
   /// `reducer-state.safetensors` when state.json lists it (verified like the other files), else nil.
@@ -362,13 +418,17 @@ extension Trainer {
   }
 
   /// The tensors laid out in `model`'s flat buffer order; each must exist with the model's shape.
-  public static func flatten(_ tensors: [NamedTensor], into model: Sequential, path: String) throws -> [Float] {
+  /// `suffix` names the tensors `<name>.<suffix>` (an optimizer's state) instead of `<name>`.
+  public static func flatten(
+    _ tensors: [NamedTensor], into model: Sequential, suffix: String = "", path: String
+  ) throws -> [Float] {
     let byName = Dictionary(tensors.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     var flat = [Float](repeating: 0, count: model.parameterCount)
     for view in model.views {
-      guard let tensor = byName[view.name] else {
+      let name = suffix.isEmpty ? view.name : view.name + "." + suffix
+      guard let tensor = byName[name] else {
         throw CheckpointError(
-          path: path, problem: "the checkpoint is of model with other tensors: '\(view.name)' is missing",
+          path: path, problem: "the checkpoint is of model with other tensors: '\(name)' is missing",
           hint: "Use the --model the checkpoint was trained with.")
       }
       guard tensor.shape == view.shape else {
@@ -417,18 +477,25 @@ extension Trainer {
       // Rank 0 has the checkpoint (prepareOutputs would have failed otherwise); everyone else receives it.
       if let checkpoint {
         model.parameters.copy(from: checkpoint.parameters)
-        updateRule.optimizer.momentumBuffer.copy(from: checkpoint.momentum)
+        for (entry, values) in zip(updateRule.optimizer.state, checkpoint.optimizerState) {
+          entry.buffer.copy(from: values)
+        }
         if model.bufferCount > 0 { model.buffers.copy(from: checkpoint.buffers) }
         model.batchesTracked = checkpoint.batchesTracked
       }
       try communicator.broadcast(UnsafeMutableRawBufferPointer(model.parameters.buffer), root: 0)
-      try communicator.broadcast(UnsafeMutableRawBufferPointer(updateRule.optimizer.momentumBuffer.buffer), root: 0)
+      for entry in updateRule.optimizer.state {
+        try communicator.broadcast(UnsafeMutableRawBufferPointer(entry.buffer.buffer), root: 0)
+      }
       try broadcastBuffers()
-      var scalars: [Double] = [0, 0, 0, 0, 0, 0]
-      if let state = checkpoint?.state {
+      var scalars: [Double] = [0, 0, 0, 0, 0, 0, 0]
+      if let checkpoint {
+        let state = checkpoint.state
+        // The optimizer's own step count (Adam's bias correction) stays with its moments, whatever this run's
+        // global batch; older checkpoints (SGD, LARS) did not record it and do not need it.
         scalars = [
           Double(state.step), Double(state.globalBatch), Double(state.samplesConsumed), state.epochLossSum,
-          state.epochCorrect, Double(state.epochSteps),
+          state.epochCorrect, Double(state.epochSteps), Double(checkpoint.optimizerSteps ?? state.step),
         ]
         if state.worldSize != plan.worldSize || state.batchSize != plan.batchSize || state.accumulate != plan.accumulate
         {
@@ -441,6 +508,7 @@ extension Trainer {
         }
       }
       try communicator.broadcast(&scalars, root: 0)
+      updateRule.optimizer.stepCount = Int(scalars[6])
       try restoreReducerState(from: checkpoint)
       let savedGlobalBatch = Int(scalars[1])
       if savedGlobalBatch == plan.globalBatch {

@@ -1,4 +1,5 @@
 import Foundation
+import Optimizers
 import Tensors
 
 extension Trainer {
@@ -7,14 +8,7 @@ extension Trainer {
     let source = data.kind == .synthetic ? data.source : "\(data.kind.rawValue) (\(data.source))"
     console.line("ddp-train: \(plan.model) (\(model.parameterCount) parameters) on \(source)")
     for line in plan.summaryLines { console.line("  " + line) }
-    var optimizer = "sgd:   momentum \(configuration.momentum), weight decay \(configuration.weightDecay)"
-    if configuration.optimizer == .lars {
-      optimizer =
-        "lars:  trust coefficient \(configuration.trustCoefficient), momentum \(configuration.momentum), "
-        + "weight decay \(configuration.weightDecay) (biases: plain SGD)"
-    }
-    if configuration.nesterov { optimizer += ", nesterov" }
-    console.line("  " + optimizer + ", seed \(configuration.seed)")
+    console.line("  " + optimizerLine + ", seed \(configuration.seed)")
     let threads = configuration.blasThreads == 1 ? "1 thread" : "\(configuration.blasThreads) threads"
     console.line("  blas:  \(BLAS.kernelDescription), \(threads) per rank")
     if let note = BLAS.narrowKernelsNote { console.line("  note:  " + note) }
@@ -27,6 +21,25 @@ extension Trainer {
       console.line("  checkpoints: \(directory) (\(every)at the end)")
     }
     if let path = configuration.metricsPath { console.line("  metrics: \(path)") }
+  }
+
+  /// "sgd:   momentum 0.9, weight decay 0.0005" and the like: the update rule with its resolved settings.
+  var optimizerLine: String {
+    let c = configuration
+    let decay =
+      "weight decay \(c.resolvedWeightDecay)" + (c.biasDecay ? "" : " (not on biases and batch-norm parameters)")
+    switch c.optimizer {
+    case .sgd:
+      return "sgd:   momentum \(c.resolvedMomentum), \(decay)" + (c.resolvedNesterov ? ", nesterov" : "")
+    case .lars:
+      return "lars:  trust coefficient \(c.trustCoefficient), momentum \(c.resolvedMomentum), \(decay) "
+        + "(biases: plain SGD)" + (c.resolvedNesterov ? ", nesterov" : "")
+    case .adamw:
+      return "adamw: betas \(c.resolvedBetas), eps \(c.resolvedEps), decoupled \(decay)"
+    case .lamb:
+      return "lamb:  betas \(c.resolvedBetas), eps \(c.resolvedEps), \(decay), gradient norm clipped at "
+        + "\(LAMB.maxGradientNorm), trust ratio where decayed"
+    }
   }
 
   func logRunEvent() throws {
@@ -43,10 +56,18 @@ extension Trainer {
         "base_lr": .double(lr.baseLearningRate), "base_batch": .int(lr.baseBatch),
         "lr_scaling": .string(lr.scaling.rawValue),
         "peak_lr": .double(lr.peakLR), "warmup_steps": .int(lr.warmupSteps), "schedule": .string(lr.decay.description),
-        "momentum": .double(configuration.momentum), "weight_decay": .double(configuration.weightDecay),
+        "optimizer": .string(configuration.optimizer.rawValue),
+        "weight_decay": .double(configuration.resolvedWeightDecay), "bias_decay": .bool(configuration.biasDecay),
         "seed": .int(Int(truncatingIfNeeded: configuration.seed)), "model": .string(plan.model.name),
         "parameters": .int(model.parameterCount),
-      ])
+      ].merging(
+        configuration.usesMomentum
+          ? ["momentum": .double(configuration.resolvedMomentum)]
+          : [
+            "betas": .array([.double(configuration.resolvedBetas.first), .double(configuration.resolvedBetas.second)]),
+            "eps": .double(configuration.resolvedEps),
+          ]
+      ) { a, _ in a })
   }
 
   func logEpoch(

@@ -10,18 +10,30 @@ struct UpdateRule {
   private let twoAddend: (any TwoAddendOptimizer)?
 
   init(configuration: TrainingConfiguration, model: Sequential) {
+    let count = model.parameterCount
+    let decay = WeightDecayCoverage(views: model.views, biases: configuration.biasDecay)
+    let adam = AdamOptions(
+      beta1: configuration.resolvedBetas.first, beta2: configuration.resolvedBetas.second,
+      eps: configuration.resolvedEps, weightDecay: configuration.resolvedWeightDecay)
     switch configuration.optimizer {
     case .sgd:
       optimizer = SGD(
-        parameterCount: model.parameterCount,
+        parameterCount: count,
         options: SGDOptions(
-          momentum: configuration.momentum, weightDecay: configuration.weightDecay, nesterov: configuration.nesterov))
+          momentum: configuration.resolvedMomentum, weightDecay: configuration.resolvedWeightDecay,
+          nesterov: configuration.resolvedNesterov), decay: decay)
     case .lars:
       optimizer = LARS(
-        parameterCount: model.parameterCount, layers: model.views,
+        parameterCount: count, layers: model.views,
         options: LARSOptions(
-          momentum: configuration.momentum, weightDecay: configuration.weightDecay,
-          trustCoefficient: configuration.trustCoefficient, nesterov: configuration.nesterov))
+          momentum: configuration.resolvedMomentum, weightDecay: configuration.resolvedWeightDecay,
+          trustCoefficient: configuration.trustCoefficient, nesterov: configuration.resolvedNesterov),
+        decaysBiases: configuration.biasDecay)
+    case .adamw:
+      optimizer = AdamW(parameterCount: count, options: adam, decay: decay)
+    case .lamb:
+      optimizer = LAMB(
+        parameterCount: count, tensors: model.views, options: adam, decaysBiases: configuration.biasDecay)
     }
     twoAddend = optimizer as? TwoAddendOptimizer
   }
