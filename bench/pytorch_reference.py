@@ -88,7 +88,7 @@ CLASS_COUNT = 10
 DEFAULT_HIDDEN = (256, 128)
 CNN_TOKENS = "conv32k3p1,relu,pool2,conv64k3p1,relu,pool2,flatten,linear128,relu,linear10"
 EXPECTED = ("Expected 'mlp' (hidden layers 256,128), 'mlp:H1,H2,...', 'cnn', 'resnet', or 'seq:' and layers from "
-            "linearN, relu, flatten, convNkK[sS][pP], poolK[sS], bn, gap, res(...), "
+            "linearN, relu, flatten, convNkK[sS][pP], poolK[sS], bn, gap, dropoutP, res(...), "
             "e.g. 'seq:conv16k5p2,relu,pool2,flatten,linear10'.")
 
 
@@ -147,7 +147,7 @@ RESNET_TOKENS = ",".join(
 
 
 def parse_token(token):
-    """One seq: token -> ("linear", out) | ("relu",) | ("flatten",) | ("bn",) | ("gap",) |
+    """One seq: token -> ("linear", out) | ("relu",) | ("flatten",) | ("bn",) | ("gap",) | ("dropout", p) |
     ("conv", out, kernel, stride, padding) | ("pool", kernel, stride) | ("res", [layers]), or None; tried in
     ModelSpec's order."""
     text = token.lower()
@@ -157,6 +157,11 @@ def parse_token(token):
         return ("res", body) if body and None not in body else None
     if text in ("relu", "flatten", "bn", "gap"):
         return (text,)
+    if text.startswith("dropout") and len(text) > 7 and all(c.isdigit() or c == "." for c in text[7:]):
+        try:
+            return ("dropout", float(text[7:]))
+        except ValueError:
+            return None
     fields = token_fields(text, "linear", "")
     if fields is not None:
         return ("linear", fields[""])
@@ -249,6 +254,9 @@ def parse_model(given):
             shape = (out,) + tuple((side + 2 * padding - kernel) // stride + 1 for side in shape[1:])
         elif kind == "bn":
             parameters += 2 * shape[0]
+        elif kind == "dropout":
+            if not 0 <= layer[1] < 1:
+                raise ModelError(given, f"{name} has probability {layer[1]}, expected one in [0, 1) (e.g. dropout0.25)")
         elif kind == "gap":
             shape = (shape[0],)
         elif kind == "res":
@@ -304,6 +312,8 @@ def layer_token(layer):
         return f"conv{out}k{kernel}" + (f"s{stride}" if stride != 1 else "") + (f"p{padding}" if padding else "")
     if kind == "pool":
         return f"pool{layer[1]}" + (f"s{layer[2]}" if layer[2] != layer[1] else "")
+    if kind == "dropout":
+        return f"dropout{layer[1]}"
     return kind
 
 
@@ -371,6 +381,8 @@ def build_model(given):
             modules.append((FlatLinear if len(shape) > 1 else nn.Linear)(inputs, layer[1]))
         elif kind == "relu":
             modules.append(nn.ReLU())
+        elif kind == "dropout":
+            modules.append(nn.Dropout(p=layer[1]))
         elif kind == "flatten":
             modules.append(nn.Flatten())
         elif kind == "conv":

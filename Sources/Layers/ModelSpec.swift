@@ -17,6 +17,8 @@ public enum LayerSpec: Equatable, Sendable {
   case batchNorm
   /// `gap`: global average pooling, [c, h, w] → [c] (nn.AdaptiveAvgPool2d(1) and nn.Flatten()).
   case globalAveragePool
+  /// `dropout<P>`: nn.Dropout(P), P a decimal in [0, 1) (`dropout0.25`): training only, any input.
+  case dropout(probability: Double)
   /// `res(T1,T2,...)`: a residual block, y = body(x) + shortcut(x), the body being the tokens inside (convolutions,
   /// batch norms and ReLUs), the shortcut the identity or, when the body changes the shape, a 1×1 convolution of
   /// the body's stride and a batch norm (`ResidualBlock`).
@@ -33,6 +35,7 @@ public enum LayerSpec: Equatable, Sendable {
     case .maxPool2d(let kernel, let stride): return "pool\(kernel)" + (stride == kernel ? "" : "s\(stride)")
     case .batchNorm: return "bn"
     case .globalAveragePool: return "gap"
+    case .dropout(let probability): return "dropout\(probability)"
     case .residual(let body): return "res(" + body.map(\.token).joined(separator: ",") + ")"
     }
   }
@@ -57,6 +60,10 @@ public enum LayerSpec: Equatable, Sendable {
       self = .batchNorm
     } else if text == "gap" {
       self = .globalAveragePool
+    } else if text.hasPrefix("dropout"), let probability = Double(text.dropFirst(7)),
+      text.dropFirst(7).allSatisfy({ $0.isNumber || $0 == "." })
+    {
+      self = .dropout(probability: probability)
     } else if let out = Self.fields(text, prefix: "linear", letters: [])?[""] {
       self = .linear(outFeatures: out)
     } else if let fields = Self.fields(text, prefix: "conv", letters: ["k", "s", "p"]), let out = fields[""],
@@ -208,6 +215,11 @@ public struct ModelSpec: Equatable, Sendable, CustomStringConvertible {
     case .linear(let out):
       return [out]
     case .relu, .batchNorm:
+      return shape
+    case .dropout(let probability):
+      guard probability >= 0 && probability < 1 else {
+        throw fail("has probability \(probability), expected one in [0, 1) (e.g. dropout0.25)")
+      }
       return shape
     case .flatten:
       return [shape.reduce(1, *)]
@@ -556,7 +568,7 @@ public struct ModelSpecError: InputError, Equatable, Sendable {
 
   public var description: String {
     "invalid --model '\(given)': \(problem). Expected 'mlp' (hidden layers 256,128), 'mlp:H1,H2,...', 'cnn', 'resnet', or "
-      + "'seq:' and layers from linearN, relu, flatten, convNkK[sS][pP], poolK[sS], bn, gap, res(...), "
+      + "'seq:' and layers from linearN, relu, flatten, convNkK[sS][pP], poolK[sS], bn, gap, dropoutP, res(...), "
       + "e.g. 'seq:conv16k5p2,relu,pool2,flatten,linear10'."
   }
 }

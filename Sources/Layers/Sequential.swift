@@ -38,6 +38,10 @@ public final class Sequential {
   public let batchNorms: [BatchNorm]
   /// Their state_dict prefixes: "1", "4.body.1", "4.shortcut.1".
   public let batchNormNames: [String]
+  /// The dropout layers, in model order (their ordinals); evaluation turns them off.
+  let dropouts: [Dropout]
+  /// ε of the training loss's label smoothing (`--label-smoothing`); evaluation's loss is the plain cross-entropy.
+  public var labelSmoothing: Float = 0
   /// Floats `copyBatchStatistics` writes: each batch norm's mean and unbiased variance per channel (stored: the
   /// spec's count is computed, and allocates).
   public let batchStatisticsCount: Int
@@ -68,6 +72,7 @@ public final class Sequential {
       return MaxPool2d(inputShape: shape, kernel: kernel, stride: stride, maxBatch: maxBatch)
     case .batchNorm: return BatchNorm(inputShape: shape)
     case .globalAveragePool: return GlobalAveragePool(inputShape: shape)
+    case .dropout(let probability): return Dropout(inputShape: shape, probability: probability)
     case .residual(let body): return ResidualBlock(inputShape: shape, body: body, maxBatch: maxBatch)
     }
   }
@@ -135,6 +140,8 @@ public final class Sequential {
     }
     batchNorms = named.map(\.1)
     batchNormNames = named.map(\.0)
+    dropouts = layers.compactMap { $0 as? Dropout }
+    for (ordinal, dropout) in dropouts.enumerated() { dropout.ordinal = ordinal }
     batchStatisticsCount = batchNorms.reduce(0) { $0 + $1.batchStatistics.count }
 
     // Note [Activation slots].
@@ -264,7 +271,7 @@ public final class Sequential {
     // The logits are not needed after the loss: their gradient overwrites them.
     let result = SoftmaxCrossEntropy.forwardBackward(
       logits: logits, labels: labels, batch: batch, classes: spec.classCount, gradientScale: gradientScale,
-      dLogits: logits)
+      smoothing: labelSmoothing, dLogits: logits)
     let profile = StepProfile.current
     profile?.lap(.loss)
     for index in layers.indices.reversed() {
@@ -302,7 +309,11 @@ public final class Sequential {
     if profile != nil { StepProfile.current = nil }
     defer { if profile != nil { StepProfile.current = profile } }
     for batchNorm in batchNorms { batchNorm.training = false }
-    defer { for batchNorm in batchNorms { batchNorm.training = true } }
+    for dropout in dropouts { dropout.training = false }
+    defer {
+      for batchNorm in batchNorms { batchNorm.training = true }
+      for dropout in dropouts { dropout.training = true }
+    }
     return forward(input: input, batch: batch)
   }
 
@@ -336,6 +347,12 @@ public final class Sequential {
       precondition(newValue.count == batchNorms.count, "one count per batch norm")
       for (batchNorm, count) in zip(batchNorms, newValue) { batchNorm.batchesTracked = count }
     }
+  }
+
+  /// Where the next training micro-batch's samples sit in their step's global batch, for the layers that draw per
+  /// sample (`Dropout`). Without a call, slot b is position b of step 0.
+  public func setSamplePositions(_ positions: SamplePositions) {
+    for dropout in dropouts { dropout.positions = positions }
   }
 
   /// Sums every batch norm's statistics over the ranks (`--batch-norm sync`), or nil for each rank's own.

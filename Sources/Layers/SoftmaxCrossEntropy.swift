@@ -10,14 +10,18 @@
 public enum SoftmaxCrossEntropy {
   /// Loss and gradient in one pass per row:
   /// ℓ_i = log Σ_j exp(logits[i, j]) − logits[i, label_i], dLogits = gradientScale·(softmax(logits) − onehot).
+  /// With `smoothing` ε > 0 (nn.CrossEntropyLoss(label_smoothing=ε)) the target is (1 − ε)·onehot + ε/C:
+  /// ℓ_i = (1 − ε)·(lse − z_label) + ε·(lse − mean_j z_j), dLogits = gradientScale·(softmax − (1 − ε)·onehot − ε/C).
   /// - logits, dLogits: [batch, classes]; dLogits may equal logits (in place: each row is read before written).
   /// - labels: [batch], each in 0..<classes.
   /// - Returns: Σ_i ℓ_i (summed in Double) and how many rows' first maximal logit is the label.
   @discardableResult
   public static func forwardBackward(
     logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, classes: Int,
-    gradientScale: Float, dLogits: UnsafeMutablePointer<Float>
+    gradientScale: Float, smoothing: Float = 0, dLogits: UnsafeMutablePointer<Float>
   ) -> BatchResult {
+    let uniformShare = gradientScale * (smoothing / Float(classes))
+    let labelShare = gradientScale * (1 - smoothing)
     var lossSum = 0.0
     var correct = 0
     var r = 0
@@ -30,8 +34,10 @@ public enum SoftmaxCrossEntropy {
       let labelLogit = row[label]
       // Pass 2: unnormalised probabilities into dRow (read row[c] before writing dRow[c]).
       var sum: Float = 0
+      var logitSum = 0.0
       var c = 0
       while c < classes {
+        logitSum += Double(row[c])
         let e = expf(row[c] - maximum)
         dRow[c] = e
         sum += e
@@ -39,12 +45,23 @@ public enum SoftmaxCrossEntropy {
       }
       let factor = gradientScale / sum
       c = 0
-      while c < classes {
-        dRow[c] = dRow[c] * factor
-        c = c &+ 1
+      if smoothing == 0 {
+        while c < classes {
+          dRow[c] = dRow[c] * factor
+          c = c &+ 1
+        }
+        dRow[label] -= gradientScale
+        lossSum += log(Double(sum)) + Double(maximum - labelLogit)
+      } else {
+        while c < classes {
+          dRow[c] = dRow[c] * factor - uniformShare
+          c = c &+ 1
+        }
+        dRow[label] -= labelShare
+        let logSumExp = log(Double(sum)) + Double(maximum)
+        let epsilon = Double(smoothing)
+        lossSum += logSumExp - (1 - epsilon) * Double(labelLogit) - epsilon * logitSum / Double(classes)
       }
-      dRow[label] -= gradientScale
-      lossSum += log(Double(sum)) + Double(maximum - labelLogit)
       if argmax == label { correct &+= 1 }
       row = row.advanced(by: classes)
       dRow = dRow.advanced(by: classes)

@@ -77,4 +77,6 @@ public enum RandomStream {
   public static let epochPermutationBase: UInt64 = 1 << 32
   /// Data augmentation's per-sample draws (`Preprocessing.draws`), mixed with the epoch and the sample's position.
   public static let augmentation: UInt64 = 3
+  /// Dropout's masks (`Dropout`), mixed with the step, the layer and the sample's position in the global batch.
+  public static let dropout: UInt64 = 4
 }

@@ -92,4 +92,20 @@ import Testing
       "\(long.own - short.own) more allocations in 200 more steps (\(short.own) vs \(long.own)); inside OpenBLAS: \(long.blas - short.blas)"
     )
   }
+
+  /// And for the other update rules and the layers that draw per sample: AdamW (one pass), LAMB (a norm pass, then
+  /// two per tensor through its preallocated update buffer), dropout (masks drawn, never stored) and label smoothing.
+  @Test(
+    .enabled(if: counterExpected, "the counter library is not built (swift build -c release builds it)"),
+    arguments: ["adamw", "lamb"])
+  func steadyStateAdaptiveStepAllocatesNothing(optimizer: String) throws {
+    let model = "seq:linear64,relu,dropout0.3,linear32,relu,dropout0.1,linear10"
+    let extra = ["--optimizer", optimizer, "--label-smoothing", "0.1", "--no-bias-decay"]
+    let short = try allocations(steps: 50, model: model, extra: extra)
+    let long = try allocations(steps: 550, model: model, extra: extra)
+    #expect(
+      abs(long.own - short.own) <= 5,
+      "\(long.own - short.own) more allocations in 500 more steps (\(short.own) vs \(long.own)); inside OpenBLAS: \(long.blas - short.blas)"
+    )
+  }
 }

@@ -133,6 +133,9 @@ extension Reference {
           shape[0], outputSide(shape[1], kernel: kernel, stride: stride),
           outputSide(shape[2], kernel: kernel, stride: stride),
         ]
+      case .dropout:
+        // The identity of evaluation; training's masks are DropoutTests' subject.
+        break
       case .residual(let body):
         // y = body(x) + shortcut(x): the identity, or a 1×1 convolution of the body's stride and a batch norm.
         let bodyCounts = ModelSpec.counts(body, input: shape)

@@ -52,6 +52,11 @@ extension TrainOption {
       help:
         "x = (pixel/255 − mean)/std per channel, in training, `eval` and `predict` (e.g. `0.286:0.353` for Fashion-MNIST)",
       inStudy: .passedOn, parse: { Normalization($0).map { .some($0) } }, show: { $0?.description }),
+    .number(
+      "label-smoothing", "ε", \.labelSmoothing, property: "labelSmoothing", default: "0",
+      help:
+        "the training loss's target is (1 − ε)·one-hot + ε/classes (`nn.CrossEntropyLoss(label_smoothing=ε)`); test losses stay plain cross-entropy",
+      inStudy: .passedOn),
     // The batch and the length of the run.
     .number(
       "batch-size", "B", \.batchSize, property: "batchSize", default: "64",

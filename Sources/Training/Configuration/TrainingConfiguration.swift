@@ -20,6 +20,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   public var randomCrop = 0
   public var randomFlip = false
   public var normalize: Normalization? = nil
+  /// ε of the training loss's label smoothing (`--label-smoothing`), in [0, 1].
+  public var labelSmoothing: Double = 0
   /// What the batches of this configuration go through (`BatchAssembler`).
   public var preprocessing: Preprocessing {
     Preprocessing(randomCrop: randomCrop, randomFlip: randomFlip, normalization: normalize)
@@ -160,6 +162,11 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         option: "--warmup-epochs", expected: "a number of epochs >= 0 (fractions allowed)", found: "\(warmupEpochs)")
     }
     try validateOptimizer()
+    if !(labelSmoothing >= 0 && labelSmoothing <= 1) {
+      throw ConfigurationError(
+        option: "--label-smoothing", expected: "a number in [0, 1] (as nn.CrossEntropyLoss takes)",
+        found: "\(labelSmoothing)")
+    }
     if let simulateWorkers, simulateWorkers < 1 {
       throw ConfigurationError(
         option: "--simulate-workers", expected: "a number of workers >= 1", found: "\(simulateWorkers)")

@@ -47,6 +47,11 @@ extension Trainer {
         sampler.fillIndices(step: next.0, microBatch: next.1, permutation: permutation, into: nextIndices)
         batch.prefetch(from: data.train, indices: UnsafeBufferPointer(start: nextIndices, count: plan.batchSize))
       }
+      // Dropout's masks follow the sample's position in the step's global batch, not the rank (`Dropout`).
+      model.setSamplePositions(
+        SamplePositions(
+          seed: configuration.seed, step: step, first: positions.first - stepInEpoch * plan.globalBatch,
+          stride: plan.worldSize))
       thisEpoch.times.data += clock.lap()
       let result = accumulateGradients(
         batch, reportsRanges: reportsRanges && microBatch == plan.accumulate - 1)

@@ -95,6 +95,7 @@ public final class Trainer {
     statisticsSynchronizer = try Self.makeStatisticsSynchronizer(
       configuration: configuration, communicator: communicator, spec: plan.model)
     model.synchronizeBatchStatistics(with: statisticsSynchronizer)
+    model.labelSmoothing = Float(configuration.labelSmoothing)
     updateRule = UpdateRule(configuration: configuration, model: model)
     checkpointing = Checkpointing(
       directory: configuration.checkpointDirectory.map { path in
