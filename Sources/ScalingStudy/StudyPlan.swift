@@ -96,7 +96,7 @@ public struct StudyPlan: Sendable {
   ) -> [String] {
     var training = settings.training
     switch policy {
-    case .linearWarmup, .lars: training.lrScaling = .linear
+    case .linearWarmup, .lars, .lamb: training.lrScaling = .linear
     case .linear: (training.lrScaling, training.warmupEpochs) = (.linear, 0)
     case .none: (training.lrScaling, training.warmupEpochs) = (.none, 0)
     case .sqrt: training.lrScaling = .sqrt
@@ -104,8 +104,17 @@ public struct StudyPlan: Sendable {
     if globalBatch == training.baseBatch || training.lrScaling == .none {
       (training.lrScaling, training.warmupEpochs) = (.none, 0)
     }
-    training.optimizer = policy == .lars ? .lars : .sgd
+    training.optimizer = policy == .lars ? .lars : policy == .lamb ? .lamb : .sgd
     if policy != .lars { training.trustCoefficient = TrainingConfiguration().trustCoefficient }
+    // Each run states its optimizer's settings resolved (so the report's commands say what ran, and a run
+    // planned before these defaults depended on the optimizer keeps its command); LAMB has no momentum.
+    training.weightDecay = training.resolvedWeightDecay
+    if policy == .lamb {
+      (training.momentum, training.nesterov) = (nil, nil)
+      training.learningRate = settings.lambLearningRate
+    } else {
+      training.momentum = training.resolvedMomentum
+    }
     training.batchSize = batchSize
     training.accumulate = accumulate
     training.epochs = epochs

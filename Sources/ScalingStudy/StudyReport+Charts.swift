@@ -140,10 +140,11 @@ extension StudyReport {
     }
     guard let scaling = value("--lr-scaling").flatMap(LRScaling.init(rawValue:)),
       let warmup = value("--warmup-epochs").flatMap(Double.init),
-      let decay = value("--schedule").flatMap({ try? LRDecay(parsing: $0) })
+      let decay = value("--schedule").flatMap({ try? LRDecay(parsing: $0) }),
+      let baseLearningRate = value("--lr").flatMap(Double.init)
     else { return nil }
     return LearningRatePolicy(
-      baseLearningRate: settings.training.learningRate, baseBatch: settings.training.baseBatch,
+      baseLearningRate: baseLearningRate, baseBatch: settings.training.baseBatch,
       globalBatch: cell.globalBatch,
       scaling: scaling, warmupEpochs: warmup, decay: decay, stepsPerEpoch: stepsPerEpoch,
       totalSteps: totalSteps)

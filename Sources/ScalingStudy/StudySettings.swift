@@ -14,6 +14,9 @@ public enum StudyPolicy: String, Codable, CaseIterable, Sendable {
   case sqrt
   /// LARS (You et al. 2017) with the lr of `linearWarmup` as its global lr.
   case lars
+  /// LAMB (You et al. 2019; apex's FusedLAMB) with `linearWarmup`'s scaling and warmup of its own base lr
+  /// (`StudySettings.lambLearningRate`, chosen at the base batch as LARS's trust coefficient was).
+  case lamb
 
   /// For tables and legends.
   public var label: String {
@@ -23,6 +26,7 @@ public enum StudyPolicy: String, Codable, CaseIterable, Sendable {
     case .none: return "no scaling"
     case .sqrt: return "sqrt + warmup"
     case .lars: return "LARS (linear + warmup)"
+    case .lamb: return "LAMB (linear + warmup)"
     }
   }
 
@@ -43,6 +47,9 @@ public struct StudySettings: Codable, Equatable, Sendable {
   public var accuracyWorkers = 1
   public var microBatch = 256
   public var epochs = 10
+  /// LAMB's η at the base batch (`--lamb-lr`): its steps are relative to each tensor's norm, so it does not share
+  /// SGD's η.
+  public var lambLearningRate = 0.01
 
   /// What every training shares: data, model and the optimizer's settings (the train options the study passes
   /// on, `TrainOption.InStudy.passedOn`). Batch, accumulation, epochs and the lr policy are set per run.
@@ -117,6 +124,10 @@ public struct StudySettings: Codable, Equatable, Sendable {
     try positive(accuracyWorkers, "--accuracy-workers")
     try positive(microBatch, "--micro-batch")
     try positive(epochs, "--epochs")
+    if !(lambLearningRate.isFinite && lambLearningRate > 0) {
+      throw ConfigurationError(
+        option: "--lamb-lr", expected: "a positive finite number", found: "\(lambLearningRate)")
+    }
     for batch in globalBatches {
       let (workers, batchSize, accumulate) = decomposition(ofGlobalBatch: batch)
       guard batch % accuracyWorkers == 0, workers * batchSize * accumulate == batch else {

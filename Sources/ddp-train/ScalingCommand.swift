@@ -16,7 +16,8 @@ struct ScalingCommand: ParsableCommand {
       Speed: the same training for each K in --workers (batch --speed-batch per worker): samples/s, steps/s, the
       time per step split into data, compute, communication and other; speed-up and efficiency against K=1.
       Accuracy: each global batch in --global-batches (one process accumulating micro-batches of at most
-      --micro-batch) under each policy: linear-warmup, linear, none, sqrt, lars. Divergence is recorded, not fatal.
+      --micro-batch) under each policy: linear-warmup, linear, none, sqrt, lars, lamb. Divergence is recorded, not
+      fatal.
       The K>1 speed runs also measure the gradient noise scale (the estimated critical batch).
       --quick: a small synthetic problem, a few minutes on 2 cores.
 
@@ -48,8 +49,12 @@ struct ScalingCommand: ParsableCommand {
   @Option(help: "Accuracy part: global batches (default 64,128,256,512,1024,2048,4096).")
   var globalBatches: String?
   @Option(
-    help: "Accuracy part: policies among linear-warmup, linear, none, sqrt, lars (default all).")
+    help: "Accuracy part: policies among linear-warmup, linear, none, sqrt, lars, lamb (default all).")
   var policies: String?
+  @Option(
+    parsing: .unconditional,
+    help: "Accuracy part: LAMB's lr at the base batch, scaled and warmed up as linear-warmup's (default 0.01).")
+  var lambLr: Double?
   @Option(
     parsing: .unconditional,
     help: "Accuracy part: workers per run (default 1; the rest by --accumulate).")
@@ -95,6 +100,7 @@ struct ScalingCommand: ParsableCommand {
     if let accuracyWorkers { settings.accuracyWorkers = accuracyWorkers }
     if let microBatch { settings.microBatch = microBatch }
     if let tolerance { settings.tolerance = tolerance }
+    if let lambLr { settings.lambLearningRate = lambLr }
     try TrainOption.apply(TrainOption.parse(trainArguments, accepting: Self.passedOn), to: &settings.training)
     if let runTimeout { settings.runTimeout = runTimeout }
     try settings.validate()

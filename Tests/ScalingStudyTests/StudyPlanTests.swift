@@ -17,13 +17,14 @@ import Training
 
   @Test func theDefaultPlanRunsEachDistinctTrainingOnce() {
     let plan = StudyPlan(settings: StudySettings())
-    // 3 speed runs; 5 policies × 7 batches, less the 4 SGD baselines at G = n = 64 that are the K=1 speed run.
-    #expect(plan.runs.count == 3 + 35 - 4)
+    // 3 speed runs; 6 policies × 7 batches, less the 4 SGD baselines at G = n = 64 that are the K=1 speed run.
+    #expect(plan.runs.count == 3 + 42 - 4)
     #expect(Set(plan.runs.map(\.id)).count == plan.runs.count)
     for policy in [StudyPolicy.linearWarmup, .linear, .none, .sqrt] {
       #expect(plan.cells[policy]?[64] == "speed-k1-r1")
     }
     #expect(plan.cells[.lars]?[64] == "acc-g64-lars")
+    #expect(plan.cells[.lamb]?[64] == "acc-g64-lamb")
     for policy in StudyPolicy.allCases {
       #expect(plan.cells[policy]?.count == 7)
     }
@@ -125,11 +126,15 @@ import Training
       var parsed = TrainingConfiguration()
       try TrainOption.apply(TrainOption.parse(Array(run.trainArguments.dropFirst())), to: &parsed)
       #expect(parsed.model == settings.training.model)
-      #expect(parsed.learningRate == 0.1)
+      #expect(parsed.learningRate == (run.policy == .lamb ? settings.lambLearningRate : 0.1))
       #expect(parsed.synthetic.trainCount == 4096)
       #expect(parsed.dataset == .synthetic)
       #expect(parsed.batchSize == run.batchSize && parsed.accumulate == run.accumulate)
-      #expect(parsed.optimizer == (run.policy == .lars ? .lars : .sgd))
+      #expect(parsed.optimizer == (run.policy == .lars ? .lars : run.policy == .lamb ? .lamb : .sgd))
+      // Every run states its optimizer's settings; LAMB has no momentum to state.
+      #expect(parsed.weightDecay != nil)
+      #expect((parsed.momentum == nil) == (run.policy == .lamb))
+      #expect(throws: Never.self) { try parsed.validate() }
     }
   }
 }
