@@ -23,7 +23,9 @@ extension StudyReport {
       + "weight decay \(Self.number(t.resolvedWeightDecay)), \(t.schedule) decay after warmup, seed \(t.seed). "
     let warmup =
       "Warmup \(Self.number(t.warmupEpochs)) epochs for linear + warmup, sqrt + warmup and LARS; "
-      + "LARS trust coefficient \(Self.number(t.trustCoefficient)). Machine: \(describeCores)."
+      + "LARS trust coefficient \(Self.number(t.trustCoefficient))"
+      + (s.policies.contains(.lamb) ? "; LAMB η = \(Self.number(s.lambLearningRate)) at n = \(t.baseBatch)" : "")
+      + ". Machine: \(describeCores)."
     out.append(
       "Model `\(t.model)` on \(data); " + optimizer + warmup
         + (s.quick ? " **Quick mode**: a smoke test of the tool, not a measurement." : ""))
