@@ -96,7 +96,8 @@ public struct StudyPlan: Sendable {
   ) -> [String] {
     var training = settings.training
     switch policy {
-    case .linearWarmup, .lars, .lamb: training.lrScaling = .linear
+    case .linearWarmup, .lars: training.lrScaling = .linear
+    case .lamb: training.lrScaling = .sqrt
     case .linear: (training.lrScaling, training.warmupEpochs) = (.linear, 0)
     case .none: (training.lrScaling, training.warmupEpochs) = (.none, 0)
     case .sqrt: training.lrScaling = .sqrt

@@ -12,7 +12,8 @@ struct DropoutTrainingTests {
 
   static func arguments(batch: Int, checkpoints: URL, extra: [String] = []) -> [String] {
     [
-      "--dataset", "synthetic", "--synthetic-train", "2048", "--model", model, "--batch-size", String(batch),
+      "--dataset", "synthetic", "--synthetic-train", "2048", "--synthetic-test", "512", "--model", model,
+      "--batch-size", String(batch),
       "--max-steps", "120", "--seed", "11", "--warmup-epochs", "1", "--checkpoint-every", "40",
       "--checkpoint-dir", checkpoints.path, "--label-smoothing", "0.1",
     ] + extra
@@ -54,6 +55,14 @@ struct DropoutTrainingTests {
       ranks: 2, Self.arguments(batch: 16, checkpoints: interrupted, extra: ["--resume"]))
     #expect(resumed.status == 0, "\(resumed.output)")
     #expect(bitwiseDifference(try finalParameters(in: full), try finalParameters(in: interrupted)) == nil)
+
+    // `eval` turns dropout off, as the run's test pass did: the same accuracy.
+    let reported = try #require(reference.stdout.split(separator: "\n").last { $0.hasPrefix("done:") })
+    let accuracy = try #require(reported.split(separator: " ").firstIndex(of: "accuracy")).advanced(by: 1)
+    let value = reported.split(separator: " ")[accuracy].trimmingCharacters(in: .punctuationCharacters)
+    let evaluated = try DDPTrainProcess.run(["eval", "--checkpoint", full.path])
+    #expect(evaluated.status == 0, "\(evaluated.output)")
+    #expect(evaluated.stdout.contains(value), "run: \(reported); eval: \(evaluated.stdout)")
   }
 
   @Test("3 ranks with dropout equal --simulate-workers 3 bit for bit")
