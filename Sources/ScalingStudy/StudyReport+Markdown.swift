@@ -22,7 +22,7 @@ extension StudyReport {
       "η = \(Self.number(t.learningRate)) at n = \(t.baseBatch), momentum \(Self.number(t.resolvedMomentum)), "
       + "weight decay \(Self.number(t.resolvedWeightDecay)), \(t.schedule) decay after warmup, seed \(t.seed). "
     let warmup =
-      "Warmup \(Self.number(t.warmupEpochs)) epochs for linear + warmup, sqrt + warmup and LARS; "
+      "Warmup \(Self.number(t.warmupEpochs)) epochs for linear + warmup, sqrt + warmup, LARS and LAMB; "
       + "LARS trust coefficient \(Self.number(t.trustCoefficient))"
       + (s.policies.contains(.lamb) ? "; LAMB η = \(Self.number(s.lambLearningRate)) at n = \(t.baseBatch)" : "")
       + ". Machine: \(describeCores)."

@@ -14,8 +14,8 @@ public enum StudyPolicy: String, Codable, CaseIterable, Sendable {
   case sqrt
   /// LARS (You et al. 2017) with the lr of `linearWarmup` as its global lr.
   case lars
-  /// LAMB (You et al. 2019; apex's FusedLAMB) with `linearWarmup`'s scaling and warmup of its own base lr
-  /// (`StudySettings.lambLearningRate`, chosen at the base batch as LARS's trust coefficient was).
+  /// LAMB (You et al. 2019; apex's FusedLAMB) with its own base lr (`StudySettings.lambLearningRate`, chosen at the
+  /// base batch as LARS's trust coefficient was), scaled by √(G/n) with `sqrt`'s warmup, as the paper scales it.
   case lamb
 
   /// For tables and legends.
@@ -26,7 +26,7 @@ public enum StudyPolicy: String, Codable, CaseIterable, Sendable {
     case .none: return "no scaling"
     case .sqrt: return "sqrt + warmup"
     case .lars: return "LARS (linear + warmup)"
-    case .lamb: return "LAMB (linear + warmup)"
+    case .lamb: return "LAMB (sqrt + warmup)"
     }
   }
 
