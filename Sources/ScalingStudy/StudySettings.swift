@@ -49,7 +49,7 @@ public struct StudySettings: Codable, Equatable, Sendable {
   public var epochs = 10
   /// LAMB's η at the base batch (`--lamb-lr`): its steps are relative to each tensor's norm, so it does not share
   /// SGD's η.
-  public var lambLearningRate = 0.01
+  public var lambLearningRate = 0.005
 
   /// What every training shares: data, model and the optimizer's settings (the train options the study passes
   /// on, `TrainOption.InStudy.passedOn`). Batch, accumulation, epochs and the lr policy are set per run.

@@ -53,7 +53,7 @@ struct ScalingCommand: ParsableCommand {
   var policies: String?
   @Option(
     parsing: .unconditional,
-    help: "Accuracy part: LAMB's lr at the base batch, scaled by sqrt(G/n) with warmup (default 0.01).")
+    help: "Accuracy part: LAMB's lr at the base batch, scaled by sqrt(G/n) with warmup (default 0.005).")
   var lambLr: Double?
   @Option(
     parsing: .unconditional,
