@@ -67,16 +67,11 @@ public final class AdamW {
     parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate: Float
   ) -> Bool {
     stepCount += 1
-    var finite = true
-    for (range, decayed) in decay.runs {
+    let (m, v) = (firstMoment.pointer, secondMoment.pointer)
+    return decay.updateRuns { start, count, decayed in
       var s = scalars(learningRate: learningRate, decayed: decayed)
-      let start = range.lowerBound
-      finite =
-        ddp_adamw_step(
-          parameters + start, gradients + start, firstMoment.pointer + start, secondMoment.pointer + start,
-          range.count, &s) && finite
+      return ddp_adamw_step(parameters + start, gradients + start, m + start, v + start, count, &s)
     }
-    return finite
   }
 
   /// `step` on the gradient first[i] + second[i] (rank order), added inside the same pass.
@@ -86,15 +81,10 @@ public final class AdamW {
     learningRate: Float
   ) -> Bool {
     stepCount += 1
-    var finite = true
-    for (range, decayed) in decay.runs {
+    let (m, v) = (firstMoment.pointer, secondMoment.pointer)
+    return decay.updateRuns { start, count, decayed in
       var s = scalars(learningRate: learningRate, decayed: decayed)
-      let start = range.lowerBound
-      finite =
-        ddp_adamw_step2(
-          parameters + start, first + start, second + start, firstMoment.pointer + start,
-          secondMoment.pointer + start, range.count, &s) && finite
+      return ddp_adamw_step2(parameters + start, first + start, second + start, m + start, v + start, count, &s)
     }
-    return finite
   }
 }

@@ -66,6 +66,14 @@ public struct WeightDecayCoverage: Sendable, Equatable {
   /// Whether `view` takes weight decay.
   public static func decays(_ view: ParameterView, biases: Bool) -> Bool { biases || view.shape.count >= 2 }
 
+  /// Calls `update(start, count, decayed)` for each run in order; true when every call returned true (an update
+  /// kernel's "every gradient was finite").
+  func updateRuns(_ update: (_ start: Int, _ count: Int, _ decayed: Bool) -> Bool) -> Bool {
+    var finite = true
+    for (range, decayed) in runs { finite = update(range.lowerBound, range.count, decayed) && finite }
+    return finite
+  }
+
   public static func == (a: Self, b: Self) -> Bool {
     a.runs.count == b.runs.count && zip(a.runs, b.runs).allSatisfy { $0.range == $1.range && $0.decayed == $1.decayed }
   }

@@ -48,19 +48,13 @@ public final class SGD: Optimizer {
     parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate: Float
   ) -> Bool {
     stepCount += 1
-    let mu = Float(options.momentum)
-    var finite = true
-    for (range, decayed) in decay.runs {
-      let (start, count) = (range.lowerBound, range.count)
-      let wd = decayed ? Float(options.weightDecay) : 0
-      let (w, g) = (parameters + start, gradients + start)
-      finite =
-        (mu == 0
-          ? ddp_sgd_plain_step(w, g, count, learningRate, wd)
-          : ddp_sgd_momentum_step(w, g, momentumBuffer.pointer + start, count, learningRate, wd, mu, options.nesterov))
-        && finite
+    let (mu, v) = (Float(options.momentum), momentumBuffer.pointer)
+    return decay.updateRuns { start, count, decayed in
+      let (w, g, wd) = (parameters + start, gradients + start, decayed ? Float(options.weightDecay) : 0)
+      return mu == 0
+        ? ddp_sgd_plain_step(w, g, count, learningRate, wd)
+        : ddp_sgd_momentum_step(w, g, v + start, count, learningRate, wd, mu, options.nesterov)
     }
-    return finite
   }
 
   /// `step` on the gradient first[i] + second[i] (rank order), added inside the same pass: the same bits as
@@ -71,19 +65,12 @@ public final class SGD: Optimizer {
     learningRate: Float
   ) -> Bool {
     stepCount += 1
-    let mu = Float(options.momentum)
-    var finite = true
-    for (range, decayed) in decay.runs {
-      let (start, count) = (range.lowerBound, range.count)
-      let wd = decayed ? Float(options.weightDecay) : 0
-      let (w, g, g2) = (parameters + start, first + start, second + start)
-      finite =
-        (mu == 0
-          ? ddp_sgd_plain_step2(w, g, g2, count, learningRate, wd)
-          : ddp_sgd_momentum_step2(
-            w, g, g2, momentumBuffer.pointer + start, count, learningRate, wd, mu, options.nesterov))
-        && finite
+    let (mu, v) = (Float(options.momentum), momentumBuffer.pointer)
+    return decay.updateRuns { start, count, decayed in
+      let (w, g, g2, wd) = (parameters + start, first + start, second + start, decayed ? Float(options.weightDecay) : 0)
+      return mu == 0
+        ? ddp_sgd_plain_step2(w, g, g2, count, learningRate, wd)
+        : ddp_sgd_momentum_step2(w, g, g2, v + start, count, learningRate, wd, mu, options.nesterov)
     }
-    return finite
   }
 }

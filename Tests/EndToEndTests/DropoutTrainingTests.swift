@@ -44,16 +44,9 @@ struct DropoutTrainingTests {
   func resumeIsBitwise() throws {
     let scratch = try makeScratchDirectory("dropout-resume")
     defer { try? FileManager.default.removeItem(at: scratch) }
-    let full = scratch.appendingPathComponent("full")
-    let interrupted = scratch.appendingPathComponent("interrupted")
-    let reference = try DDPTrainProcess.mpirun(ranks: 2, Self.arguments(batch: 16, checkpoints: full))
-    #expect(reference.status == 0, "\(reference.output)")
-    let crashed = try DDPTrainProcess.mpirun(
-      ranks: 2, Self.arguments(batch: 16, checkpoints: interrupted, extra: ["--inject-fault", "exit@1:90"]))
-    #expect(crashed.status != 0)
-    let resumed = try DDPTrainProcess.mpirun(
-      ranks: 2, Self.arguments(batch: 16, checkpoints: interrupted, extra: ["--resume"]))
-    #expect(resumed.status == 0, "\(resumed.output)")
+    let (full, interrupted, reference) = try InterruptedRun.run(ranks: 2, in: scratch, failAt: 90, resumesAt: 80) {
+      Self.arguments(batch: 16, checkpoints: $0)
+    }
     #expect(bitwiseDifference(try finalParameters(in: full), try finalParameters(in: interrupted)) == nil)
 
     // `eval` turns dropout off, as the run's test pass did: the same accuracy.

@@ -31,18 +31,10 @@ struct AdaptiveOptimizerTests {
   func resumeIsBitwise(optimizer: String) throws {
     let scratch = try makeScratchDirectory("resume-\(optimizer)")
     defer { try? FileManager.default.removeItem(at: scratch) }
-    let full = scratch.appendingPathComponent("full")
-    let interrupted = scratch.appendingPathComponent("interrupted")
-    let reference = try DDPTrainProcess.mpirun(ranks: 2, Self.arguments(optimizer, batch: 16, checkpoints: full))
-    #expect(reference.status == 0, "\(reference.output)")
+    let (full, interrupted, reference) = try InterruptedRun.run(ranks: 2, in: scratch, failAt: 90, resumesAt: 80) {
+      Self.arguments(optimizer, batch: 16, checkpoints: $0)
+    }
     #expect(reference.stdout.contains("\(optimizer): "), "\(reference.stdout)")
-    let crashed = try DDPTrainProcess.mpirun(
-      ranks: 2, Self.arguments(optimizer, batch: 16, checkpoints: interrupted, extra: ["--inject-fault", "exit@1:90"]))
-    #expect(crashed.status != 0)
-    let resumed = try DDPTrainProcess.mpirun(
-      ranks: 2, Self.arguments(optimizer, batch: 16, checkpoints: interrupted, extra: ["--resume"]))
-    #expect(resumed.status == 0, "\(resumed.output)")
-    #expect(resumed.stdout.contains("at step 80"), "\(resumed.stdout)")
     #expect(bitwiseDifference(try finalParameters(in: full), try finalParameters(in: interrupted)) == nil)
     let a = try Self.optimizerState(in: full)
     let b = try Self.optimizerState(in: interrupted)

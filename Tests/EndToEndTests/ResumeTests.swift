@@ -18,19 +18,10 @@ struct ResumeTests {
   func sameWorldSizeIsBitwise() throws {
     let scratch = try makeScratchDirectory("resume-same")
     defer { try? FileManager.default.removeItem(at: scratch) }
-    let full = scratch.appendingPathComponent("full")
-    let interrupted = scratch.appendingPathComponent("interrupted")
-    let reference = try DDPTrainProcess.mpirun(ranks: 2, Self.arguments(batch: 16, checkpoints: full))
-    #expect(reference.status == 0, "\(reference.output)")
-
     // 64 steps per epoch: the checkpoint at step 80 is in the middle of epoch 2.
-    let crashed = try DDPTrainProcess.mpirun(
-      ranks: 2, Self.arguments(batch: 16, checkpoints: interrupted) + ["--inject-fault", "exit@1:90"])
-    #expect(crashed.status != 0)
-    let resumed = try DDPTrainProcess.mpirun(
-      ranks: 2, Self.arguments(batch: 16, checkpoints: interrupted) + ["--resume"])
-    #expect(resumed.status == 0, "\(resumed.output)")
-    #expect(resumed.stdout.contains("at step 80"), "\(resumed.stdout)")
+    let (full, interrupted, _) = try InterruptedRun.run(ranks: 2, in: scratch, failAt: 90, resumesAt: 80) {
+      Self.arguments(batch: 16, checkpoints: $0)
+    }
     let a = try finalParameters(in: full)
     let b = try finalParameters(in: interrupted)
     #expect(!a.isEmpty)
