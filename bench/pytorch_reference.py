@@ -410,17 +410,25 @@ def model_label(given):
     return "cnn" if input_shape == IMAGE_SHAPE and tokens == CNN_TOKENS else "seq:" + tokens
 
 
+def start_process(rank, world, port, seed):
+    """What every rank of a PyTorch comparison does first: one intra-op thread, gloo over loopback for K > 1, and
+    the seed."""
+    import torch
+
+    torch.set_num_threads(1)
+    if world > 1:
+        import torch.distributed as dist
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.manual_seed(seed)
+
+
 def train(rank, args):
     import torch
     import torch.nn.functional as F
 
-    torch.set_num_threads(1)
     world = args.world_size
-    if world > 1:
-        import torch.distributed as dist
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{args.port}", rank=rank, world_size=world)
-    torch.manual_seed(args.seed)
+    start_process(rank, world, args.port, args.seed)
     model, input_shape, parameters = build_model(args.model)
     input_shape = (-1,) + tuple(input_shape)
     if world > 1:

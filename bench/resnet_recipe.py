@@ -77,13 +77,8 @@ def run(rank, args):
     import torch
     import torch.nn.functional as F
 
-    torch.set_num_threads(1)
     world = args.world_size
-    if world > 1:
-        import torch.distributed as dist
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{args.port}", rank=rank, world_size=world)
-    torch.manual_seed(args.seed)
+    pytorch_reference.start_process(rank, world, args.port, args.seed)
     model, _, parameters = pytorch_reference.build_model("resnet")
     if args.sync_bn and world > 1:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
