@@ -1,7 +1,7 @@
 import CKernels
 
-/// Reused buffers for one batch: gathers byte rows of a `Dataset` and scales them to [0, 1] as `Float(p) / 255`
-/// (PyTorch's `ToTensor`), then applies `preprocessing` (in training its random crop and flip, always its
+/// Reused buffers for one batch: gathers rows of a `Dataset`, scales stored bytes to [0, 1] as `Float(p) / 255`
+/// (PyTorch's `ToTensor`; stored floats are taken as they are) in [c, h, w] order, then applies `preprocessing` (in training its random crop and flip, always its
 /// normalisation), and widens the labels to `Int32`.
 ///
 /// Allocated once per run; `assemble` allocates nothing, so the training loop's steady state allocates nothing.
@@ -68,22 +68,20 @@ public final class BatchAssembler {
     precondition(
       dataset.featureCount == featureCount, "dataset.featureCount must match the assembler's")
     precondition(indices.count <= maxBatch, "at most maxBatch indices")
-    dataset.pixels.withUnsafeBufferPointer { pixels in
-      dataset.labels.withUnsafeBufferPointer { datasetLabels in
-        for (slot, index) in indices.enumerated() {
-          let row = Int(index)
-          precondition(row >= 0 && row < dataset.count, "index out of the dataset's range")
-          let destination = inputs + slot * featureCount
-          Self.scale(pixels.baseAddress! + row * featureCount, into: destination, count: featureCount)
-          if let positions, preprocessing.isRandom {
-            transform(
-              destination,
-              preprocessing.draws(
-                seed: positions.seed, epoch: positions.epoch, position: positions.first + positions.stride * slot))
-          }
-          normalize(destination, samples: 1)
-          labels[slot] = Int32(datasetLabels[row])
+    dataset.labels.withUnsafeBufferPointer { datasetLabels in
+      for (slot, index) in indices.enumerated() {
+        let row = Int(index)
+        precondition(row >= 0 && row < dataset.count, "index out of the dataset's range")
+        let destination = inputs + slot * featureCount
+        Self.copySample(row, of: dataset, into: destination)
+        if let positions, preprocessing.isRandom {
+          transform(
+            destination,
+            preprocessing.draws(
+              seed: positions.seed, epoch: positions.epoch, position: positions.first + positions.stride * slot))
         }
+        normalize(destination, samples: 1)
+        labels[slot] = datasetLabels[row]
       }
     }
   }
@@ -93,9 +91,9 @@ public final class BatchAssembler {
   /// shuffled order the hardware prefetchers cannot guess).
   public func prefetch(from dataset: Dataset, indices: UnsafeBufferPointer<Int32>) {
     guard let first = indices.baseAddress, !indices.isEmpty else { return }
-    dataset.pixels.withUnsafeBufferPointer { pixels in
-      ddp_prefetch_rows(pixels.baseAddress!, featureCount, first, indices.count)
-    }
+    ddp_prefetch_rows(
+      dataset.samples.base.assumingMemoryBound(to: UInt8.self), featureCount * dataset.pixelFormat.byteCount, first,
+      indices.count)
   }
 
   /// Rows `range` of `dataset`, in order, for evaluation. `range.count <= maxBatch`.
@@ -106,14 +104,14 @@ public final class BatchAssembler {
     precondition(
       range.lowerBound >= 0 && range.upperBound <= dataset.count,
       "range must lie within the dataset")
-    dataset.pixels.withUnsafeBufferPointer { pixels in
-      Self.scale(
-        pixels.baseAddress! + range.lowerBound * featureCount, into: inputs,
-        count: range.count * featureCount)
+    if dataset.layout == .nchw {
+      Self.copyRows(range, of: dataset, into: inputs)
+    } else {
+      for (slot, row) in range.enumerated() { Self.copySample(row, of: dataset, into: inputs + slot * featureCount) }
     }
     normalize(inputs, samples: range.count)
     for (slot, row) in range.enumerated() {
-      labels[slot] = Int32(dataset.labels[row])
+      labels[slot] = dataset.labels[row]
     }
   }
 
@@ -153,12 +151,41 @@ public final class BatchAssembler {
     }
   }
 
-  /// A division, not a multiplication by 1/255, so the values equal PyTorch's bit for bit; in the C kernel built
-  /// for the CPU's widest vectors.
-  @inline(__always)
-  private static func scale(
-    _ source: UnsafePointer<UInt8>, into destination: UnsafeMutablePointer<Float>, count: Int
+  /// Sample `row` of `dataset` into `destination` (`featureCount` floats) in [c, h, w] order: bytes scaled to
+  /// [0, 1], floats as they are.
+  static func copySample(_ row: Int, of dataset: Dataset, into destination: UnsafeMutablePointer<Float>) {
+    guard dataset.layout == .nhwc else {
+      copyRows(row..<row + 1, of: dataset, into: destination)
+      return
+    }
+    // [h, w, c] stored, [c, h, w] wanted: value (p, c) of the stored row goes to c·plane + p.
+    let (channels, plane) = (dataset.sampleShape[0], dataset.sampleShape[1] * dataset.sampleShape[2])
+    let start = row * dataset.featureCount
+    switch dataset.pixelFormat {
+    case .uint8:
+      let source = dataset.samples.base.assumingMemoryBound(to: UInt8.self) + start
+      for p in 0..<plane {
+        for c in 0..<channels { destination[c * plane + p] = Float(source[p * channels + c]) / 255 }
+      }
+    case .float32:
+      let source = dataset.samples.base.assumingMemoryBound(to: Float.self) + start
+      for p in 0..<plane {
+        for c in 0..<channels { destination[c * plane + p] = source[p * channels + c] }
+      }
+    }
+  }
+
+  /// Consecutive rows of a `[c, h, w]`-ordered dataset. Bytes are divided by 255, not multiplied by 1/255, so the
+  /// values equal PyTorch's bit for bit; in the C kernel built for the CPU's widest vectors.
+  private static func copyRows(
+    _ rows: Range<Int>, of dataset: Dataset, into destination: UnsafeMutablePointer<Float>
   ) {
-    ddp_unit_floats_from_bytes(destination, source, count)
+    let (start, count) = (rows.lowerBound * dataset.featureCount, rows.count * dataset.featureCount)
+    switch dataset.pixelFormat {
+    case .uint8:
+      ddp_unit_floats_from_bytes(destination, dataset.samples.base.assumingMemoryBound(to: UInt8.self) + start, count)
+    case .float32:
+      destination.update(from: dataset.samples.base.assumingMemoryBound(to: Float.self) + start, count: count)
+    }
   }
 }

@@ -13,39 +13,54 @@ public enum DatasetLoader {
   static let testImagesName = "t10k-images-idx3-ubyte"
   static let testLabelsName = "t10k-labels-idx1-ubyte"
 
-  /// fashion-mnist: `directory ?? defaultFashionMNISTDirectory`; mnist: `directory` is required (the error names
-  /// `--data-dir` otherwise); synthetic: no files, generated from `synthetic`.
-  public static func load(_ kind: DatasetKind, directory: String?, synthetic: SyntheticSpec)
-    throws(DatasetError)
-    -> DatasetPair
-  {
+  /// fashion-mnist: `directory ?? defaultFashionMNISTDirectory`; mnist, npz and npy: `directory` is required (the
+  /// error names `--data-dir` otherwise); synthetic: no files, generated from `synthetic`. `options` says how the
+  /// files are read and kept (see `DataOptions`).
+  public static func load(
+    _ kind: DatasetKind, directory: String?, synthetic: SyntheticSpec, options: DataOptions = DataOptions()
+  ) throws(DatasetError) -> DatasetPair {
+    let train: Dataset
+    let test: Dataset
+    let source: String
     switch kind {
-    case .fashionMNIST:
-      let directory = directory ?? defaultFashionMNISTDirectory
-      let (train, test) = try loadIDXDirectory(directory, kind: kind)
-      return DatasetPair(kind: kind, source: directory, train: train, test: test)
-    case .mnist:
-      guard let directory else {
+    case .synthetic:
+      (train, test) = try SyntheticData.generate(synthetic)
+      source = "synthetic(seed \(synthetic.seed))"
+    case .fashionMNIST, .mnist, .npz, .npy:
+      guard let path = directory ?? (kind == .fashionMNIST ? defaultFashionMNISTDirectory : nil) else {
         throw DatasetError(
           path: "--data-dir",
-          problem: "the mnist dataset has no default directory (expected --data-dir, found none)",
-          hint:
-            "Pass --data-dir DIR, where DIR holds \(trainImagesName), \(trainLabelsName), \(testImagesName) "
-            + "and \(testLabelsName) (each optionally .gz)")
+          problem: "the \(kind.rawValue) dataset has no default location (expected --data-dir, found none)",
+          hint: "Pass --data-dir " + (kind == .npz ? "FILE.npz" : "DIR") + ": \(expectedFiles(kind))")
       }
-      let (train, test) = try loadIDXDirectory(directory, kind: kind)
-      return DatasetPair(kind: kind, source: directory, train: train, test: test)
-    case .synthetic:
-      let (train, test) = try SyntheticData.generate(synthetic)
-      return DatasetPair(
-        kind: kind, source: "synthetic(seed \(synthetic.seed))", train: train, test: test)
+      source = path
+      switch kind {
+      case .npz: (train, test) = try NumPyDataset.loadArchive(path, options: options)
+      case .npy: (train, test) = try NumPyDataset.loadDirectory(path, options: options)
+      default: (train, test) = try loadIDXDirectory(path, kind: kind, options: options)
+      }
+    }
+    let names = try options.classNamesFile.map { file throws(DatasetError) in
+      try ClassNamesFile.read(file, classCount: train.classCount)
+    }
+    return DatasetPair(kind: kind, source: source, train: train, test: test, classNames: names)
+  }
+
+  /// What `--data-dir` must hold for `kind`, for messages.
+  static func expectedFiles(_ kind: DatasetKind) -> String {
+    switch kind {
+    case .npz: return "an archive of x_train, y_train, x_test and y_test (numpy.savez)"
+    case .npy: return "a directory of train-images.npy, train-labels.npy, test-images.npy and test-labels.npy"
+    default:
+      return "a directory of \(trainImagesName), \(trainLabelsName), \(testImagesName) and \(testLabelsName) "
+        + "(each optionally .gz)"
     }
   }
 
   /// Reads both splits from `directory` and checks that they agree with each other.
-  static func loadIDXDirectory(_ directory: String, kind: DatasetKind) throws(DatasetError) -> (
-    Dataset, Dataset
-  ) {
+  static func loadIDXDirectory(_ directory: String, kind: DatasetKind, options: DataOptions) throws(DatasetError)
+    -> (Dataset, Dataset)
+  {
     let installHint =
       kind == .fashionMNIST
       ? "Install it (apt-get install dataset-fashion-mnist) or pass --data-dir with the four IDX files"
@@ -61,10 +76,13 @@ public enum DatasetLoader {
         path: directory, problem: "expected a directory of IDX files, found a file",
         hint: "Pass --data-dir with the directory that holds the files, not a file")
     }
+    let cache = DatasetCache.resolve(options.cacheDirectory)
     let train = try loadSplit(
-      directory: directory, images: trainImagesName, labels: trainLabelsName, hint: installHint)
+      directory: directory, images: trainImagesName, labels: trainLabelsName, hint: installHint, options: options,
+      cache: cache)
     let test = try loadSplit(
-      directory: directory, images: testImagesName, labels: testLabelsName, hint: installHint)
+      directory: directory, images: testImagesName, labels: testLabelsName, hint: installHint, options: options,
+      cache: cache)
     guard train.rows == test.rows, train.columns == test.columns else {
       throw DatasetError(
         path: test.imagesPath,
@@ -76,13 +94,12 @@ public enum DatasetLoader {
     return (train.dataset, test.dataset)
   }
 
-  private static func loadSplit(directory: String, images: String, labels: String, hint: String)
-    throws(DatasetError)
-    -> (dataset: Dataset, imagesPath: String, rows: Int, columns: Int)
-  {
+  private static func loadSplit(
+    directory: String, images: String, labels: String, hint: String, options: DataOptions, cache: DatasetCache
+  ) throws(DatasetError) -> (dataset: Dataset, imagesPath: String, rows: Int, columns: Int) {
     let imagesPath = try locate(images, in: directory, hint: hint)
     let labelsPath = try locate(labels, in: directory, hint: hint)
-    let image = try IDX.readImages(path: imagesPath)
+    let image = try IDX.images(path: imagesPath, copies: options.copies, cache: cache)
     let labelBytes = try IDX.readLabels(path: labelsPath, classCount: mnistClassCount)
     guard labelBytes.count == image.count else {
       throw DatasetError(
@@ -93,7 +110,7 @@ public enum DatasetLoader {
     }
     let dataset = Dataset(
       count: image.count, featureCount: image.rows * image.columns, classCount: mnistClassCount,
-      pixels: image.pixels, labels: labelBytes, sampleShape: [1, image.rows, image.columns])
+      samples: image.samples, labels: labelBytes.map(Int32.init), sampleShape: [1, image.rows, image.columns])
     return (dataset, imagesPath, image.rows, image.columns)
   }
 

@@ -21,6 +21,63 @@ public enum IDX {
   public static func readImages(path: String) throws(DatasetError) -> (
     count: Int, rows: Int, columns: Int, pixels: [UInt8]
   ) {
+    let (reader, count, rows, columns) = try openImages(path: path)
+    let what = "pixels (\(count) images of \(rows)x\(columns))"
+    let pixels = try readBody(reader, count: count * rows * columns, headerBytes: 16, what: what)
+    return (count, rows, columns, pixels)
+  }
+
+  /// The images of a file as `copies` asks: in this process's memory (rank), or mapped so that the ranks of a host
+  /// share them (host): a plain file where it lies, a `.gz` file decompressed once per host into `cache`.
+  static func images(path: String, copies: DataCopies, cache: DatasetCache) throws(DatasetError) -> (
+    count: Int, rows: Int, columns: Int, samples: SampleBytes
+  ) {
+    guard copies == .host else {
+      let image = try readImages(path: path)
+      return (image.count, image.rows, image.columns, SampleBytes(image.pixels))
+    }
+    let (reader, count, rows, columns) = try openImages(path: path)
+    let bytes = count * rows * columns
+    let what = "pixels (\(count) images of \(rows)x\(columns))"
+    let file: MappedFile
+    let offset: Int
+    if reader.isGzip {
+      let absolute = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+      var info = stat()
+      stat(path, &info)
+      let version = "\(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec) \(info.st_ino)"
+      let entry = try cache.entry(source: absolute, version: version, name: (path as NSString).lastPathComponent) {
+        writer throws(DatasetError) in
+        let (reader, _, _, _) = try openImages(path: path)
+        try writer.write(NumPyHeader.encode(descr: "|u1", shape: [count, rows, columns]))
+        try streamBody(reader, count: bytes, headerBytes: 16, what: what) { chunk throws(DatasetError) in
+          try writer.write(chunk)
+        }
+      }
+      file = try MappedFile(path: entry)
+      offset = try NumPyHeader.parse(file.bytes, path: entry).dataOffset
+    } else {
+      if reader.fileSize - 16 < bytes {
+        throw truncated(path, what: what, expected: bytes, found: reader.fileSize - 16)
+      }
+      if reader.fileSize - 16 > bytes {
+        throw trailing(path, extra: reader.fileSize - 16 - bytes, headerBytes: 16, count: bytes, what: what)
+      }
+      file = try MappedFile(path: path)
+      offset = 16
+    }
+    guard file.size - offset == bytes else {
+      throw DatasetError(
+        path: file.path, problem: "holds \(file.size - offset) bytes of pixels; expected \(bytes)",
+        hint: "Remove the file if it is a cache entry; the next run builds it again")
+    }
+    return (count, rows, columns, SampleBytes(mapping: file, offset: offset, count: bytes))
+  }
+
+  /// Opens an images file and checks its header.
+  private static func openImages(path: String) throws(DatasetError) -> (
+    reader: ByteReader, count: Int, rows: Int, columns: Int
+  ) {
     let reader = try ByteReader(path: path)
     let header = try readHeader(reader, magic: imagesMagic)
     let (count, rows, columns) = (header[0], header[1], header[2])
@@ -34,14 +91,12 @@ public enum IDX {
           + "with sides in 1...\(maxSide) and at most \(maxPixelBytes) pixel bytes",
         hint: DatasetError.redownloadHint)
     }
-    let what = "pixels (\(count) images of \(rows)x\(columns))"
-    let pixels = try readBody(reader, count: count * rows * columns, headerBytes: 16, what: what)
-    return (count, rows, columns, pixels)
+    return (reader, count, rows, columns)
   }
 
   /// Reads a labels file; every label must be in `0..<classCount`.
   public static func readLabels(path: String, classCount: Int) throws(DatasetError) -> [UInt8] {
-    precondition(classCount > 0 && classCount <= 256, "classCount must be in 1...256")
+    precondition(classCount > 0 && classCount <= 256, "IDX labels are bytes: classCount must be in 1...256")
     let reader = try ByteReader(path: path)
     let count = try readHeader(reader, magic: labelsMagic)[0]
     guard count > 0, count <= maxCount else {
@@ -116,13 +171,38 @@ public enum IDX {
     }
     let extra = try reader.remainingByteCount()
     guard extra == 0 else {
-      throw DatasetError(
-        path: reader.path,
-        problem: "trailing garbage: expected the data to end after \(headerBytes + count) bytes "
-          + "(\(headerBytes)-byte header and \(count) bytes of \(what)), found \(extra) more bytes",
-        hint: DatasetError.redownloadHint)
+      throw trailing(reader.path, extra: extra, headerBytes: headerBytes, count: count, what: what)
     }
     return bytes
+  }
+
+  /// `readBody` in chunks, for data too large to want twice in memory: `sink` gets the bytes in order.
+  private static func streamBody(
+    _ reader: ByteReader, count: Int, headerBytes: Int, what: String,
+    into sink: (UnsafeRawBufferPointer) throws(DatasetError) -> Void
+  ) throws(DatasetError) {
+    let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 22, alignment: 64)
+    defer { chunk.deallocate() }
+    var got = 0
+    while got < count {
+      let want = min(chunk.count, count - got)
+      let read = try reader.read(into: UnsafeMutableRawBufferPointer(rebasing: chunk[0..<want]))
+      guard read > 0 else { throw truncated(reader.path, what: what, expected: count, found: got) }
+      try sink(UnsafeRawBufferPointer(rebasing: chunk[0..<read]))
+      got += read
+    }
+    let extra = try reader.remainingByteCount()
+    guard extra == 0 else {
+      throw trailing(reader.path, extra: extra, headerBytes: headerBytes, count: count, what: what)
+    }
+  }
+
+  private static func trailing(_ path: String, extra: Int, headerBytes: Int, count: Int, what: String) -> DatasetError {
+    DatasetError(
+      path: path,
+      problem: "trailing garbage: expected the data to end after \(headerBytes + count) bytes "
+        + "(\(headerBytes)-byte header and \(count) bytes of \(what)), found \(extra) more bytes",
+      hint: DatasetError.redownloadHint)
   }
 
   private static func truncated(_ path: String, what: String, expected: Int, found: Int)

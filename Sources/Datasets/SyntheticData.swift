@@ -120,14 +120,14 @@ enum SyntheticData {
   ) -> Dataset {
     let featureCount = spec.featureCount
     let shiftLimit = max(1, Int((maxShift * grid.scale).rounded()))
-    var labels = [UInt8](repeating: 0, count: count)
+    var labels = [Int32](repeating: 0, count: count)
     var pixels = [UInt8](repeating: 0, count: count * featureCount)
     // Irwin–Hall: the sum of four uniform 16-bit parts of one draw has mean 2 and variance 1/3.
     let noiseScale = noiseDeviation * Float(3).squareRoot() / 65536
     pixels.withUnsafeMutableBufferPointer { pixels in
       for sample in 0..<count {
         let label = rng.nextIndex(below: spec.classCount)
-        labels[sample] = UInt8(label)
+        labels[sample] = Int32(label)
         let shiftY = rng.nextIndex(below: 2 * shiftLimit + 1) - shiftLimit
         let shiftX = rng.nextIndex(below: 2 * shiftLimit + 1) - shiftLimit
         let brightness = rng.nextFloat(in: brightnessRange.0, brightnessRange.1)

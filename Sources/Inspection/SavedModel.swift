@@ -14,7 +14,7 @@ public struct SavedModel {
   /// The normalisation the model was trained with (`--normalize`), which its inputs need here too.
   public var preprocessing: Preprocessing { Preprocessing(normalization: state.configuration.normalize) }
   /// The dataset's class names (see `ClassNames`).
-  public var classNames: [String] { ClassNames.names(for: data.kind, count: state.model.classCount) }
+  public var classNames: [String] { data.classNames ?? ClassNames.names(for: data.kind, count: state.model.classCount) }
 
   /// Reads `checkpoint` (a step folder, or a checkpoint directory whose newest complete checkpoint is used) and
   /// loads its dataset, or `dataset` / `dataDirectory` instead. Every problem is an input error (exit 2).
@@ -37,7 +37,8 @@ public struct SavedModel {
     if let dataset { configuration.dataset = dataset }
     if let dataDirectory { configuration.dataDirectory = dataDirectory }
     let data = try DatasetLoader.load(
-      configuration.dataset, directory: configuration.dataDirectory, synthetic: configuration.synthetic)
+      configuration.dataset, directory: configuration.dataDirectory, synthetic: configuration.synthetic,
+      options: configuration.dataOptions)
     let model = Sequential(spec: state.model, maxBatch: maxBatch ?? state.model.evaluationBatch)
     let modelPath = location.path + "/" + CheckpointDirectory.modelFile
     let tensors = try SafeTensors.decode(directory.read(CheckpointDirectory.modelFile, of: location), path: modelPath)

@@ -75,7 +75,8 @@ struct BenchCommand: ParsableCommand {
     let data = try collectively(communicator) {
       try DatasetLoader.load(
         configuration.dataset, directory: configuration.dataDirectory,
-        synthetic: configuration.synthetic)
+        synthetic: configuration.synthetic,
+        options: configuration.dataOptions)
     }
     let trainer = try collectively(communicator) {
       try Trainer(

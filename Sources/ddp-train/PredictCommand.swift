@@ -149,9 +149,8 @@ struct PredictCommand: ParsableCommand {
     var (height, width) = shape.count == 3 ? (shape[1], shape[2]) : (1, features)
     let side = Int(Double(features).squareRoot().rounded())
     if shape.count != 3 && side * side == features { (height, width) = (side, side) }
-    let start = prediction.index * features
     // The first channel only, for images of several.
-    let pixels = (0..<(height * width)).map { Float(dataset.pixels[start + $0]) / 255 }
+    let pixels = Array(dataset.sample(prediction.index).prefix(height * width))
     return PredictionGrid.Tile(
       pixels: pixels, width: width, height: height, index: prediction.index,
       trueName: names[prediction.trueLabel], predictedName: names[prediction.predicted],

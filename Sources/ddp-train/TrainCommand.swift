@@ -26,7 +26,8 @@ struct TrainCommand: ParsableCommand {
       // Every rank loads its own copy of the data; a bad file is reported once and ends all ranks.
       let data = try collectively(communicator) {
         try DatasetLoader.load(
-          configuration.dataset, directory: configuration.dataDirectory, synthetic: configuration.synthetic)
+          configuration.dataset, directory: configuration.dataDirectory, synthetic: configuration.synthetic,
+          options: configuration.dataOptions)
       }
       let console = Console(enabled: communicator.isCoordinator, allowRedraw: !MPICommunicator.isLaunchedByMPI)
       let trainer = try collectively(communicator) {

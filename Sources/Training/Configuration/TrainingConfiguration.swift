@@ -12,6 +12,18 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   public var dataset: DatasetKind = .fashionMNIST
   public var dataDirectory: String? = nil
   public var synthetic = SyntheticSpec()
+  /// How the files are read and kept (`DataOptions`): `--layout`, `--classes`, `--class-names`, `--cache-dir`,
+  /// `--data-copies`.
+  public var layout: ImageLayout? = nil
+  public var classes: Int? = nil
+  public var classNames: String? = nil
+  public var cacheDirectory: String? = nil
+  public var dataCopies = DataCopies.host
+  public var dataOptions: DataOptions {
+    DataOptions(
+      layout: layout, classCount: classes, classNamesFile: classNames, cacheDirectory: cacheDirectory,
+      copies: dataCopies)
+  }
   public var model: String = "mlp"
   /// Over which samples a batch norm takes its statistics in training (`--batch-norm`).
   public var batchNorm = BatchNormMode.local
@@ -210,6 +222,24 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
       throw ConfigurationError(
         option: "--data-dir", expected: "the directory holding MNIST's IDX files (train-images-idx3-ubyte[.gz], ...)",
         found: "nothing (--dataset mnist has no default directory)")
+    }
+    if (dataset == .npz || dataset == .npy) && dataDirectory == nil {
+      throw ConfigurationError(
+        option: "--data-dir",
+        expected: dataset == .npz
+          ? "the .npz file (x_train, y_train, x_test, y_test)"
+          : "the directory of train-images.npy, train-labels.npy, test-images.npy and test-labels.npy",
+        found: "nothing (--dataset \(dataset.rawValue) has no default)")
+    }
+    if let classes {
+      guard dataset == .npz || dataset == .npy else {
+        throw ConfigurationError(
+          option: "--classes", expected: "--dataset npz or npy (the others fix their classes)",
+          found: "--dataset \(dataset.rawValue)")
+      }
+      guard classes >= 1 && classes <= Int(Int32.max) else {
+        throw ConfigurationError(option: "--classes", expected: "a number of classes >= 1", found: "\(classes)")
+      }
     }
     if case .step(let milestones) = schedule, milestones.contains(where: { !($0 > 0) }) {
       throw ConfigurationError(option: "--schedule", expected: "step milestones > 0", found: "\(schedule)")
