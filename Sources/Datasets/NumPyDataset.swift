@@ -82,7 +82,7 @@ enum NumPyDataset {
   ) throws(DatasetError) -> (Dataset, Dataset) {
     let trainShape = try sampleShape(train.images, layout: options.layout)
     let testShape = try sampleShape(test.images, layout: options.layout)
-    guard trainShape == testShape else {
+    guard trainShape.shape == testShape.shape else {
       throw DatasetError(
         path: test.images.name,
         problem:
@@ -106,13 +106,19 @@ enum NumPyDataset {
   }
 
   private static func describe(_ shape: (shape: [Int], layout: ImageLayout)) -> String {
-    shape.shape.map(String.init).joined(separator: "x") + (shape.shape.count == 3 ? " (\(shape.layout.rawValue))" : "")
+    shape.shape.map(String.init).joined(separator: "x")
   }
 
   /// A sample's shape ([c, h, w], or [features]) and how a stored sample is ordered.
   static func sampleShape(_ images: StoredArray, layout: ImageLayout?) throws(DatasetError) -> (
     shape: [Int], layout: ImageLayout
   ) {
+    guard images.header.type.pixelFormat != nil else {
+      throw DatasetError(
+        path: images.name,
+        problem: "the images are \(images.header.type); expected uint8 (scaled by 1/255) or float32 (used as they are)",
+        hint: "Convert them first, e.g. x.astype(numpy.uint8) or x.astype(numpy.float32)")
+    }
     let shape = images.header.shape
     guard shape.count >= 2, shape.count <= 4, shape.allSatisfy({ $0 > 0 }), shape[0] <= Int(Int32.max) else {
       throw DatasetError(

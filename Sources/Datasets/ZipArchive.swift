@@ -47,7 +47,8 @@ final class ZipArchive {
   {
     let memberPath = "\(path):\(member.name)"
     func corrupt(_ problem: String) -> DatasetError {
-      DatasetError(path: memberPath, problem: problem, hint: "Write the .npz again (numpy.savez or numpy.savez_compressed)")
+      DatasetError(
+        path: memberPath, problem: problem, hint: "Write the .npz again (numpy.savez or numpy.savez_compressed)")
     }
     let input = storedBytes(of: member)
     var stream = z_stream()

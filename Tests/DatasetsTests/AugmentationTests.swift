@@ -11,7 +11,7 @@ import Testing
     let features = 40
     let pixels = (0..<(40 * features)).map { UInt8(($0 * 37 + 11) % 256) }
     return Dataset(
-      count: 40, featureCount: features, classCount: 3, pixels: pixels, labels: (0..<40).map { UInt8($0 % 3) },
+      count: 40, featureCount: features, classCount: 3, pixels: pixels, labels: (0..<40).map { Int32($0 % 3) },
       sampleShape: shape)
   }()
 

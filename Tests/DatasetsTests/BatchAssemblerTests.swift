@@ -7,10 +7,10 @@ struct BatchAssemblerTests {
   /// 256 rows of 3 features covering every byte value, labels cycling through 10 classes.
   static let dataset: Dataset = {
     var pixels: [UInt8] = []
-    var labels: [UInt8] = []
+    var labels: [Int32] = []
     for row in 0..<256 {
       pixels += [UInt8(row), UInt8(255 - row), UInt8((row * 7) % 256)]
-      labels.append(UInt8(row % 10))
+      labels.append(Int32(row % 10))
     }
     return Dataset(count: 256, featureCount: 3, classCount: 10, pixels: pixels, labels: labels)
   }()

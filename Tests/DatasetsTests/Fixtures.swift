@@ -2,11 +2,21 @@ import CZlib
 import Foundation
 import Testing
 
+@testable import Datasets
+
+/// Loads that are given no cache directory (the IDX .gz tests) keep their decoded samples in one directory of the
+/// system's temporary directory, not in the user's cache: set once, before any test loads.
+let testCache: Void = {
+  setenv(
+    "XDG_CACHE_HOME", FileManager.default.temporaryDirectory.appendingPathComponent("ddp-train-test-cache").path, 1)
+}()
+
 /// A fresh directory under the system's temporary directory, removed when the value goes away.
 final class TemporaryDirectory {
   let path: String
 
   init() {
+    _ = testCache
     var template = Array(
       (FileManager.default.temporaryDirectory.appendingPathComponent("datasets-tests-XXXXXX").path)
         .utf8CString)
@@ -95,4 +105,9 @@ struct SmallDataset {
       }
     }
   }
+}
+
+extension Dataset {
+  /// The stored bytes (a copy), for tests that compare them.
+  var pixels: [UInt8] { Array(samples.buffer) }
 }

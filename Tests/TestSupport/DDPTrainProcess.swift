@@ -41,6 +41,11 @@ public struct DDPTrainProcess {
     environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
     environment["OPENBLAS_NUM_THREADS"] = "1"
     environment["SWIFT_BACKTRACE"] = "enable=no"
+    // Decoded samples (Fashion-MNIST's .gz files among them) go to one cache of the test runs, not the user's.
+    environment["XDG_CACHE_HOME"] =
+      FileManager.default.temporaryDirectory.appendingPathComponent(
+        "ddp-train-test-cache"
+      ).path
     return environment
   }
 

@@ -67,7 +67,7 @@ import Testing
     }
     func flattened(_ set: Dataset) -> Dataset {
       Dataset(
-        count: set.count, featureCount: 784, classCount: set.classCount, pixels: set.pixels, labels: set.labels)
+        count: set.count, featureCount: 784, classCount: set.classCount, samples: set.samples, labels: set.labels)
     }
     let flat = DatasetPair(kind: .synthetic, source: "flat", train: flattened(data.train), test: flattened(data.test))
     configuration.normalize = nil
