@@ -7,6 +7,8 @@ import Foundation
 /// test-set size.
 public struct ConfusionMatrix: Equatable, Sendable {
   public let classCount: Int
+  /// The most classes `eval` draws a matrix for: classes² counts, and a table a person can read.
+  public static let maxClasses = 100
   public private(set) var counts: [[Int]]
 
   public init(classCount: Int) {

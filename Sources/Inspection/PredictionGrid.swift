@@ -17,11 +17,13 @@ import Foundation
 public enum PredictionGrid {
   /// One sample to draw.
   public struct Tile: Equatable, Sendable {
-    /// Intensities in 0 ... 1, row-major, `width * height` of them; 1 is ink (drawn dark on a light page),
-    /// as in Fashion-MNIST and MNIST.
+    /// Values in 0 ... 1, `[channels, height, width]`. One channel is an intensity where 1 is ink (drawn dark on a
+    /// light page, as in Fashion-MNIST and MNIST); three are red, green and blue, drawn as they are.
     public var pixels: [Float]
     public var width: Int
     public var height: Int
+    /// 1 (gray) or 3 (colour).
+    public var channels: Int
     /// The sample's index in its test set.
     public var index: Int
     public var trueName: String
@@ -31,10 +33,13 @@ public enum PredictionGrid {
     public var correct: Bool
 
     public init(
-      pixels: [Float], width: Int, height: Int, index: Int, trueName: String, predictedName: String,
-      probability: Double, correct: Bool
+      pixels: [Float], width: Int, height: Int, channels: Int = 1, index: Int, trueName: String,
+      predictedName: String, probability: Double, correct: Bool
     ) {
+      precondition(channels == 1 || channels == 3, "a tile is gray or colour")
+      precondition(pixels.count == channels * width * height, "a tile holds channels × height × width values")
       self.pixels = pixels
+      self.channels = channels
       self.width = width
       self.height = height
       self.index = index
@@ -64,9 +69,7 @@ public enum PredictionGrid {
         image.strokeRect(
           x: frame.x - 1, y: frame.y - 1, width: frame.width + 2, height: frame.height + 2, color: Layout.imageEdge,
           thickness: 1)
-        image.drawGray(
-          tile.pixels, width: tile.width, height: tile.height, atX: frame.x, y: frame.y, scale: layout.scale,
-          invert: true)
+        draw(tile, into: &image, atX: frame.x, y: frame.y, scale: layout.scale)
       }
       let text = layout.textOrigin(position)
       image.drawText(tile.trueLine, x: text.x, y: text.y, color: .black, scale: Layout.textScale)
@@ -111,8 +114,7 @@ public enum PredictionGrid {
         """
       if tile.width > 0 && tile.height > 0 {
         var picture = RasterImage(width: frame.width, height: frame.height, background: .white)
-        picture.drawGray(
-          tile.pixels, width: tile.width, height: tile.height, atX: 0, y: 0, scale: layout.scale, invert: true)
+        draw(tile, into: &picture, atX: 0, y: 0, scale: layout.scale)
         let base64 = Data(picture.png()).base64EncodedString()
         svg += """
           <rect x="\(Double(frame.x) - 0.5)" y="\(Double(frame.y) - 0.5)" width="\(frame.width + 1)" \
@@ -137,6 +139,15 @@ public enum PredictionGrid {
   }
 
   /// `probability` as a whole percentage, "97%"; clamped to 0 ... 100, "?%" when it is not a number.
+  /// A gray tile inverted (ink dark), a colour one as it is.
+  static func draw(_ tile: Tile, into image: inout RasterImage, atX x: Int, y: Int, scale: Int) {
+    if tile.channels == 3 {
+      image.drawColour(tile.pixels, width: tile.width, height: tile.height, atX: x, y: y, scale: scale)
+    } else {
+      image.drawGray(tile.pixels, width: tile.width, height: tile.height, atX: x, y: y, scale: scale, invert: true)
+    }
+  }
+
   static func percent(_ probability: Double) -> String {
     guard probability.isFinite else { return "?%" }
     return "\(Int((min(1, max(0, probability)) * 100).rounded()))%"

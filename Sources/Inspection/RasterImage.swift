@@ -123,6 +123,22 @@ public struct RasterImage: Sendable {
     }
   }
 
+  /// Draws a colour image, `values` being its red, green and blue planes (`[3, height, width]`, each value in
+  /// 0 ... 1), each pixel a `scale`×`scale` square with its top-left corner at (`x`, `y`).
+  public mutating func drawColour(_ values: [Float], width: Int, height: Int, atX x: Int, y: Int, scale: Int = 1) {
+    precondition(
+      values.count == 3 * width * height, "drawColour: \(width)×\(height) needs \(3 * width * height) values")
+    let plane = width * height
+    func level(_ value: Float) -> UInt8 { UInt8(((value.isNaN ? 0 : min(1, max(0, value))) * 255).rounded()) }
+    for row in 0..<height {
+      for column in 0..<width {
+        let p = row * width + column
+        let color = RGB(r: level(values[p]), g: level(values[plane + p]), b: level(values[2 * plane + p]))
+        fill(x: x + column * scale, y: y + row * scale, width: max(1, scale), height: max(1, scale), color: color)
+      }
+    }
+  }
+
   /// The canvas as a PNG file.
   public func png() -> [UInt8] { PNG.encode(width: width, height: height, rgb: pixels) }
 }

@@ -19,7 +19,8 @@ public struct SavedModel {
   /// Reads `checkpoint` (a step folder, or a checkpoint directory whose newest complete checkpoint is used) and
   /// loads its dataset, or `dataset` / `dataDirectory` instead. Every problem is an input error (exit 2).
   public static func load(
-    checkpoint: String, dataset: DatasetKind?, dataDirectory: String?, maxBatch: Int? = nil
+    checkpoint: String, dataset: DatasetKind?, dataDirectory: String?, classNames: String? = nil,
+    cacheDirectory: String? = nil, maxBatch: Int? = nil
   ) throws -> SavedModel {
     let location = try locate(checkpoint)
     let directory = CheckpointDirectory(path: (location.path as NSString).deletingLastPathComponent)
@@ -36,6 +37,8 @@ public struct SavedModel {
     var configuration = state.configuration
     if let dataset { configuration.dataset = dataset }
     if let dataDirectory { configuration.dataDirectory = dataDirectory }
+    if let classNames { configuration.classNames = classNames }
+    if let cacheDirectory { configuration.cacheDirectory = cacheDirectory }
     let data = try DatasetLoader.load(
       configuration.dataset, directory: configuration.dataDirectory, synthetic: configuration.synthetic,
       options: configuration.dataOptions)

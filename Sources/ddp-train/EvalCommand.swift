@@ -31,8 +31,35 @@ struct EvalCommand: ParsableCommand {
     guard MPICommunicator.launchRank == 0 else { return }
     let saved = try source.load()
     let test = saved.data.test
+    let classes = saved.state.model.classCount
+    // A confusion matrix is classes² counts: 10,000 for 100 classes, 4.9 billion for 70,000. Beyond
+    // `ConfusionMatrix.maxClasses` eval reports the loss and accuracy alone.
+    if picture != nil && classes > ConfusionMatrix.maxClasses {
+      throw ConfigurationError(
+        option: "--confusion", expected: "a model of at most \(ConfusionMatrix.maxClasses) classes",
+        found: "\(classes) classes", hint: "Leave out --confusion: eval then prints the test loss and accuracy.")
+    }
     let result = try Trainer.evaluate(
       model: saved.model, dataset: test, communicator: SingleProcessCommunicator(), preprocessing: saved.preprocessing)
+    guard classes <= ConfusionMatrix.maxClasses else {
+      let note = "per-class scores and the confusion matrix are shown for at most \(ConfusionMatrix.maxClasses) classes"
+      if json {
+        let object: [String: Any] = [
+          "checkpoint": saved.location.path, "step": saved.state.step, "model": saved.state.model.description,
+          "dataset": saved.data.kind.rawValue, "test_loss": result.loss, "test_accuracy": result.accuracy,
+          "classes": classes, "note": note,
+        ]
+        print(
+          String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+      } else {
+        print("checkpoint: \(saved.location.path) (step \(saved.state.step), \(saved.state.model))")
+        print(
+          String(format: "test loss %.4f  test accuracy %.4f", result.loss, result.accuracy)
+            + "  (\(test.count) test samples of \(saved.data.kind.rawValue), \(classes) classes)")
+        print(note + ".")
+      }
+      return
+    }
     let matrix = ConfusionMatrix(
       Predictor.predictAll(model: saved.model, dataset: test, preprocessing: saved.preprocessing),
       classCount: saved.state.model.classCount)
@@ -71,12 +98,22 @@ struct EvalCommand: ParsableCommand {
 struct SavedModelOptions: ParsableArguments {
   @Option(help: "A checkpoint folder, or a --checkpoint-dir (its newest checkpoint).")
   var checkpoint: String
-  @Option(help: "fashion-mnist | mnist | synthetic (default: the checkpoint's).")
+  @Option(help: "fashion-mnist | mnist | synthetic | npz | npy (default: the checkpoint's).")
   var dataset: DatasetKind?
-  @Option(name: .customLong("data-dir"), help: "Directory of IDX files (default: the checkpoint's).")
+  @Option(name: .customLong("data-dir"), help: "The data's directory or file (default: the checkpoint's).")
   var dataDir: String?
+  @Option(
+    name: .customLong("class-names"),
+    help: "A file of class names, one per line in label order (default: the checkpoint's).")
+  var classNames: String?
+  @Option(
+    name: .customLong("cache-dir"),
+    help: "Where decoded samples are kept (default: the checkpoint's, or ~/.cache/ddp-train).")
+  var cacheDir: String?
 
   func load() throws -> SavedModel {
-    try SavedModel.load(checkpoint: checkpoint, dataset: dataset, dataDirectory: dataDir)
+    try SavedModel.load(
+      checkpoint: checkpoint, dataset: dataset, dataDirectory: dataDir, classNames: classNames, cacheDirectory: cacheDir
+    )
   }
 }

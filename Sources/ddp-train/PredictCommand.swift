@@ -149,10 +149,11 @@ struct PredictCommand: ParsableCommand {
     var (height, width) = shape.count == 3 ? (shape[1], shape[2]) : (1, features)
     let side = Int(Double(features).squareRoot().rounded())
     if shape.count != 3 && side * side == features { (height, width) = (side, side) }
-    // The first channel only, for images of several.
-    let pixels = Array(dataset.sample(prediction.index).prefix(height * width))
+    // Colour for three channels; otherwise the first channel, in gray.
+    let channels = shape.count == 3 && shape[0] == 3 ? 3 : 1
+    let pixels = Array(dataset.sample(prediction.index).prefix(channels * height * width))
     return PredictionGrid.Tile(
-      pixels: pixels, width: width, height: height, index: prediction.index,
+      pixels: pixels, width: width, height: height, channels: channels, index: prediction.index,
       trueName: names[prediction.trueLabel], predictedName: names[prediction.predicted],
       probability: prediction.ranked[0].probability, correct: prediction.isCorrect)
   }

@@ -130,6 +130,93 @@ final class InputErrorTests {
     try expectInputError(Self.small + ["--data-dir", broken.path], mentions: ["t10k-images-idx3-ubyte", "empty"])
   }
 
+  // MARK: NumPy data
+
+  /// `numpy.npz` (deflated, Keras's names) and `npy/` (the four files) of 64 + 32 samples of 28×28, written by
+  /// NumPy; `change` is Python run after `x_train`, `y_train`, `x_test`, `y_test` are made and before they are saved.
+  func numpyData(_ change: String = "") throws -> URL {
+    let out = scratch.appendingPathComponent("numpy-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+    try NumPyScript.run(
+      """
+      import os, sys
+      import numpy as np
+      out = sys.argv[1]
+      rng = np.random.default_rng(0)
+      x_train, x_test = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), rng.integers(0, 256, (32, 28, 28), dtype=np.uint8)
+      y_train, y_test = np.arange(64) % 10, np.arange(32) % 10
+      \(change)
+      np.savez_compressed(out + "/numpy.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+      os.makedirs(out + "/npy")
+      for name, a in [("train-images", x_train), ("train-labels", y_train), ("test-images", x_test), ("test-labels", y_test)]:
+          np.save(out + "/npy/" + name + ".npy", a)
+      """, [out.path])
+    return out
+  }
+
+  @Test func numpyTruncatedArray() throws {
+    let data = try numpyData()
+    let file = data.appendingPathComponent("npy/train-images.npy")
+    let bytes = try Data(contentsOf: file)
+    try bytes.prefix(bytes.count - 100).write(to: file)
+    try expectInputError(
+      Self.small + ["--dataset", "npy", "--data-dir", data.appendingPathComponent("npy").path],
+      mentions: ["train-images.npy", "truncated array"])
+  }
+
+  @Test func numpyImagesOfAnUnusableType() throws {
+    let data = try numpyData("x_train = x_train.astype(np.float64)")
+    try expectInputError(
+      Self.small + ["--dataset", "npz", "--data-dir", data.appendingPathComponent("numpy.npz").path],
+      mentions: ["numpy.npz:x_train.npy", "float64", "expected uint8"])
+  }
+
+  @Test func numpyMissingArray() throws {
+    let data = try numpyData()
+    try NumPyScript.run(
+      """
+      import sys
+      import numpy as np
+      a = np.load(sys.argv[1])
+      np.savez(sys.argv[2], x_train=a["x_train"], y_train=a["y_train"], x_test=a["x_test"])
+      """, [data.appendingPathComponent("numpy.npz").path, data.appendingPathComponent("three.npz").path])
+    try expectInputError(
+      Self.small + ["--dataset", "npz", "--data-dir", data.appendingPathComponent("three.npz").path],
+      mentions: ["three.npz", "no array 'y_test'"])
+  }
+
+  @Test func numpyLabelsOutOfRangeAndCountMismatch() throws {
+    let data = try numpyData("y_test[5] = 12")
+    try expectInputError(
+      Self.small + ["--dataset", "npy", "--data-dir", data.appendingPathComponent("npy").path, "--classes", "10"],
+      mentions: ["test-labels.npy", "label at index 5 is 12", "--classes 10"])
+    let short = try numpyData("y_train = y_train[:60]")
+    try expectInputError(
+      Self.small + ["--dataset", "npz", "--data-dir", short.appendingPathComponent("numpy.npz").path],
+      mentions: ["numpy.npz:y_train.npy", "expected 64 labels", "found 60"])
+  }
+
+  @Test func numpyClassNamesOfAnotherCount() throws {
+    let data = try numpyData()
+    let names = scratch.appendingPathComponent("names.txt")
+    try Data("a\nb\nc\n".utf8).write(to: names)
+    try expectInputError(
+      Self.small + [
+        "--dataset", "npz", "--data-dir", data.appendingPathComponent("numpy.npz").path, "--class-names", names.path,
+      ], mentions: ["names.txt", "names 3 classes; the data has 10"])
+  }
+
+  @Test func cacheDirectoryThatCannotBeWritten() throws {
+    let data = try numpyData()
+    let blocker = scratch.appendingPathComponent("a-file")
+    try Data([1]).write(to: blocker)
+    try expectInputError(
+      Self.small + [
+        "--dataset", "npz", "--data-dir", data.appendingPathComponent("numpy.npz").path, "--cache-dir",
+        blocker.appendingPathComponent("cache").path,
+      ], mentions: ["a-file/cache", "cache directory cannot be created", "--cache-dir"])
+  }
+
   // MARK: options and config files
 
   @Test(arguments: [

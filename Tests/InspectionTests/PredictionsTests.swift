@@ -28,7 +28,8 @@ struct PredictionsTests {
     let model = Sequential(spec: ModelSpec(layerSizes: [4, 3]), maxBatch: 500)
     model.parameters.copy(from: weights + bias)
     let dataset = Dataset(
-      count: pixels.count, featureCount: 4, classCount: 3, pixels: pixels.flatMap { $0 }, labels: labels.map(Int32.init))
+      count: pixels.count, featureCount: 4, classCount: 3, pixels: pixels.flatMap { $0 }, labels: labels.map(Int32.init)
+    )
     return (model, dataset)
   }
 
