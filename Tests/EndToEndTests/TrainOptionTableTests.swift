@@ -12,7 +12,7 @@ import Training
   static func sample(for option: TrainOption) -> String {
     let defaults = TrainingConfiguration()
     switch option.name {
-    case "dataset": return "synthetic"
+    case "dataset": return "npz"
     case "model": return "mlp:16"
     case "lr-scaling": return "sqrt"
     case "schedule": return "step:1,2"
@@ -22,6 +22,8 @@ import Training
     case "random-crop": return "3"
     case "normalize": return "0.3:0.4"
     case "betas": return "0.8,0.99"
+    case "layout": return "nhwc"
+    case "data-copies": return "rank"
     default: break
     }
     switch option.kind {
@@ -125,7 +127,7 @@ import Training
     }
     try TrainOption.apply(TrainOption.parse(words), to: &fromWords)
     #expect(fromFile == fromWords)
-    #expect(fromFile.batchSize == 3 && fromFile.dataset == .synthetic && fromFile.resume && fromFile.momentum == 0.5)
+    #expect(fromFile.batchSize == 3 && fromFile.dataset == .npz && fromFile.resume && fromFile.momentum == 0.5)
   }
 
   /// The start-up agreement names each setting by its option.
