@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 // The targets are layered from C upward, without cycles: each imports only targets to its left or on a line above
 // (see README, "Architecture"):
-//   C shims (CMPI, COpenBLAS, CZlib), C kernels (CKernels), Diagnostics (input errors), HostCounters (/proc/stat)
+//   C shims (CMPI, COpenBLAS, CZlib, CPNG), C kernels (CKernels), Diagnostics (input errors), HostCounters (/proc/stat)
 //   → Tensors → Layers → Optimizers
 //   → Datasets → Communication → Checkpoints
 //   → GradientExchange (how K gradient buffers become one sum) → Training (the loop, its options, guards, output)
@@ -27,6 +27,7 @@ let package = Package(
       name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
     .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+    .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
 
     // The hot elementwise loops (SGD update, finite check, rank-order add), compiled per instruction set
     // (baseline, AVX2, AVX-512) and picked at load time; bit-identical results whichever runs.
@@ -41,8 +42,9 @@ let package = Package(
     .target(name: "Layers", dependencies: ["Tensors", "Diagnostics"]),
     // torch.optim.SGD semantics and the learning-rate policy (pure functions of the step).
     .target(name: "Optimizers", dependencies: ["Tensors", "Layers", "CKernels", "Diagnostics"]),
-    // IDX files (plain or gzip), Fashion-MNIST/MNIST/synthetic datasets, the distributed sampler.
-    .target(name: "Datasets", dependencies: ["CZlib", "CKernels", "Tensors", "Diagnostics"]),
+    // IDX files (plain or gzip), NumPy arrays, PNG image folders, synthetic data; the host's one mapped copy of the
+    // samples and its cache; the distributed sampler.
+    .target(name: "Datasets", dependencies: ["CZlib", "CPNG", "CKernels", "Tensors", "Diagnostics"]),
     // The host's own counters: CPU time by state from /proc/stat (the hypervisor's steal).
     .target(name: "HostCounters"),
     // The Communicator protocol, the world of one, and an in-process group of threads for tests.

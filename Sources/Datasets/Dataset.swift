@@ -94,6 +94,8 @@ public enum DatasetKind: String, CaseIterable, Codable, Sendable {
   case npz
   /// A directory of `train-images.npy`, `train-labels.npy`, `test-images.npy`, `test-labels.npy`.
   case npy
+  /// PNG images in class folders, `train/<class>/*.png` and `test/<class>/*.png` (`ImageFolder`).
+  case folder
 }
 
 /// How the data files are read, beyond which they are: the options `--layout`, `--classes`, `--class-names`,

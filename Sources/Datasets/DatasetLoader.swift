@@ -22,11 +22,12 @@ public enum DatasetLoader {
     let train: Dataset
     let test: Dataset
     let source: String
+    var folderClasses: [String]? = nil
     switch kind {
     case .synthetic:
       (train, test) = try SyntheticData.generate(synthetic)
       source = "synthetic(seed \(synthetic.seed))"
-    case .fashionMNIST, .mnist, .npz, .npy:
+    case .fashionMNIST, .mnist, .npz, .npy, .folder:
       guard let path = directory ?? (kind == .fashionMNIST ? defaultFashionMNISTDirectory : nil) else {
         throw DatasetError(
           path: "--data-dir",
@@ -37,13 +38,14 @@ public enum DatasetLoader {
       switch kind {
       case .npz: (train, test) = try NumPyDataset.loadArchive(path, options: options)
       case .npy: (train, test) = try NumPyDataset.loadDirectory(path, options: options)
+      case .folder: (train, test, folderClasses) = try ImageFolder.load(path, options: options)
       default: (train, test) = try loadIDXDirectory(path, kind: kind, options: options)
       }
     }
     let names = try options.classNamesFile.map { file throws(DatasetError) in
       try ClassNamesFile.read(file, classCount: train.classCount)
     }
-    return DatasetPair(kind: kind, source: source, train: train, test: test, classNames: names)
+    return DatasetPair(kind: kind, source: source, train: train, test: test, classNames: names ?? folderClasses)
   }
 
   /// What `--data-dir` must hold for `kind`, for messages.
@@ -51,6 +53,7 @@ public enum DatasetLoader {
     switch kind {
     case .npz: return "an archive of x_train, y_train, x_test and y_test (numpy.savez)"
     case .npy: return "a directory of train-images.npy, train-labels.npy, test-images.npy and test-labels.npy"
+    case .folder: return "a directory of train/<class>/*.png and test/<class>/*.png"
     default:
       return "a directory of \(trainImagesName), \(trainLabelsName), \(testImagesName) and \(testLabelsName) "
         + "(each optionally .gz)"

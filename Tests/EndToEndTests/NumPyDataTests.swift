@@ -143,6 +143,55 @@ final class NumPyDataTests {
     #expect(evaluated.stdout.contains("shade 5"), "\(evaluated.stdout)")
   }
 
+  @Test(
+    "Fashion-MNIST images as a PNG folder train bitwise as the same samples in an .npz (K = 2); the folders name the classes"
+  )
+  func imageFolder() throws {
+    // The first 1200 training and 300 test images, each written as a PNG (zlib and struct: an encoder of the test's
+    // own) into <class>/<index>.png, and the same samples in the folder's order (by class, then file) as an .npz.
+    try NumPyScript.run(
+      """
+      import gzip, os, struct, sys, zlib
+      import numpy as np
+      source, out = sys.argv[1], sys.argv[2]
+      names = ["0-t-shirt", "1-trouser", "2-pullover", "3-dress", "4-coat", "5-sandal", "6-shirt", "7-sneaker",
+               "8-bag", "9-ankle-boot"]
+      def read(name, offset):
+          return np.frombuffer(gzip.open(source + "/" + name + ".gz").read(), np.uint8, offset=offset)
+      def png(pixels):
+          chunk = lambda tag, data: struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+          raw = b"".join(b"\\x00" + bytes(row) for row in pixels)
+          return (b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 28, 28, 8, 0, 0, 0, 0))
+                  + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+      arrays = {}
+      for split, images, labels, count in [("train", "train-images-idx3-ubyte", "train-labels-idx1-ubyte", 1200),
+                                           ("test", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 300)]:
+          x = read(images, 16).reshape(-1, 28, 28)[:count]
+          y = read(labels, 8)[:count]
+          for i in range(count):
+              folder = os.path.join(out, "folder", split, names[y[i]])
+              os.makedirs(folder, exist_ok=True)
+              with open(os.path.join(folder, "%05d.png" % i), "wb") as f:
+                  f.write(png(x[i]))
+          order = np.argsort(y, kind="stable")
+          arrays["x_" + split], arrays["y_" + split] = x[order], y[order]
+      np.savez(os.path.join(out, "sorted.npz"), **arrays)
+      """, ["/usr/share/datasets/fashion-mnist", scratch.path])
+    let common = ["--model", "cnn", "--batch-size", "16", "--max-steps", "20", "--seed", "9", "--random-crop", "2"]
+    let folder = try train(
+      ranks: 2, common + ["--dataset", "folder", "--data-dir", scratch.appendingPathComponent("folder").path],
+      checkpoints: "folder")
+    let npz = try train(
+      ranks: 2, common + ["--dataset", "npz", "--data-dir", scratch.appendingPathComponent("sorted.npz").path],
+      checkpoints: "sorted")
+    #expect(bitwiseDifference(folder, npz) == nil)
+    let predicted = try DDPTrainProcess.run([
+      "predict", "--checkpoint", scratch.appendingPathComponent("folder").path, "--count", "3", "--json",
+    ])
+    try #require(predicted.status == 0, "\(predicted.output)")
+    #expect(predicted.stdout.contains("\"true_name\":\"0-t-shirt\""), "\(predicted.stdout)")
+  }
+
   @Test("70,000 classes: labels past 65,535 train, and eval reports the accuracy without a matrix")
   func manyClasses() throws {
     try NumPyScript.run(

@@ -13,7 +13,7 @@ extension TrainOption {
       "data-dir", "PATH", \.dataDirectory, property: "dataDirectory", expected: "a directory path",
       default: "`/usr/share/datasets/fashion-mnist`",
       help:
-        "IDX files `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each plain or `.gz`; for `npz` the `.npz` file; for `npy` the directory of `train-images.npy`, `train-labels.npy`, `test-images.npy`, `test-labels.npy` (see \"Your own data\"); required but for `fashion-mnist`",
+        "IDX files `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each plain or `.gz`; for `npz` the `.npz` file; for `npy` the directory of `train-images.npy`, `train-labels.npy`, `test-images.npy`, `test-labels.npy`; for `folder` the directory of `train/<class>/*.png` and `test/<class>/*.png` (see \"Your own data\"); required but for `fashion-mnist`",
       inStudy: .passedOn),
     .value(
       "layout", "nhwc|nchw", \.layout, property: "layout", expected: "nhwc or nchw", default: "from the shape",
@@ -25,17 +25,18 @@ extension TrainOption {
       help: "`npz`, `npy`: the number of classes (labels must be below it)", inStudy: .passedOn),
     .path(
       "class-names", "FILE", \.classNames, property: "classNames", expected: "a file path", default: "none",
-      help: "one class name per line, in label order; `eval` and `predict` show them", inStudy: .passedOn),
+      help: "one class name per line, in label order (`folder`: the folders' names by default); `eval` and `predict` show them",
+      inStudy: .passedOn),
     .path(
       "cache-dir", "DIR", \.cacheDirectory, property: "cacheDirectory", expected: "a directory path",
       default: "`$XDG_CACHE_HOME/ddp-train` or `~/.cache/ddp-train`",
       help:
-        "where decoded samples (`.gz` IDX files, compressed `.npz` members) are kept once per host for the host's ranks to map",
+        "where decoded samples (`.gz` IDX files, compressed `.npz` members, PNG folders) are kept once per host for the host's ranks to map",
       inStudy: .passedOn),
     .choice(
       "data-copies", \.dataCopies, property: "dataCopies", default: "`host`",
       help:
-        "`host`: the ranks of a host share one memory-mapped copy of the samples; `rank`: each rank reads its own (no cache)",
+        "`host`: the ranks of a host share one memory-mapped copy of the samples; `rank`: each rank reads its own (no cache, but for `folder`)",
       inStudy: .passedOn),
     .number(
       "synthetic-train", "N", \.synthetic.trainCount, property: "synthetic.trainCount", default: "8192",

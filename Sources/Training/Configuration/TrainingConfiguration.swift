@@ -223,18 +223,21 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         option: "--data-dir", expected: "the directory holding MNIST's IDX files (train-images-idx3-ubyte[.gz], ...)",
         found: "nothing (--dataset mnist has no default directory)")
     }
-    if (dataset == .npz || dataset == .npy) && dataDirectory == nil {
+    if [.npz, .npy, .folder].contains(dataset) && dataDirectory == nil {
       throw ConfigurationError(
         option: "--data-dir",
         expected: dataset == .npz
           ? "the .npz file (x_train, y_train, x_test, y_test)"
-          : "the directory of train-images.npy, train-labels.npy, test-images.npy and test-labels.npy",
+          : dataset == .npy
+            ? "the directory of train-images.npy, train-labels.npy, test-images.npy and test-labels.npy"
+            : "the directory of train/<class>/*.png and test/<class>/*.png",
         found: "nothing (--dataset \(dataset.rawValue) has no default)")
     }
     if let classes {
       guard dataset == .npz || dataset == .npy else {
         throw ConfigurationError(
-          option: "--classes", expected: "--dataset npz or npy (the others fix their classes)",
+          option: "--classes",
+          expected: "--dataset npz or npy (the others fix their classes: 10 for IDX, one per folder for folder)",
           found: "--dataset \(dataset.rawValue)")
       }
       guard classes >= 1 && classes <= Int(Int32.max) else {
