@@ -25,7 +25,8 @@ extension TrainOption {
       help: "`npz`, `npy`: the number of classes (labels must be below it)", inStudy: .passedOn),
     .path(
       "class-names", "FILE", \.classNames, property: "classNames", expected: "a file path", default: "none",
-      help: "one class name per line, in label order (`folder`: the folders' names by default); `eval` and `predict` show them",
+      help:
+        "one class name per line, in label order (`folder`: the folders' names by default); `eval` and `predict` show them",
       inStudy: .passedOn),
     .path(
       "cache-dir", "DIR", \.cacheDirectory, property: "cacheDirectory", expected: "a directory path",
