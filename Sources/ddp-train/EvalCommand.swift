@@ -98,7 +98,7 @@ struct EvalCommand: ParsableCommand {
 struct SavedModelOptions: ParsableArguments {
   @Option(help: "A checkpoint folder, or a --checkpoint-dir (its newest checkpoint).")
   var checkpoint: String
-  @Option(help: "fashion-mnist | mnist | synthetic | npz | npy (default: the checkpoint's).")
+  @Option(help: "fashion-mnist | mnist | synthetic | npz | npy | folder (default: the checkpoint's).")
   var dataset: DatasetKind?
   @Option(name: .customLong("data-dir"), help: "The data's directory or file (default: the checkpoint's).")
   var dataDir: String?

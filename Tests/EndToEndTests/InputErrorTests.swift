@@ -206,6 +206,31 @@ final class InputErrorTests {
       ], mentions: ["names.txt", "names 3 classes; the data has 10"])
   }
 
+  /// The image folders of the Datasets tests' fixture script (its own PNG encoder): `gray` and the broken copies.
+  func imageFolders() throws -> URL {
+    let out = scratch.appendingPathComponent("folders")
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .appendingPathComponent("DatasetsTests/Fixtures/make_image_folders.py")
+    try NumPyScript.run(
+      "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')",
+      [script.path, out.path])
+    return out
+  }
+
+  @Test func imageFolderWithAnImageOfAnotherSize() throws {
+    let folders = try imageFolders()
+    try expectInputError(
+      Self.small + ["--dataset", "folder", "--data-dir", folders.appendingPathComponent("other-size").path],
+      mentions: ["other-size/train/dog/001.png", "is 6x6 pixels; expected 6x5"])
+  }
+
+  @Test func imageFolderWithAnEmptyClass() throws {
+    let folders = try imageFolders()
+    try expectInputError(
+      Self.small + ["--dataset", "folder", "--data-dir", folders.appendingPathComponent("empty-class").path],
+      mentions: ["empty-class/train/eel", "empty class folder"])
+  }
+
   @Test func cacheDirectoryThatCannotBeWritten() throws {
     let data = try numpyData()
     let blocker = scratch.appendingPathComponent("a-file")
