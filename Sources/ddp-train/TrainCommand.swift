@@ -23,6 +23,7 @@ struct TrainCommand: ParsableCommand {
     exitCodeForError = exitStatus(for:)
     let communicator = try makeCommunicator()
     do {
+      let configuration = try configuration.resolvingResumeIfAny(communicator)
       // Every rank loads its own copy of the data; a bad file is reported once and ends all ranks.
       let data = try collectively(communicator) {
         try DatasetLoader.load(

@@ -159,6 +159,11 @@ extension TrainOption {
       "resume", \.resume, property: "resume", default: "off",
       help: "continue from the newest checkpoint in DIR that verifies; none is an error", inStudy: .no),
     .flag(
+      "resume-if-any", \.resumeIfAny, property: "resumeIfAny", default: "off",
+      help:
+        "`--resume` when DIR holds a checkpoint, else a fresh start: one command for a job that may run again (a requeued batch job)",
+      inStudy: .no),
+    .flag(
       "start-fresh", \.startFresh, property: "startFresh", default: "off",
       help: "train anew although DIR holds checkpoints (same-step folders are replaced); without it, that is an error",
       inStudy: .no),

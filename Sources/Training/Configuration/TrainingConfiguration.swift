@@ -1,3 +1,5 @@
+import Checkpoints
+import Communication
 import Datasets
 import Diagnostics
 import GradientExchange
@@ -75,6 +77,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
   public var resume: Bool = false
   /// Train anew even though --checkpoint-dir already holds checkpoints (same-step folders are replaced).
   public var startFresh: Bool = false
+  /// `--resume` when DIR holds a checkpoint, a fresh start when it holds none: the one command a requeued batch job
+  /// runs every time (`resolvingResumeIfAny` decides, on rank 0, before anything else).
+  public var resumeIfAny: Bool = false
   /// Keep only the newest N checkpoints (nil: keep all). Older ones go only after a newer one is complete.
   public var keep: Int? = nil
   /// Seconds without progress after which a rank's watchdog ends the job (nil: automatic, see `Watchdog`).
@@ -213,6 +218,15 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
       throw ConfigurationError(
         option: "--checkpoint-every", expected: "a number of steps >= 0 (0: only at the end)",
         found: "\(checkpointEvery)")
+    }
+    if resumeIfAny && checkpointDirectory == nil {
+      throw ConfigurationError(
+        option: "--resume-if-any", expected: "a --checkpoint-dir to resume from", found: "no --checkpoint-dir")
+    }
+    if resumeIfAny && startFresh {
+      throw ConfigurationError(
+        option: "--resume-if-any", expected: "either --resume-if-any or --start-fresh", found: "both",
+        hint: "--resume-if-any starts fresh by itself when DIR holds no checkpoint.")
     }
     if resume && checkpointDirectory == nil {
       throw ConfigurationError(
@@ -354,5 +368,25 @@ public struct ConfigurationError: InputError, Equatable {
 
   public var description: String {
     "\(option): expected \(expected), found \(found)." + (hint.map { " \($0)" } ?? "")
+  }
+}
+
+extension TrainingConfiguration {
+  /// With `--resume-if-any`: `--resume` when rank 0 finds a complete checkpoint in the checkpoint directory, a fresh
+  /// start otherwise. Rank 0 decides (only it writes checkpoints; other hosts may not see the directory) and every
+  /// rank takes its answer, so all ranks restore or all initialise.
+  public func resolvingResumeIfAny(_ communicator: Communicator) throws -> TrainingConfiguration {
+    guard resumeIfAny, let checkpointDirectory else { return self }
+    // Rank 0 looks (a directory it cannot read is an input error every rank agrees on), then all take its answer.
+    var found: [Int32] = [
+      try collectively(communicator) {
+        guard communicator.isCoordinator else { return 0 }
+        return try CheckpointDirectory(path: checkpointDirectory).list().isEmpty ? 0 : 1
+      }
+    ]
+    try communicator.broadcast(&found, root: 0)
+    var resolved = self
+    resolved.resume = found[0] == 1
+    return resolved
   }
 }
