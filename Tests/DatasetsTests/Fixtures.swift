@@ -108,6 +108,6 @@ struct SmallDataset {
 }
 
 extension Dataset {
-  /// The stored bytes (a copy), for tests that compare them.
+  /// The stored bytes: a copy of them all at each use (hoist it out of loops), for tests that compare them.
   var pixels: [UInt8] { Array(samples.buffer) }
 }

@@ -54,13 +54,14 @@ struct SyntheticDataTests {
   @Test("learnable but not trivial: nearest class mean gets between 60% and 100% on the test split")
   func learnability() {
     let (train, test) = (Self.pair.train, Self.pair.test)
+    let (trainPixels, testPixels) = (train.pixels, test.pixels)
     let (f, c) = (train.featureCount, train.classCount)
     var means = [Double](repeating: 0, count: c * f)
     var counts = [Double](repeating: 0, count: c)
     for i in 0..<train.count {
       let label = Int(train.labels[i])
       counts[label] += 1
-      for k in 0..<f { means[label * f + k] += Double(train.pixels[i * f + k]) }
+      for k in 0..<f { means[label * f + k] += Double(trainPixels[i * f + k]) }
     }
     for label in 0..<c { for k in 0..<f { means[label * f + k] /= counts[label] } }
     var correct = 0
@@ -69,7 +70,7 @@ struct SyntheticDataTests {
       for label in 0..<c {
         var distance = 0.0
         for k in 0..<f {
-          let d = Double(test.pixels[i * f + k]) - means[label * f + k]
+          let d = Double(testPixels[i * f + k]) - means[label * f + k]
           distance += d * d
         }
         if distance < best.distance { best = (label, distance) }

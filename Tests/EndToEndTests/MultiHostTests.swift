@@ -109,6 +109,46 @@ struct MultiHostTests {
   }
 
   @Test(
+    "batch norm across hosts: with sync, one step of 2 hosts × 2 ranks equals one of 1 host × 4 (running statistics included; 1e-5); with local and --deterministic, the run is --simulate-workers 4 bit for bit"
+  )
+  func batchNormAcrossHosts() throws {
+    let cluster = try NamespaceCluster(hosts: 2, slots: 2)
+    defer { cluster.down() }
+    let scratch = try makeScratchDirectory("hosts-bn")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let url = { (name: String) in scratch.appendingPathComponent(name) }
+    let model = ["--model", "seq:conv8k3p1,bn,relu,pool2,flatten,linear32,bn,relu,linear10", "--random-flip"]
+    let sync = { (name: String) in
+      Self.arguments(batch: 16, steps: 80, checkpoints: url(name).path, extra: model + ["--batch-norm", "sync"])
+    }
+    let oneHost = try DDPTrainProcess.mpirun(ranks: 4, sync("one"))
+    #expect(oneHost.status == 0, "\(oneHost.output)")
+    let start = try SingleStep.parameters(at: 60, in: url("one"))
+    let local = try SingleStep.take(from: url("one"), at: 60, into: url("one-60"), sync("one-60")) {
+      try DDPTrainProcess.mpirun(ranks: 4, $0)
+    }
+    let across = try SingleStep.take(from: url("one"), at: 60, into: url("two-60"), sync("two-60")) {
+      try cluster.mpirun(ranks: 4, $0)
+    }
+    #expect(across.result.stdout.contains("MPI across hosts"), "\(across.result.stdout)")
+    SingleStep.expectSameStep(across.parameters, local.parameters, from: start, "sync batch norm, step 60")
+
+    let deterministic = try cluster.mpirun(
+      ranks: 4,
+      Self.arguments(
+        batch: 16, steps: 80, checkpoints: url("det").path, extra: model + ["--batch-norm", "local", "--deterministic"])
+    )
+    #expect(deterministic.status == 0, "\(deterministic.output)")
+    let simulated = try DDPTrainProcess.run(
+      Self.arguments(
+        batch: 16, steps: 80, checkpoints: url("sim").path,
+        extra: model + ["--batch-norm", "local", "--simulate-workers", "4"]))
+    #expect(simulated.status == 0, "\(simulated.output)")
+    let difference = bitwiseDifference(try finalParameters(in: url("det")), try finalParameters(in: url("sim")))
+    #expect(difference == nil, "\(difference ?? "")")
+  }
+
+  @Test(
     "a checkpoint of 2 hosts × 2 ranks resumes on 1 host × 4 and the reverse, only rank 0's host having it; one step from it on either layout agrees to 1e-5"
   )
   func checkpointsMoveBetweenTopologies() throws {
