@@ -436,6 +436,9 @@ def train(rank, args):
         model = DistributedDataParallel(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     x_all, y_all = load(args.data_dir)
+    if args.train_samples:
+        # A window over the first N samples: shorter epochs for the slow networks, the same work per sample.
+        x_all, y_all = x_all[:args.train_samples], y_all[:args.train_samples]
     n = x_all.shape[0]
     global_batch = world * args.batch_size
     steps = n // global_batch
@@ -489,6 +492,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int, default=29517)
     parser.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--train-samples", type=int, default=0, metavar="N",
+                        help="train on the first N samples only (each timed epoch is then N samples; 0: all)")
     args = parser.parse_args()
     # Checked here, before any process is spawned, so a bad expression is reported once (status 2, as argparse).
     try:
