@@ -36,9 +36,11 @@ public final class SampleBytes: @unchecked Sendable {
     self.init(owning: storage, count: bytes.count)
   }
 
-  /// A private copy of `bytes`.
+  /// A private copy of `bytes` (copied inside `withUnsafeBytes`: the pointer is valid only there).
   public convenience init(_ bytes: [UInt8]) {
-    self.init(copying: bytes.withUnsafeBytes { $0 })
+    let storage = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
+    bytes.withUnsafeBytes { if let source = $0.baseAddress { storage.copyMemory(from: source, byteCount: $0.count) } }
+    self.init(owning: storage, count: bytes.count)
   }
 
   /// Takes ownership of `storage` (allocated with `UnsafeMutableRawPointer.allocate`), which it deallocates.

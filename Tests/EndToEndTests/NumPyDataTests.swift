@@ -82,6 +82,8 @@ final class NumPyDataTests {
       """, ["/usr/share/datasets/fashion-mnist", scratch.path])
     let common = ["--model", "cnn", "--batch-size", "16", "--max-steps", "12", "--seed", "5", "--random-flip"]
     let idx = try train(ranks: 2, common, checkpoints: "idx")
+    let idxOwnCopies = try train(ranks: 2, common + ["--data-copies", "rank"], checkpoints: "idx-rank")
+    #expect(bitwiseDifference(idxOwnCopies, idx) == nil, "IDX files, --data-copies rank")
     for (file, copies) in [("stored.npz", "host"), ("compressed.npz", "host"), ("compressed.npz", "rank")] {
       let npz = try train(
         ranks: 2,
