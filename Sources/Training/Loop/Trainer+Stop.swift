@@ -33,7 +33,8 @@ extension Trainer {
       testAccuracy: state.lastEvaluation.accuracy, elapsedSeconds: elapsed, checkpoint: saved, stoppedBy: asker)
   }
 
-  /// This process's command line with `--resume` (and without `--start-fresh` or test faults), behind
+  /// This process's command line with `--resume` unless it has `--resume-if-any` (and without `--start-fresh` or test
+  /// faults), behind
   /// `mpirun -np K` when there are K ranks: the command that continues a stopped run.
   /// `ddp-train launch` passes its own resuming command in `DDP_TRAIN_RESUME_COMMAND`; that one is printed then.
   static func resumeCommand(worldSize: Int) -> String {
@@ -41,7 +42,8 @@ extension Trainer {
     var words = FaultInjection.removed(from: CommandLine.arguments).filter {
       !["--start-fresh", "--resume", "--no-resume"].contains($0)
     }
-    words.append("--resume")
+    // `--resume-if-any` resumes by itself once a checkpoint exists: the same command continues.
+    if !words.contains("--resume-if-any") { words.append("--resume") }
     let prefix = worldSize > 1 ? ["mpirun", "-np", String(worldSize)] : []
     return (prefix + words).map(shellQuoted).joined(separator: " ")
   }
