@@ -111,3 +111,17 @@ extension Dataset {
   /// The stored bytes: a copy of them all at each use (hoist it out of loops), for tests that compare them.
   var pixels: [UInt8] { Array(samples.buffer) }
 }
+
+/// Runs `Fixtures/<script>` (next to this file) with python3 to write its files into a fresh directory; its path.
+func fixtureDirectory(writtenBy script: String, failure: String) -> String {
+  let path = TemporaryDirectory().path + "-" + (script as NSString).deletingPathExtension
+  let location = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+    "Fixtures/" + script)
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+  process.arguments = ["python3", location.path, path]
+  try! process.run()
+  process.waitUntilExit()
+  precondition(process.terminationStatus == 0, "\(script) failed: \(failure)")
+  return path
+}

@@ -5,18 +5,7 @@ import Testing
 
 /// The folders of `Fixtures/make_image_folders.py`, written by its own PNG encoder when the tests start.
 enum ImageFolderFixtures {
-  static let directory: String = {
-    let path = TemporaryDirectory().path + "-folders"
-    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-      .appendingPathComponent("Fixtures/make_image_folders.py").path
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", script, path]
-    try! process.run()
-    process.waitUntilExit()
-    precondition(process.terminationStatus == 0, "make_image_folders.py failed (it needs python3)")
-    return path
-  }()
+  static let directory = fixtureDirectory(writtenBy: "make_image_folders.py", failure: "it needs python3")
 
   /// Image k of class `label`, channel c, as the script computes it, scaled to [0, 1]: [c, h, w] for `channels`
   /// channels; a gray image (k % 4 == 0 in the colour folder, every image in the gray one) repeats channel 0.

@@ -5,21 +5,9 @@ import Testing
 
 /// The NumPy files of `Fixtures/make_numpy_arrays.py`, written by the installed NumPy when the tests start.
 enum NumPyFixtures {
-  static let directory: String = {
-    let scratch = TemporaryDirectory()
-    let path = scratch.path + "-numpy"
-    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-      .appendingPathComponent("Fixtures/make_numpy_arrays.py").path
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", script, path]
-    try! process.run()
-    process.waitUntilExit()
-    precondition(
-      process.terminationStatus == 0,
-      "make_numpy_arrays.py failed: the NumPy tests need python3 and python3-numpy (launch/setup installs them)")
-    return path
-  }()
+  static let directory = fixtureDirectory(
+    writtenBy: "make_numpy_arrays.py",
+    failure: "the NumPy tests need python3 and python3-numpy (launch/setup installs them)")
 
   static func file(_ name: String) -> String { directory + "/" + name }
 

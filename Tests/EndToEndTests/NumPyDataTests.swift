@@ -64,6 +64,13 @@ final class NumPyDataTests {
     return try finalParameters(in: checkpoints)
   }
 
+  /// `train` on `--dataset kind --data-dir scratch/file`, its checkpoints in `scratch/<file>-<kind>`.
+  func train(on kind: String, _ file: String, _ common: [String]) throws -> [Float] {
+    try train(
+      ranks: 2, common + ["--dataset", kind, "--data-dir", scratch.appendingPathComponent(file).path],
+      checkpoints: "\(file)-\(kind)")
+  }
+
   @Test("Fashion-MNIST converted to .npz by NumPy trains to bitwise the weights of its IDX files (K = 2)")
   func fashionMNISTAsNPZ() throws {
     try NumPyScript.run(
@@ -105,17 +112,14 @@ final class NumPyDataTests {
       "--max-steps", "40", "--seed", "3", "--random-crop", "1", "--random-flip", "--normalize",
       "0.4,0.4,0.4:0.25,0.25,0.25", "--class-names", scratch.appendingPathComponent("names.txt").path,
     ]
-    let nhwc = try train(
-      ranks: 2, common + ["--dataset", "npz", "--data-dir", scratch.appendingPathComponent("nhwc.npz").path],
-      checkpoints: "nhwc")
-    let nchw = try train(
-      ranks: 2, common + ["--dataset", "npy", "--data-dir", scratch.appendingPathComponent("nchw").path],
-      checkpoints: "nchw")
+    let nhwc = try train(on: "npz", "nhwc.npz", common)
+    let nchw = try train(on: "npy", "nchw", common)
     #expect(bitwiseDifference(nhwc, nchw) == nil)
 
     let picture = scratch.appendingPathComponent("colour.png")
     let predicted = try DDPTrainProcess.run([
-      "predict", "--checkpoint", scratch.appendingPathComponent("nhwc").path, "--count", "4", "--image", picture.path,
+      "predict", "--checkpoint", scratch.appendingPathComponent("nhwc.npz-npz").path, "--count", "4", "--image",
+      picture.path,
       "--json",
     ])
     try #require(predicted.status == 0, "\(predicted.output)")
@@ -140,7 +144,7 @@ final class NumPyDataTests {
           colour += sum(1 for i in range(0, len(line), 3) if max(line[i:i + 3]) - min(line[i:i + 3]) > 40)
       assert colour > 500, "only %d colour pixels" % colour
       """, [picture.path])
-    let evaluated = try DDPTrainProcess.run(["eval", "--checkpoint", scratch.appendingPathComponent("nchw").path])
+    let evaluated = try DDPTrainProcess.run(["eval", "--checkpoint", scratch.appendingPathComponent("nchw-npy").path])
     try #require(evaluated.status == 0, "\(evaluated.output)")
     #expect(evaluated.stdout.contains("shade 5"), "\(evaluated.stdout)")
   }
@@ -180,15 +184,11 @@ final class NumPyDataTests {
       np.savez(os.path.join(out, "sorted.npz"), **arrays)
       """, ["/usr/share/datasets/fashion-mnist", scratch.path])
     let common = ["--model", "cnn", "--batch-size", "16", "--max-steps", "20", "--seed", "9", "--random-crop", "2"]
-    let folder = try train(
-      ranks: 2, common + ["--dataset", "folder", "--data-dir", scratch.appendingPathComponent("folder").path],
-      checkpoints: "folder")
-    let npz = try train(
-      ranks: 2, common + ["--dataset", "npz", "--data-dir", scratch.appendingPathComponent("sorted.npz").path],
-      checkpoints: "sorted")
+    let folder = try train(on: "folder", "folder", common)
+    let npz = try train(on: "npz", "sorted.npz", common)
     #expect(bitwiseDifference(folder, npz) == nil)
     let predicted = try DDPTrainProcess.run([
-      "predict", "--checkpoint", scratch.appendingPathComponent("folder").path, "--count", "3", "--json",
+      "predict", "--checkpoint", scratch.appendingPathComponent("folder-folder").path, "--count", "3", "--json",
     ])
     try #require(predicted.status == 0, "\(predicted.output)")
     #expect(predicted.stdout.contains("\"true_name\":\"0-t-shirt\""), "\(predicted.stdout)")
