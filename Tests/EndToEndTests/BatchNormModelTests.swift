@@ -154,6 +154,31 @@ struct BatchNormModelTests {
     #expect(evaluated.stdout.contains(value), "run: \(reported); eval: \(evaluated.stdout)")
   }
 
+  @Test(
+    "a stop with batch norm (sync, flips): SIGTERM during step 40's checkpoint write stops every rank after step 41 with status 75, and --resume ends bit for bit where the uninterrupted run ends"
+  )
+  func stopAndRestart() throws {
+    let scratch = try makeScratchDirectory("bn-stop")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let whole = scratch.appendingPathComponent("whole")
+    let stopped = scratch.appendingPathComponent("stopped")
+    let extra = ["--batch-norm", "sync", "--random-flip", "--checkpoint-every", "20"]
+    let reference = try DDPTrainProcess.mpirun(
+      ranks: 2, Self.arguments(batch: 16, steps: 70, checkpoints: whole, extra: extra))
+    #expect(reference.status == 0, "\(reference.output)")
+    // termwrite: rank 0 raises SIGTERM once the first file of step 40's checkpoint is on disk.
+    let stop = try DDPTrainProcess.mpirun(
+      ranks: 2,
+      Self.arguments(batch: 16, steps: 70, checkpoints: stopped, extra: extra + ["--inject-fault", "termwrite@0:40"]))
+    #expect(stop.status == 75, "\(stop.output)")
+    #expect(stop.stdout.contains("stopped by SIGTERM after step 41"), "\(stop.output)")
+    let resumed = try DDPTrainProcess.mpirun(
+      ranks: 2, Self.arguments(batch: 16, steps: 70, checkpoints: stopped, extra: extra + ["--resume"]))
+    #expect(resumed.status == 0, "\(resumed.output)")
+    #expect(resumed.stdout.contains("at step 41"), "\(resumed.stdout)")
+    #expect(try Self.modelFile(in: stopped) == (try Self.modelFile(in: whole)))
+  }
+
   @Test("--batch-norm sync with --simulate-workers is an input error (exit 2) that writes nothing")
   func synchronisedSimulationIsRefused() throws {
     let scratch = try makeScratchDirectory("bn-refused")
