@@ -174,7 +174,8 @@ final class ZipArchive {
         let (id, length) = (u16(extra), u16(extra + 2))
         if id == 0x0001 {
           var field = extra + 4
-          let fieldEnd = field + length
+          // A damaged length must not carry the reads past the entry's own extra field.
+          let fieldEnd = min(field + length, extraEnd)
           func widen(_ value: inout Int) {
             guard value == 0xFFFF_FFFF, field + 8 <= fieldEnd else { return }
             value = u64(field)
