@@ -75,6 +75,19 @@ public struct DatasetCache: Sendable {
     return path
   }
 
+  /// What the cache calls a file: its absolute path (symbolic links resolved), and its version: its size,
+  /// modification time (nanoseconds) and inode, which change when it is rewritten.
+  static func identity(of path: String) -> (source: String, version: String) {
+    let absolute = absolutePath(path)
+    var info = stat()
+    guard stat(path, &info) == 0 else { return (absolute, "unknown") }
+    return (absolute, "\(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec) \(info.st_ino)")
+  }
+
+  static func absolutePath(_ path: String) -> String {
+    URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+  }
+
   private func makeDirectory() throws(DatasetError) {
     do {
       try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

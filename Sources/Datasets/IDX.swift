@@ -42,13 +42,10 @@ public enum IDX {
     let file: MappedFile
     let offset: Int
     if reader.isGzip {
-      let absolute = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
-      var info = stat()
-      stat(path, &info)
-      let version = "\(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec) \(info.st_ino)"
-      let entry = try cache.entry(source: absolute, version: version, name: (path as NSString).lastPathComponent) {
+      let (source, version) = DatasetCache.identity(of: path)
+      let entry = try cache.entry(source: source, version: version, name: (path as NSString).lastPathComponent) {
         writer throws(DatasetError) in
-        let (reader, _, _, _) = try openImages(path: path)
+        // `reader` stands just past the header it checked.
         try writer.write(NumPyHeader.encode(descr: "|u1", shape: [count, rows, columns]))
         try streamBody(reader, count: bytes, headerBytes: 16, what: what) { chunk throws(DatasetError) in
           try writer.write(chunk)

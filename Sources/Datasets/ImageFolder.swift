@@ -137,7 +137,7 @@ enum ImageFolder {
     throws(DatasetError) -> Decoded
   {
     var built = false
-    let source = URL(fileURLWithPath: listing.directory).standardizedFileURL.resolvingSymlinksInPath().path
+    let source = DatasetCache.absolutePath(listing.directory)
     let name =
       ((listing.directory as NSString).deletingLastPathComponent as NSString).lastPathComponent + "-"
       + (listing.directory as NSString).lastPathComponent

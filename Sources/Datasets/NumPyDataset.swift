@@ -113,12 +113,7 @@ enum NumPyDataset {
   static func sampleShape(_ images: StoredArray, layout: ImageLayout?) throws(DatasetError) -> (
     shape: [Int], layout: ImageLayout
   ) {
-    guard images.header.type.pixelFormat != nil else {
-      throw DatasetError(
-        path: images.name,
-        problem: "the images are \(images.header.type); expected uint8 (scaled by 1/255) or float32 (used as they are)",
-        hint: "Convert them first, e.g. x.astype(numpy.uint8) or x.astype(numpy.float32)")
-    }
+    _ = try images.pixelFormat()
     let shape = images.header.shape
     guard shape.count >= 2, shape.count <= 4, shape.allSatisfy({ $0 > 0 }), shape[0] <= Int(Int32.max) else {
       throw DatasetError(

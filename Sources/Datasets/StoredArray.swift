@@ -34,7 +34,7 @@ struct StoredArray {
     let file = try MappedFile(path: path)
     let header = try NumPyHeader.parse(file.bytes, path: path)
     try checkSize(header, available: file.size - header.dataOffset, name: path)
-    let (source, version) = identity(of: path)
+    let (source, version) = DatasetCache.identity(of: path)
     return StoredArray(
       name: path, header: header, location: .mapped(file, offset: header.dataOffset), cacheSource: source,
       cacheVersion: version, cacheName: ((path as NSString).lastPathComponent as NSString).deletingPathExtension)
@@ -43,7 +43,7 @@ struct StoredArray {
   /// Member `member` (e.g. `x_train.npy`) of an `.npz` archive.
   static func open(_ member: ZipArchive.Member, of archive: ZipArchive) throws(DatasetError) -> StoredArray {
     let name = "\(archive.path):\(member.name)"
-    let (source, version) = identity(of: archive.path)
+    let (source, version) = DatasetCache.identity(of: archive.path)
     let cacheName =
       ((archive.path as NSString).lastPathComponent as NSString).deletingPathExtension + "-"
       + (member.name as NSString).deletingPathExtension
@@ -80,14 +80,6 @@ struct StoredArray {
           : "\(available - header.dataByteCount) bytes follow the \(header.dataByteCount) bytes of data its shape \(header.shape) of \(header.type) declares",
         hint: "Write the array again with numpy.save or numpy.savez, and check that the file was copied whole")
     }
-  }
-
-  /// The absolute path, and the file's size and modification time (nanoseconds) with its inode.
-  private static func identity(of path: String) -> (source: String, version: String) {
-    let absolute = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
-    var info = stat()
-    guard stat(path, &info) == 0 else { return (absolute, "unknown") }
-    return (absolute, "\(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec) \(info.st_ino)")
   }
 
   /// The data bytes as stored, handed to `body`: a view of the mapping, or the member inflated into memory.
@@ -127,12 +119,7 @@ struct StoredArray {
   /// (`copies` host: a mapping; rank: a private copy); otherwise decoded once, into the cache (host) or into this
   /// process's memory (rank). Any other element type is an input error.
   func samples(copies: DataCopies, cache: DatasetCache) throws(DatasetError) -> (SampleBytes, PixelFormat) {
-    guard let format = header.type.pixelFormat else {
-      throw DatasetError(
-        path: name,
-        problem: "the images are \(header.type); expected uint8 (scaled by 1/255) or float32 (used as they are)",
-        hint: "Convert them first, e.g. x.astype(numpy.uint8) or x.astype(numpy.float32)")
-    }
+    let format = try pixelFormat()
     let inPlace = !header.fortranOrder && !header.type.bigEndian
     if inPlace, case .mapped(let file, let offset) = location, offset % format.byteCount == 0 {
       let bytes = UnsafeRawBufferPointer(rebasing: file.bytes[offset..<offset + header.dataByteCount])
@@ -168,6 +155,17 @@ struct StoredArray {
         hint: "Remove the file; the next run builds it again")
     }
     return (SampleBytes(mapping: file, offset: offset, count: header.dataByteCount), format)
+  }
+
+  /// How the images are held in memory: uint8 or float32 (of either byte order); any other type is an input error.
+  func pixelFormat() throws(DatasetError) -> PixelFormat {
+    guard let format = header.type.pixelFormat else {
+      throw DatasetError(
+        path: name,
+        problem: "the images are \(header.type); expected uint8 (scaled by 1/255) or float32 (used as they are)",
+        hint: "Convert them first, e.g. x.astype(numpy.uint8) or x.astype(numpy.float32)")
+    }
+    return format
   }
 
   /// `stored` (this array's bytes as stored) into `output` in C order, little-endian.

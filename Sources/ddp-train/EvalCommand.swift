@@ -41,30 +41,15 @@ struct EvalCommand: ParsableCommand {
     }
     let result = try Trainer.evaluate(
       model: saved.model, dataset: test, communicator: SingleProcessCommunicator(), preprocessing: saved.preprocessing)
-    guard classes <= ConfusionMatrix.maxClasses else {
-      let note = "per-class scores and the confusion matrix are shown for at most \(ConfusionMatrix.maxClasses) classes"
-      if json {
-        let object: [String: Any] = [
-          "checkpoint": saved.location.path, "step": saved.state.step, "model": saved.state.model.description,
-          "dataset": saved.data.kind.rawValue, "test_loss": result.loss, "test_accuracy": result.accuracy,
-          "classes": classes, "note": note,
-        ]
-        print(
-          String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
-      } else {
-        print("checkpoint: \(saved.location.path) (step \(saved.state.step), \(saved.state.model))")
-        print(
-          String(format: "test loss %.4f  test accuracy %.4f", result.loss, result.accuracy)
-            + "  (\(test.count) test samples of \(saved.data.kind.rawValue), \(classes) classes)")
-        print(note + ".")
-      }
-      return
-    }
-    let matrix = ConfusionMatrix(
-      Predictor.predictAll(model: saved.model, dataset: test, preprocessing: saved.preprocessing),
-      classCount: saved.state.model.classCount)
+    // Beyond `ConfusionMatrix.maxClasses`: the loss and accuracy, and a note instead of the matrix.
+    let matrix =
+      classes <= ConfusionMatrix.maxClasses
+      ? ConfusionMatrix(
+        Predictor.predictAll(model: saved.model, dataset: test, preprocessing: saved.preprocessing),
+        classCount: classes) : nil
+    let note = "per-class scores and the confusion matrix are shown for at most \(ConfusionMatrix.maxClasses) classes"
     let names = saved.classNames
-    if let picture {
+    if let picture, let matrix {
       let title = "--model \(saved.state.model.name) at step \(saved.state.step) on \(saved.data.kind.rawValue)"
       switch picture.format {
       case .svg: try picture.write(Array(matrix.heatMapSVG(names: names, title: title).utf8))
@@ -72,7 +57,7 @@ struct EvalCommand: ParsableCommand {
       }
     }
     if json {
-      var object = matrix.jsonObject(names: names)
+      var object = matrix?.jsonObject(names: names) ?? ["classes": classes, "note": note]
       object["checkpoint"] = saved.location.path
       object["step"] = saved.state.step
       object["model"] = saved.state.model.description
@@ -87,7 +72,11 @@ struct EvalCommand: ParsableCommand {
     print("checkpoint: \(saved.location.path) (step \(saved.state.step), \(saved.state.model))")
     print(
       String(format: "test loss %.4f  test accuracy %.4f", result.loss, result.accuracy)
-        + "  (\(test.count) test samples of \(saved.data.kind.rawValue))")
+        + "  (\(test.count) test samples of \(saved.data.kind.rawValue)\(matrix == nil ? ", \(classes) classes" : ""))")
+    guard let matrix else {
+      print(note + ".")
+      return
+    }
     print("")
     print(matrix.text(names: names))
     if let picture { print("confusion matrix drawn in \(picture.path)") }
