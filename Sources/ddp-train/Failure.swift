@@ -55,9 +55,33 @@ func makeCommunicator() throws -> Communicator {
   if MPICommunicator.isLaunchedByMPI {
     // When this host's Open MPI daemon dies, its ranks go with it instead of waiting in a collective forever.
     _ = ddp_die_with_parent()
+    guardLauncherLeftWaiting()
     return try MPICommunicator()
   }
   return SingleProcessCommunicator()
+}
+
+/// How long after this host's ranks ended in a failed job an mpirun still running is taken to be waiting for a host
+/// it cannot reach. A reachable job's mpirun is gone within about a second of an abort.
+let launcherGrace = 3.0
+
+/// Under a plain mpirun whose ranks span several hosts, the first rank on mpirun's own host starts the guard of
+/// Note [A launcher left waiting] (LauncherGuard.c): then a lost link ends the job within the step timeout plus a
+/// few seconds, as under `launch`, instead of when TCP gives up.
+func guardLauncherLeftWaiting() {
+  let environment = ProcessInfo.processInfo.environment
+  guard environment["OMPI_COMM_WORLD_LOCAL_RANK"] == "0",
+    let size = environment["OMPI_COMM_WORLD_SIZE"].flatMap(Int.init),
+    let localSize = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init), localSize < size,
+    let parent = try? String(contentsOfFile: "/proc/\(getppid())/comm", encoding: .utf8),
+    ["mpirun", "mpiexec", "orterun", "prterun"].contains(parent.trimmingCharacters(in: .whitespacesAndNewlines))
+  else { return }
+  let host = ProcessInfo.processInfo.hostName
+  let message =
+    "ddp-train: the job failed, and mpirun was still running \(Int(launcherGrace)) s after its ranks on \(host) "
+    + "had ended: it is waiting for a host it cannot reach (a rank's watchdog message above names the ranks that "
+    + "stopped answering). Ended mpirun (SIGKILL) instead of letting it wait until TCP gives up.\n"
+  _ = ddp_guard_launcher(launcherGrace, message)
 }
 
 func finishJob(_ communicator: Communicator) {

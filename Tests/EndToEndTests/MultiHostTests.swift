@@ -281,6 +281,70 @@ struct MultiHostTests {
     #expect(result.stderr.contains("ranks 2-3 on \(cluster.hosts[1]) stopped answering"), "\(result.stderr)")
   }
 
+  @Test("plain mpirun on the first host: a link cut ends the job within --step-timeout + 10 s, naming the host")
+  func linkOfAHostCutUnderPlainMPIRun() throws {
+    let cluster = try NamespaceCluster(hosts: 2, slots: 2)
+    defer { cluster.down() }
+    let cutAt = LockedBox<Date>()
+    nonisolated(unsafe) let target = cluster
+    let arguments = [
+      "--dataset", "synthetic", "--model", "mlp:32", "--max-steps", "10000000", "--log-every", "1000000",
+      "--step-timeout", "10",
+    ]
+    // mpirun's own --timeout (120 s) is the backstop: without the guard of Note [A launcher left waiting], the
+    // job ends only there.
+    let result = try cluster.mpirun(ranks: 4, arguments, timeout: 120, onHost: cluster.hosts[0]) { _ in
+      _ = JobWatching.wait(timeout: 30) {
+        target.processes(on: target.hosts[1]).filter { $0.name == "ddp-train" }.count == target.slots
+      }
+      usleep(1_500_000)
+      cutAt.set(Date())
+      target.link(target.hosts[1], up: false)
+    }
+    let seconds = Date().timeIntervalSince(cutAt.value ?? Date())
+    #expect(!result.timedOut && result.status != 0, "\(result.output)")
+    #expect(seconds < 20, "ended \(seconds) s after the link went down: \(result.output)")
+    #expect(result.stderr.contains("not answering may be ranks 2-3 on \(cluster.hosts[1])"), "\(result.stderr)")
+    #expect(result.stderr.contains("Ended mpirun (SIGKILL)"), "\(result.stderr)")
+    // Nothing stays behind on mpirun's host: its ranks and the guard are gone.
+    let cleared = JobWatching.wait(timeout: 5) {
+      cluster.processes(on: cluster.hosts[0]).allSatisfy { $0.name != "ddp-train" && $0.name != "mpirun" }
+    }
+    #expect(cleared, "\(cluster.processes(on: cluster.hosts[0]))")
+  }
+
+  @Test("plain mpirun on the first host: the guard leaves a job that ends, or fails reachably, to mpirun")
+  func guardStaysOutOfReachableJobs() throws {
+    let cluster = try NamespaceCluster(hosts: 2, slots: 2)
+    defer { cluster.down() }
+    let finished = try cluster.mpirun(
+      ranks: 4, ["--dataset", "synthetic", "--model", "mlp:32", "--max-steps", "200", "--log-every", "1000"],
+      timeout: 60, onHost: cluster.hosts[0])
+    #expect(finished.status == 0, "\(finished.output)")
+    #expect(!finished.stderr.contains("Ended mpirun"), "\(finished.stderr)")
+    nonisolated(unsafe) let target = cluster
+    let killed = try cluster.mpirun(
+      ranks: 4,
+      [
+        "--dataset", "synthetic", "--model", "mlp:32", "--max-steps", "10000000", "--log-every", "1000000",
+        "--step-timeout", "10",
+      ], timeout: 60, onHost: cluster.hosts[0]
+    ) { _ in
+      _ = JobWatching.wait(timeout: 30) {
+        target.processes(on: target.hosts[1]).filter { $0.name == "ddp-train" }.count == target.slots
+      }
+      usleep(1_500_000)
+      target.killAll(named: "ddp-train", on: target.hosts[1])
+    }
+    // mpirun ends such a job by itself, with its own status, and the guard, finding it gone, says nothing.
+    #expect(!killed.timedOut && killed.status != 0 && killed.signal == nil, "\(killed.output)")
+    #expect(!killed.stderr.contains("Ended mpirun"), "\(killed.stderr)")
+    usleep(UInt32((3.0 + 1) * 1_000_000))
+    #expect(
+      cluster.processes(on: cluster.hosts[0]).allSatisfy { $0.name != "ddp-train" },
+      "\(cluster.processes(on: cluster.hosts[0]))")
+  }
+
   @Test("launch with a two-host cluster.yaml trains across them")
   func launchAcrossHosts() throws {
     let cluster = try NamespaceCluster(hosts: 2, slots: 2)

@@ -55,20 +55,25 @@ final class NamespaceCluster {
   var yaml: String { (try? String(contentsOfFile: stateDirectory + "/\(name).yaml", encoding: .utf8)) ?? "" }
 
   /// `mpirun -np ranks --hostfile ... ddp-train arguments...` across the hosts.
-  func mpirun(ranks: Int, _ arguments: [String], timeout: Double = 120, during: (@Sendable (pid_t) -> Void)? = nil)
-    throws -> DDPTrainProcess.Result
-  {
-    try mpirun(ranks: ranks, program: DDPTrainProcess.binary, arguments, timeout: timeout, during: during)
+  func mpirun(
+    ranks: Int, _ arguments: [String], timeout: Double = 120, onHost: String? = nil,
+    during: (@Sendable (pid_t) -> Void)? = nil
+  ) throws -> DDPTrainProcess.Result {
+    try mpirun(
+      ranks: ranks, program: DDPTrainProcess.binary, arguments, timeout: timeout, onHost: onHost, during: during)
   }
 
   /// `mpirun -np ranks --hostfile ... [mpirunOptions] program arguments...` across the hosts: any program, as each
   /// rank. `mpirunOptions` go to mpirun itself (`-x NAME=VALUE` gives every rank, on every host, a variable).
+  /// mpirun runs on this machine, outside the hosts, or with `onHost` inside one of them (as on a real cluster,
+  /// where it runs on the first node: that host's ranks are then its children).
   func mpirun(
     ranks: Int, program: String, _ arguments: [String], timeout: Double = 120, mpirunOptions: [String] = [],
-    during: (@Sendable (pid_t) -> Void)? = nil
+    onHost: String? = nil, during: (@Sendable (pid_t) -> Void)? = nil
   ) throws -> DDPTrainProcess.Result {
     let command =
-      [
+      (onHost.map { [Self.script, "exec", $0] } ?? [])
+      + [
         "mpirun", "-np", String(ranks), "--hostfile", hostfile, "--timeout", String(Int(timeout)), "--mca",
         "odls_base_sigkill_timeout", "0",
       ] + mpirunArguments + mpirunOptions + [program] + arguments

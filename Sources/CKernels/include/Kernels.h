@@ -183,3 +183,9 @@ int ddp_reexec_self(char *_Nullable const *_Nonnull argv);
 /// Open MPI's daemon on its host: when the daemon is killed, its ranks would otherwise live on, stuck in a
 /// collective with nobody left to end them. False where the call is not available.
 bool ddp_die_with_parent(void);
+
+/// Under a plain mpirun, ends an mpirun left waiting for a host it cannot reach (Note [A launcher left waiting] in
+/// LauncherGuard.c). Call in a rank whose parent is mpirun, before MPI_Init: forks a guard that, unless this
+/// process ends through exit(), waits `grace` seconds after its end and then, if the same parent is still running,
+/// writes `message` to the parent's stderr and SIGKILLs it. False where the guard could not be started.
+bool ddp_guard_launcher(double grace, const char *_Nonnull message);
