@@ -18,6 +18,11 @@ struct LaunchCommand: ParsableCommand {
       With --max-restarts N, a job that fails (any status but 0, 2, 3 and 75) is relaunched with --resume from its
       newest checkpoint, after a short pause; launch gives up after N restarts, or at once when the job fails
       again without having written a newer checkpoint.
+      With --elastic, a job that loses hosts (its ranks killed, its link down, its daemon gone) is relaunched on the
+      hosts that still answer, keeping the global batch K·B·M through the per-rank batch or accumulation where it
+      can; lost hosts are asked again every --probe-every seconds and, when they answer, the job stops with a
+      checkpoint and is relaunched on them too. A host lost 3 times is left out; fewer than --min-hosts hosts end
+      the job (status 69).
       """)
 
   @Option(help: "The cluster and training configuration.")
@@ -28,8 +33,16 @@ struct LaunchCommand: ParsableCommand {
   var mpirun: String = "mpirun"
   @Option(
     parsing: .unconditional,
-    help: "Relaunch a failed job up to N times from its newest checkpoint (needs --checkpoint-dir) (default 0).")
-  var maxRestarts = 0
+    help:
+      "Relaunch a failed job up to N times from its newest checkpoint (needs --checkpoint-dir) (default 0; 10 with --elastic)."
+  )
+  var maxRestarts: Int?
+  @Flag(help: "Continue on the hosts that still answer when hosts fail, and take them back when they answer again.")
+  var elastic = false
+  @Option(help: "With --elastic: the fewest hosts the job may run on (default 1).")
+  var minHosts = 1
+  @Option(help: "With --elastic: seconds between asking a lost host whether it is back (default 60).")
+  var probeEvery: Double = 60
   @Argument(parsing: .postTerminator, help: "Extra train options for every rank (after --).")
   var trainArguments: [String] = []
 
@@ -51,8 +64,12 @@ struct LaunchCommand: ParsableCommand {
       throw ConfigFileError(
         path: config, key: "cluster", problem: "missing; launch needs `cluster: {hosts: [{name, slots}]}`")
     }
+    let maxRestarts = self.maxRestarts ?? (elastic ? 10 : 0)
     guard maxRestarts >= 0 else {
       throw ConfigurationError(option: "--max-restarts", expected: "a number of restarts >= 0", found: "\(maxRestarts)")
+    }
+    if elastic {
+      try checkElastic(cluster: cluster, training: training)
     }
     if maxRestarts > 0 && training.checkpointDirectory == nil {
       throw ConfigurationError(
@@ -76,8 +93,7 @@ struct LaunchCommand: ParsableCommand {
     var hostfile: String?
     if !cluster.isLocalOnly {
       let path = NSTemporaryDirectory() + "ddp-train-hostfile-\(getpid())"
-      let lines = cluster.hosts.map { "\($0.name) slots=\($0.slots)" }.joined(separator: "\n") + "\n"
-      if !dryRun { try lines.write(toFile: path, atomically: true, encoding: .utf8) }
+      if !dryRun { try Self.writeHostfile(path, hosts: cluster.hosts) }
       mpirunCommand.hostfile = path
       hostfile = path
     }
@@ -93,6 +109,13 @@ struct LaunchCommand: ParsableCommand {
     fflush(nil)
     guard !dryRun else { return }
 
+    if elastic {
+      let status = try runElastic(
+        ElasticJob(
+          cluster: cluster, training: training, command: mpirunCommand, program: program, maxRestarts: maxRestarts))
+      if status != 0 { throw ExitCode(status) }
+      return
+    }
     var restarts = 0
     var resumedFrom: Int?
     let relay = cluster.isLocalOnly ? nil : FailureRelay(cluster: cluster)
@@ -117,7 +140,7 @@ struct LaunchCommand: ParsableCommand {
           + (newest.map { "from the checkpoint of step \($0)" } ?? "from the start (no checkpoint yet)")
           + String(format: " in %.0f s", pause))
       try appendRestartEvent(
-        to: training.metricsPath, restart: restarts, status: status, step: newest ?? 0)
+        to: training.metricsPath, restart: restarts, of: maxRestarts, status: status, step: newest ?? 0)
       usleep(UInt32(pause * 1_000_000))
       // Later options win: resume when there is something to resume, and never start fresh again.
       let again = program + (newest == nil ? ["--no-resume"] : ["--resume"]) + ["--no-start-fresh"]
@@ -141,7 +164,9 @@ struct LaunchCommand: ParsableCommand {
   /// answer SIGTERM or SIGINT by killing the ranks. A second one is passed on as SIGTERM: the job ends at once.
   /// With a `relay` (jobs across hosts) mpirun's stderr passes through launch, which, when the job fails, adds one
   /// line naming the host that failed and the ranks it ran.
-  func runJob(_ command: [String], relay: FailureRelay? = nil) throws -> Int32 {
+  /// `stopWhen`, polled every 0.1 s while the job runs, asks it to stop (SIGUSR1: a checkpoint, status 75) once it
+  /// returns true (launch --elastic, taking a host back).
+  func runJob(_ command: [String], relay: FailureRelay? = nil, stopWhen: (() -> Bool)? = nil) throws -> Int32 {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = command
@@ -154,13 +179,18 @@ struct LaunchCommand: ParsableCommand {
     let reader = pipe.map { pipe in relay!.start(reading: pipe.fileHandleForReading) }
     JobSignals.forward(to: process)
     var killedAfterWatchdog = false
-    if let relay {
+    if relay != nil || stopWhen != nil {
       // Note [A host mpirun cannot reach]: once a rank's watchdog has said it is ending the job, a reachable job
       // is gone within a second; mpirun still there after `abortWait` is waiting for a daemon it cannot reach,
       // and would wait for as long as TCP retransmits (a quarter of an hour). End it: the daemons it can reach then
       // end their ranks, and the ranks it cannot reach end by their own watchdog.
+      var stopAsked = false
       while process.isRunning {
-        if let fired = relay.watchdogFiredAt, Date().timeIntervalSince(fired) > Self.abortWait {
+        if !stopAsked, let stopWhen, stopWhen() {
+          kill(process.processIdentifier, SIGUSR1)
+          stopAsked = true
+        }
+        if let fired = relay?.watchdogFiredAt, Date().timeIntervalSince(fired) > Self.abortWait {
           kill(process.processIdentifier, SIGKILL)
           killedAfterWatchdog = true
           break
@@ -205,14 +235,24 @@ struct LaunchCommand: ParsableCommand {
   }
 
   /// A `restart` event in the job's metrics file, between the failed attempt's events and the next one's.
-  func appendRestartEvent(to path: String?, restart: Int, status: Int32, step: Int) throws {
+  func appendRestartEvent(to path: String?, restart: Int, of maxRestarts: Int, status: Int32, step: Int) throws {
+    appendEvent(
+      to: path,
+      "{\"event\":\"restart\",\"restart\":\(restart),\"max_restarts\":\(maxRestarts),"
+        + "\"failed_status\":\(status),\"resume_step\":\(step)}")
+  }
+
+  /// One line appended to the job's metrics file, between one attempt's events and the next one's.
+  func appendEvent(to path: String?, _ line: String) {
     guard let path, let handle = FileHandle(forWritingAtPath: path) else { return }
     defer { try? handle.close() }
     handle.seekToEndOfFile()
-    let line =
-      "{\"event\":\"restart\",\"restart\":\(restart),\"max_restarts\":\(maxRestarts),"
-      + "\"failed_status\":\(status),\"resume_step\":\(step)}\n"
-    handle.write(Data(line.utf8))
+    handle.write(Data((line + "\n").utf8))
+  }
+
+  static func writeHostfile(_ path: String, hosts: [ClusterSpec.Host]) throws {
+    let lines = hosts.map { "\($0.name) slots=\($0.slots)" }.joined(separator: "\n") + "\n"
+    try lines.write(toFile: path, atomically: true, encoding: .utf8)
   }
 }
 
@@ -313,6 +353,9 @@ final class FailureRelay: @unchecked Sendable {
     }
     return nil
   }
+
+  /// The hosts Open MPI named in its failure reports, in the order named.
+  var namedHosts: [String] { lock.withLock { named } }
 
   /// "the job failed on host ddpt-h2 (ranks 2-3)", or what is known when Open MPI named no host.
   func failedHostLine() -> String? {
