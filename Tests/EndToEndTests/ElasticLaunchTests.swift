@@ -64,7 +64,14 @@ struct ElasticLaunchTests {
       relaunchedAt.set(Date())
       // The host comes back a while later; launch asks it every 3 s.
       usleep(3_000_000)
+      let upAt = Date()
       target.link(lost, up: true)
+      if JobWatching.wait(timeout: 60, until: { (try? JobWatching.events("membership", in: metrics).count) == 2 }) {
+        print(
+          String(
+            format: "ElasticLaunchTests: 3 × 1: taken back %.1f s after the link came up",
+            Date().timeIntervalSince(upAt)))
+      }
     }
     #expect(result.status == 0 && !result.timedOut, "\(result.output)")
     let memberships = try JobWatching.events("membership", in: metrics)
@@ -79,7 +86,7 @@ struct ElasticLaunchTests {
     // Time lost to the failure: from the cut to the relaunch (watchdog: step timeout 5 s + its 2 s grace; launch's
     // 1.5 s wait; the probes; the pause), plus the steps redone since the checkpoint it continued from.
     let detection = relaunched.timeIntervalSince(cut)
-    print(String(format: "ElasticLaunchTests: relaunched %.1f s after the cut", detection))
+    print(String(format: "ElasticLaunchTests: 3 × 1: relaunched %.1f s after the cut", detection))
     #expect(detection < 5 + 15, "relaunched \(detection) s after the cut")
 
     // One step from the checkpoint the job continued from: 2 × 48 as relaunched, 3 × 32 as the original job.
@@ -123,6 +130,8 @@ struct ElasticLaunchTests {
       cluster, Self.train(batch: 64, steps: 12000, checkpoints: checkpoints, metrics: metrics), in: scratch)
     nonisolated(unsafe) let target = cluster
     let lost = cluster.hosts[1]
+    let cutAt = LockedBox<Date>()
+    let relaunchedAt = LockedBox<Date>()
     let result = try DDPTrainProcess.run(
       ["launch", "--config", config, "--elastic", "--probe-every", "600"], timeout: 240
     ) { _ in
@@ -130,7 +139,14 @@ struct ElasticLaunchTests {
         target.processes(on: lost).filter { $0.name == "ddp-train" }.count == target.slots
       }
       usleep(UInt32.random(in: 1_000_000...3_000_000))
+      cutAt.set(Date())
       target.link(lost, up: false)
+      _ = JobWatching.wait(timeout: 60) { (try? JobWatching.events("membership", in: metrics).count) == 1 }
+      relaunchedAt.set(Date())
+    }
+    if let cut = cutAt.value, let relaunched = relaunchedAt.value {
+      print(
+        String(format: "ElasticLaunchTests: 2 × 2: relaunched %.1f s after the cut", relaunched.timeIntervalSince(cut)))
     }
     #expect(result.status == 0 && !result.timedOut, "\(result.output)")
     let memberships = try JobWatching.events("membership", in: metrics)
@@ -139,6 +155,38 @@ struct ElasticLaunchTests {
     #expect(memberships.first?["batch_size"] as? Int == 128 && memberships.first?["global_batch"] as? Int == 256)
     #expect(result.stdout.contains("2 workers × 128 = global batch 256"), "\(result.stdout)")
     #expect(result.stdout.contains("done: 12000 steps"), "\(result.stdout)")
+  }
+
+  @Test("a host whose ranks are killed is taken back when it answers, and left out after its third loss")
+  func ranksKilledThenBackThenLeftOut() throws {
+    let cluster = try NamespaceCluster(hosts: 2, slots: 1)
+    defer { cluster.down() }
+    let scratch = try makeScratchDirectory("elastic-kills")
+    defer { try? FileManager.default.removeItem(at: scratch) }
+    let metrics = scratch.appendingPathComponent("metrics.jsonl")
+    let config = try Self.config(
+      cluster,
+      Self.train(batch: 32, steps: 40000, checkpoints: scratch.appendingPathComponent("ck"), metrics: metrics),
+      in: scratch)
+    nonisolated(unsafe) let target = cluster
+    let flaky = cluster.hosts[1]
+    let result = try DDPTrainProcess.run(
+      ["launch", "--config", config, "--elastic", "--probe-every", "2"], timeout: 240
+    ) { _ in
+      // Three times: once the host's rank runs (again), kill it.
+      for _ in 1...3 {
+        guard JobWatching.wait(timeout: 60, until: { target.processes(on: flaky).contains { $0.name == "ddp-train" } })
+        else { return }
+        usleep(1_000_000)
+        target.killAll(named: "ddp-train", on: flaky)
+        _ = JobWatching.wait(timeout: 10) { !target.processes(on: flaky).contains { $0.name == "ddp-train" } }
+      }
+    }
+    #expect(result.status == 0 && !result.timedOut, "\(result.output)")
+    let reasons = try JobWatching.events("membership", in: metrics).compactMap { $0["reason"] as? String }
+    #expect(reasons == ["lost", "returned", "lost", "returned", "lost"], "\(reasons)")
+    #expect(result.stderr.contains("host \(flaky) was lost 3 times; leaving it out"), "\(result.stderr)")
+    #expect(result.stdout.contains("done: 40000 steps"), "\(result.stdout)")
   }
 
   @Test("fewer hosts than --min-hosts end the job with status 69 and a message")

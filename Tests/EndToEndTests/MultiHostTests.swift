@@ -234,7 +234,10 @@ struct MultiHostTests {
       fault(target)
     }
     let end = Date()
-    return (result, end.timeIntervalSince(faultTime.value ?? end))
+    let seconds = end.timeIntervalSince(faultTime.value ?? end)
+    print(
+      String(format: "MultiHostTests: launch: the job ended %.1f s after the fault, status %d", seconds, result.status))
+    return (result, seconds)
   }
 
   @Test("every rank of a host killed: the job ends within 5 s, non-zero, naming the host and its ranks")
@@ -302,6 +305,7 @@ struct MultiHostTests {
       target.link(target.hosts[1], up: false)
     }
     let seconds = Date().timeIntervalSince(cutAt.value ?? Date())
+    print(String(format: "MultiHostTests: plain mpirun: the job ended %.1f s after the link was cut", seconds))
     #expect(!result.timedOut && result.status != 0, "\(result.output)")
     #expect(seconds < 20, "ended \(seconds) s after the link went down: \(result.output)")
     #expect(result.stderr.contains("not answering may be ranks 2-3 on \(cluster.hosts[1])"), "\(result.stderr)")
