@@ -41,16 +41,23 @@ static void disarm_guard(void) {
   while (written < 0 && errno == EINTR);
 }
 
-/// Field 22 of /proc/PID/stat, the process's start time in clock ticks since boot: with the pid, it tells the
-/// process apart from a later one that reuses the pid. Only async-signal-safe calls.
-static bool start_time(pid_t pid, unsigned long long *ticks) {
-  char path[64] = "/proc/";
+/// "/proc/PID" + `file` into `path` (64 bytes), without printf (async-signal-safe).
+static void proc_path(char path[64], pid_t pid, const char *file) {
   char digits[24];
   int count = 0;
   for (pid_t rest = pid; rest > 0 || count == 0; rest /= 10) digits[count++] = (char)('0' + rest % 10);
-  size_t at = strlen(path);
+  memcpy(path, "/proc/", 6);
+  size_t at = 6;
   while (count > 0) path[at++] = digits[--count];
-  memcpy(path + at, "/stat", 6);
+  size_t length = strlen(file);
+  memcpy(path + at, file, length + 1);
+}
+
+/// Field 22 of /proc/PID/stat, the process's start time in clock ticks since boot: with the pid, it tells the
+/// process apart from a later one that reuses the pid. Only async-signal-safe calls.
+static bool start_time(pid_t pid, unsigned long long *ticks) {
+  char path[64];
+  proc_path(path, pid, "/stat");
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
   char text[1024];
@@ -111,13 +118,8 @@ _Noreturn static void run_guard(int pipe_end, pid_t launcher, unsigned long long
   }
   unsigned long long now;
   if (!start_time(launcher, &now) || now != started) _exit(0);  // mpirun ended by itself.
-  char path[64] = "/proc/";
-  char digits[24];
-  int count = 0;
-  for (pid_t rest = launcher; rest > 0; rest /= 10) digits[count++] = (char)('0' + rest % 10);
-  size_t at = strlen(path);
-  while (count > 0) path[at++] = digits[--count];
-  memcpy(path + at, "/fd/2", 6);
+  char path[64];
+  proc_path(path, launcher, "/fd/2");
   int stderr_of_launcher = open(path, O_WRONLY | O_APPEND | O_NOCTTY | O_CLOEXEC);
   if (stderr_of_launcher >= 0) {
     write_all(stderr_of_launcher, guard_message, guard_message_length);
