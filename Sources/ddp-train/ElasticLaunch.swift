@@ -65,7 +65,7 @@ extension LaunchCommand {
       let layout = ElasticLayout.keeping(
         worldSize: active.reduce(0) { $0 + $1.slots }, originalWorldSize: cluster.worldSize,
         batchSize: job.training.batchSize, accumulate: job.training.accumulate)
-      let status = try runOnce(job, hosts: active, layout: layout, extra: again, watch: watch)
+      let (status, named) = try runOnce(job, hosts: active, layout: layout, extra: again, watch: watch)
       if Self.finalStatuses.contains(status) && status != ExitStatus.stopped { return status }
       if status == ExitStatus.stopped {
         // Stopped by launch to take hosts back, or by the user (who then gets the status).
@@ -83,7 +83,6 @@ extension LaunchCommand {
       if JobSignals.stopRequested { return status }
 
       // A failure: who failed? The hosts Open MPI named, and every active host that does not answer now.
-      let named = Set(lastRelay?.namedHosts ?? [])
       let silent = HostProbe.silent(among: active.map(\.name), job: job)
       let down = active.map(\.name).filter { named.contains($0) || silent.contains($0) }
       for host in down {
@@ -130,10 +129,10 @@ extension LaunchCommand {
     }
   }
 
-  /// One mpirun on `hosts` with `layout`; the relay it used is kept for naming failed hosts.
+  /// One mpirun on `hosts` with `layout`: its status, and the hosts Open MPI named as failed.
   private func runOnce(
     _ job: ElasticJob, hosts: [ClusterSpec.Host], layout: ElasticLayout, extra: [String], watch: LostHosts
-  ) throws -> Int32 {
+  ) throws -> (status: Int32, named: Set<String>) {
     let spec = ClusterSpec(hosts: hosts, mpirunArguments: job.cluster.mpirunArguments)
     var command = job.command
     command.ranks = layout.worldSize
@@ -149,11 +148,9 @@ extension LaunchCommand {
       fflush(nil)
     }
     let relay = FailureRelay(cluster: spec)
-    ElasticState.relay = relay
-    return try runJob(words, relay: relay, stopWhen: { watch.hasReturned })
+    let status = try runJob(words, relay: relay, stopWhen: { watch.hasReturned })
+    return (status, Set(relay.namedHosts))
   }
-
-  private var lastRelay: FailureRelay? { ElasticState.relay }
 
   private func newestCheckpoint(_ job: ElasticJob) throws -> Int? {
     try job.training.checkpointDirectory.flatMap { try CheckpointDirectory(path: $0).list().first?.step }
@@ -207,11 +204,6 @@ extension ElasticJob {
     training.model == "resnet"
       || training.model.split(whereSeparator: { ",:() ".contains($0) }).contains("bn")
   }
-}
-
-/// The relay of the attempt running now (one launch runs one job at a time).
-enum ElasticState {
-  nonisolated(unsafe) static var relay: FailureRelay?
 }
 
 /// Whether a host answers: a one-rank mpirun of `true` there, with the cluster's own mpirun arguments. It needs what

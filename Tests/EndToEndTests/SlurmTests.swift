@@ -42,9 +42,11 @@ final class SlurmCluster {
   }
 
   /// `sbatch --parsable launch/ddp-train.sbatch arguments...` from `directory`; the job's ID.
-  func submit(_ arguments: [String], in directory: URL, extra: [String: String] = [:]) throws -> String {
+  func submit(
+    _ arguments: [String], in directory: URL, extra: [String: String] = [:], sbatchOptions: [String] = []
+  ) throws -> String {
     let result = try DDPTrainProcess.execute(
-      ["sbatch", "--parsable", Self.jobScript] + arguments, timeout: 60, directory: directory,
+      ["sbatch", "--parsable"] + sbatchOptions + [Self.jobScript] + arguments, timeout: 60, directory: directory,
       extraEnvironment: environment.merging(extra) { _, new in new })
     try #require(result.status == 0, "sbatch: \(result.output)")
     return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -177,6 +179,36 @@ final class SlurmTests {
     #expect(seconds < 30, "\(seconds) s")
     #expect(log.contains("not answering may be rank 1 on \(cluster.name)-h2"), "\(log)")
     print("a lost node ended the job in \(String(format: "%.1f", seconds)) s (state \(fields["JobState"] ?? "?"))")
+  }
+
+  @Test("DDP_TRAIN_ELASTIC with sbatch --no-kill: a node lost mid-job, the job goes on on the other and completes")
+  func elasticJobLosesANode() throws {
+    let metrics = scratch.appendingPathComponent("metrics-elastic.jsonl")
+    let id = try cluster.submit(
+      Self.training + [
+        "--max-steps", "6000", "--step-timeout", "5", "--metrics", metrics.path, "--checkpoint-every", "1000",
+        "--log-every", "1000000",
+      ], in: scratch, extra: ["DDP_TRAIN_ELASTIC": "1", "DDP_TRAIN_CHECKPOINTS": "elastic"],
+      sbatchOptions: ["--no-kill"])
+    // Cut the second node's link once the job has a checkpoint to continue from.
+    let checkpoints = scratch.appendingPathComponent("elastic")
+    let start = Date()
+    while Date().timeIntervalSince(start) < 60 && JobWatching.steps(in: checkpoints).isEmpty {
+      Thread.sleep(forTimeInterval: 0.2)
+    }
+    let cut = NamespaceCluster.shell([NamespaceCluster.script, "link", "\(cluster.name)-h2", "down"])
+    try #require(cut.status == 0, "\(cut.output)")
+    let (fields, seconds) = try cluster.wait(for: id, timeout: 240) {
+      !["RUNNING", "PENDING", "COMPLETING"].contains($0["JobState"] ?? "")
+    }
+    let log = output(of: id)
+    #expect(fields["JobState"] == "COMPLETED", "\(fields)\n\(log)")
+    #expect(log.contains("lost \(cluster.name)-h2"), "\(log)")
+    #expect(log.contains("1 worker × 64 = global batch 64"), "\(log)")
+    #expect(log.contains("done: 6000 steps"), "\(log)")
+    let memberships = try JobWatching.events("membership", in: metrics)
+    #expect(memberships.first?["hosts"] as? [String] == ["\(cluster.name)-h1"], "\(memberships)")
+    print("an elastic job without its lost node completed \(String(format: "%.1f", seconds)) s after the cut")
   }
 
   @Test("down leaves no daemon, host or state behind")

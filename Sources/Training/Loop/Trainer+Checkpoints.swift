@@ -500,9 +500,9 @@ extension Trainer {
         if state.worldSize != plan.worldSize || state.batchSize != plan.batchSize || state.accumulate != plan.accumulate
         {
           console.line(
-            "note: the checkpoint was written by \(state.worldSize) workers × \(state.batchSize)"
+            "note: the checkpoint was written by \(state.worldSize) worker\(state.worldSize == 1 ? "" : "s") × \(state.batchSize)"
               + (state.accumulate > 1 ? " × \(state.accumulate)" : "") + " (global batch \(state.globalBatch)); "
-              + "this run has \(plan.worldSize) workers × \(plan.batchSize)"
+              + "this run has \(plan.worldSize) worker\(plan.worldSize == 1 ? "" : "s") × \(plan.batchSize)"
               + (plan.accumulate > 1 ? " × \(plan.accumulate)" : "")
               + " (global batch \(plan.globalBatch))")
         }
