@@ -55,9 +55,9 @@ struct ElasticLaunchTests {
     let result = try DDPTrainProcess.run(
       ["launch", "--config", config, "--elastic", "--min-hosts", "2", "--probe-every", "3"], timeout: 240
     ) { _ in
-      _ = JobWatching.wait(timeout: 30) { target.processes(on: lost).contains { $0.name == "ddp-train" } }
-      // A random moment, so a random step: 1 to 4 s into the run.
-      usleep(UInt32.random(in: 1_000_000...4_000_000))
+      // A random step after the first checkpoint (a cut before it would restart the job from step 0, which is
+      // tested by the 2 × 2 case): up to 2 s after it appears.
+      _ = JobWatching.waitForFirstCheckpoint(in: checkpoints, jitter: 2)
       cutAt.set(Date())
       target.link(lost, up: false)
       _ = JobWatching.wait(timeout: 60) { (try? JobWatching.events("membership", in: metrics).count) == 1 }
