@@ -62,17 +62,14 @@ extension LaunchCommand {
     var resumedFrom: Int?
     var again: [String] = []
     while true {
-      let layout = ElasticLayout.keeping(
-        worldSize: active.reduce(0) { $0 + $1.slots }, originalWorldSize: cluster.worldSize,
-        batchSize: job.training.batchSize, accumulate: job.training.accumulate)
-      let (status, named) = try runOnce(job, hosts: active, layout: layout, extra: again, watch: watch)
+      let (status, named) = try runOnce(job, hosts: active, extra: again, watch: watch)
       if Self.finalStatuses.contains(status) && status != ExitStatus.stopped { return status }
       if status == ExitStatus.stopped {
         // Stopped by launch to take hosts back, or by the user (who then gets the status).
         let back = watch.takeReturned()
         guard !back.isEmpty, !JobSignals.stopRequested else { return status }
         active = cluster.hosts.filter { host in active.contains(host) || back.contains(host.name) }
-        let newest = try newestCheckpoint(job)
+        let newest = try newestCheckpoint(job.training)
         say(
           "host\(back.count == 1 ? "" : "s") \(back.joined(separator: ", ")) answer\(back.count == 1 ? "s" : "") again; "
             + "continuing on \(active.count) hosts from the checkpoint of step \(newest ?? 0)")
@@ -105,7 +102,7 @@ extension LaunchCommand {
         say("the job failed with status \(status); giving up after \(restarts) restart(s) (--max-restarts)")
         return status
       }
-      let newest = try newestCheckpoint(job)
+      let newest = try newestCheckpoint(job.training)
       if down.isEmpty, let resumedFrom, newest == resumedFrom {
         say(
           "the job failed with status \(status) again from step \(resumedFrom) on the same hosts without writing a "
@@ -129,10 +126,11 @@ extension LaunchCommand {
     }
   }
 
-  /// One mpirun on `hosts` with `layout`: its status, and the hosts Open MPI named as failed.
+  /// One mpirun on `hosts` with their layout: its status, and the hosts Open MPI named as failed.
   private func runOnce(
-    _ job: ElasticJob, hosts: [ClusterSpec.Host], layout: ElasticLayout, extra: [String], watch: LostHosts
+    _ job: ElasticJob, hosts: [ClusterSpec.Host], extra: [String], watch: LostHosts
   ) throws -> (status: Int32, named: Set<String>) {
+    let layout = job.layout(on: hosts)
     let spec = ClusterSpec(hosts: hosts, mpirunArguments: job.cluster.mpirunArguments)
     var command = job.command
     command.ranks = layout.worldSize
@@ -152,17 +150,11 @@ extension LaunchCommand {
     return (status, Set(relay.namedHosts))
   }
 
-  private func newestCheckpoint(_ job: ElasticJob) throws -> Int? {
-    try job.training.checkpointDirectory.flatMap { try CheckpointDirectory(path: $0).list().first?.step }
-  }
-
   /// Says what the next attempt runs on, and appends a `membership` event to the metrics file.
   private func recordMembership(
     _ job: ElasticJob, active: [ClusterSpec.Host], reason: String, changed: [String], step: Int
   ) throws {
-    let layout = ElasticLayout.keeping(
-      worldSize: active.reduce(0) { $0 + $1.slots }, originalWorldSize: job.cluster.worldSize,
-      batchSize: job.training.batchSize, accumulate: job.training.accumulate)
+    let layout = job.layout(on: active)
     let original = job.cluster.worldSize * job.training.batchSize * job.training.accumulate
     if layout.keepsGlobalBatch {
       say("membership: \(active.map(\.name).joined(separator: ", ")): \(layout.description), as before")
@@ -199,6 +191,13 @@ extension LaunchCommand {
 }
 
 extension ElasticJob {
+  /// The per-rank batch and accumulation on `hosts` (see `ElasticLayout.keeping`).
+  func layout(on hosts: [ClusterSpec.Host]) -> ElasticLayout {
+    ElasticLayout.keeping(
+      worldSize: hosts.reduce(0) { $0 + $1.slots }, originalWorldSize: cluster.worldSize,
+      batchSize: training.batchSize, accumulate: training.accumulate)
+  }
+
   /// Whether the model has batch normalisation: the `resnet` preset, or a `bn` token in the spec.
   var hasBatchNorm: Bool {
     training.model == "resnet"

@@ -125,7 +125,7 @@ struct LaunchCommand: ParsableCommand {
         if maxRestarts > 0 { say("the job failed with status \(status); giving up after \(restarts) restart(s)") }
         break
       }
-      let newest = try training.checkpointDirectory.flatMap { try CheckpointDirectory(path: $0).list().first?.step }
+      let newest = try newestCheckpoint(training)
       if let resumedFrom, newest == resumedFrom {
         say(
           "the job failed with status \(status) again from step \(resumedFrom) without writing a newer checkpoint; "
@@ -248,6 +248,11 @@ struct LaunchCommand: ParsableCommand {
     defer { try? handle.close() }
     handle.seekToEndOfFile()
     handle.write(Data((line + "\n").utf8))
+  }
+
+  /// The step of the newest complete checkpoint in the job's checkpoint directory, if any.
+  func newestCheckpoint(_ training: TrainingConfiguration) throws -> Int? {
+    try training.checkpointDirectory.flatMap { try CheckpointDirectory(path: $0).list().first?.step }
   }
 
   static func writeHostfile(_ path: String, hosts: [ClusterSpec.Host]) throws {
