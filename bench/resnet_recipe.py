@@ -33,7 +33,8 @@ What is the same as ddp-train, by construction:
 One intra-op thread per process, gloo over loopback for K > 1. Each epoch prints a line and appends a JSON line
 to `--metrics` (epoch, lr, train loss, test loss and accuracy, samples/s of the epoch's training). `--max-steps`
 stops early (a smoke test). `--state PATH` saves
-the model, the optimizer and both generators after every epoch and continues from them when they exist. PyTorch is
+the model, the optimizer and every rank's generators after every epoch (one file, about 2 MB) and continues from
+them when it exists. PyTorch is
 never a dependency of ddp-train: use the throwaway venv of bench/compare.
 """
 import argparse
@@ -99,16 +100,18 @@ def run(rank, args):
     draws = torch.Generator().manual_seed(args.seed * 1000 + rank + 1)
     metrics = open(args.metrics, "a") if args.metrics and rank == 0 else None
     step, first_epoch = 0, 0
-    state_path = f"{args.state}.rank{rank}" if args.state else None
-    if state_path and os.path.exists(state_path):
-        saved = torch.load(state_path, weights_only=False)
+    if args.state and os.path.exists(args.state):
+        saved = torch.load(args.state, weights_only=False)
+        if saved["world_size"] != world:
+            raise SystemExit(f"resnet_recipe.py: --state {args.state} was written by {saved['world_size']} "
+                             f"processes, not --world-size {world}: continue with the same world size")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         order.set_state(saved["order"])
-        draws.set_state(saved["draws"])
+        draws.set_state(saved["draws"][rank])
         step, first_epoch = saved["step"], saved["epoch"]
         if rank == 0:
-            print(f"resumed after epoch {first_epoch} (step {step}) from {args.state}.rank*", flush=True)
+            print(f"resumed after epoch {first_epoch} (step {step}) from {args.state}", flush=True)
     for epoch in range(first_epoch, args.epochs):
         permutation = torch.randperm(n, generator=order)
         net.train()
@@ -145,12 +148,20 @@ def run(rank, args):
             if metrics:
                 metrics.write(json.dumps(record, sort_keys=True) + "\n")
                 metrics.flush()
-        if state_path:
-            # Every rank keeps its own draws generator; written whole under a temporary name, then renamed.
-            saved = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "order": order.get_state(),
-                     "draws": draws.get_state(), "step": step, "epoch": epoch + 1}
-            torch.save(saved, state_path + ".tmp")
-            os.replace(state_path + ".tmp", state_path)
+        if args.state:
+            # One file, by rank 0: the model and the optimizer are the same on every rank (DDP averages the
+            # gradients and broadcasts rank 0's buffers before each forward), the augmentation generators are not,
+            # so every rank's goes into it. Written whole under a temporary name, then renamed.
+            all_draws = [draws.get_state()]
+            if world > 1:
+                import torch.distributed as dist
+                all_draws = [None] * world
+                dist.all_gather_object(all_draws, draws.get_state())
+            if rank == 0:
+                saved = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "order": order.get_state(),
+                         "draws": all_draws, "step": step, "epoch": epoch + 1, "world_size": world}
+                torch.save(saved, args.state + ".tmp")
+                os.replace(args.state + ".tmp", args.state)
         if args.max_steps is not None and step >= args.max_steps:
             break
     if world > 1:
@@ -200,7 +211,7 @@ def main():
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--metrics", default=None)
     parser.add_argument("--state", default=None,
-                        help="save the training state here after every epoch (one file per rank, PATH.rankR) and "
+                        help="save the training state here after every epoch (one file, by rank 0) and "
                              "continue from it when it exists: a 30-epoch run may span several sittings")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int, default=29519)
