@@ -17,6 +17,8 @@ public final class ScalingStudy {
   /// Keep the result of a run whose record shows the same training finished (0) or diverged (3).
   public let reuse: Bool
   public let cores: Int
+  /// The CPU and GEMM kernels, for the report (e.g. "AMD EPYC, family 23 model 1; OpenBLAS 0.3.21, Zen kernels").
+  public var cpu: String?
   /// The study's own command line, for the report.
   public let command: [String]
   /// Progress lines (stdout by default).
@@ -91,7 +93,7 @@ public final class ScalingStudy {
         ($0.id, RunMetrics(path: path("metrics/\($0.id).jsonl")))
       })
     var report = StudyReport(
-      plan: plan, outcomes: outcomes, metrics: metrics, commands: commands, cores: cores,
+      plan: plan, outcomes: outcomes, metrics: metrics, commands: commands, cores: cores, cpu: cpu,
       command: command,
       created: ISO8601DateFormatter().string(from: Date()))
     try write(&report)

@@ -9,14 +9,14 @@ extension StudyReport {
   public init(
     plan: StudyPlan, outcomes: [String: RunOutcome], metrics: [String: RunMetrics],
     commands: [String: [String]],
-    cores: Int, command: [String], created: String
+    cores: Int, cpu: String? = nil, command: [String], created: String
   ) {
     let settings = plan.settings
     self.created = created
     self.command = command
     self.settings = settings
     let oversubscribed = settings.workers.filter { $0 > cores }
-    machine = Machine(cores: cores, oversubscribedWorkers: oversubscribed)
+    machine = Machine(cores: cores, oversubscribedWorkers: oversubscribed, cpu: cpu)
 
     let statuses = Dictionary(
       uniqueKeysWithValues: plan.runs.map { run in

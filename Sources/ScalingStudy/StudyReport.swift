@@ -19,6 +19,9 @@ public struct StudyReport: Codable, Sendable {
     public var cores: Int
     /// The worker counts that ran more ranks than cores (with --oversubscribe).
     public var oversubscribedWorkers: [Int]
+    /// The CPU and the GEMM kernels the trainings ran on, e.g. "AMD EPYC, family 23 model 1; OpenBLAS 0.3.21, Zen
+    /// kernels"; nil in reports written before it was recorded.
+    public var cpu: String?
   }
 
   /// One training, as launched.

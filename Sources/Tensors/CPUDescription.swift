@@ -10,12 +10,15 @@ public struct CPUDescription: Sendable, Equatable {
   public var model: Int
   /// The `flags` line: the instruction-set extensions the CPU has and the kernel enabled ("avx2", "avx512f", ...).
   public var flags: Set<String>
+  /// `model name`: "AMD EPYC", "Intel(R) Xeon(R) Platinum 8488C", ...; empty where the entry has none.
+  public var modelName: String
 
-  public init(vendor: String, family: Int, model: Int, flags: Set<String>) {
+  public init(vendor: String, family: Int, model: Int, flags: Set<String>, modelName: String = "") {
     self.vendor = vendor
     self.family = family
     self.model = model
     self.flags = flags
+    self.modelName = modelName
   }
 
   /// The first processor's entry of a `/proc/cpuinfo` text; nil when it has no `flags` line (not x86, or not Linux).
@@ -34,7 +37,7 @@ public struct CPUDescription: Sendable, Equatable {
     self.init(
       vendor: fields["vendor_id"] ?? "unknown", family: fields["cpu family"].flatMap { Int($0) } ?? 0,
       model: fields["model"].flatMap { Int($0) } ?? 0,
-      flags: Set(flags.split(separator: " ").map(String.init)))
+      flags: Set(flags.split(separator: " ").map(String.init)), modelName: fields["model name"] ?? "")
   }
 
   /// This machine's CPU, read once; nil where `/proc/cpuinfo` says nothing usable.
@@ -43,6 +46,9 @@ public struct CPUDescription: Sendable, Equatable {
 
   /// "family 6 model 207", as the header names the CPU.
   public var familyAndModel: String { "family \(family) model \(model)" }
+
+  /// "AMD EPYC, family 23 model 1", as reports name the machine their figures come from.
+  public var name: String { modelName.isEmpty ? familyAndModel : "\(modelName), \(familyAndModel)" }
 
   /// AMD's and Hygon's CPUs, for which OpenBLAS's AVX2 family is called Zen rather than Haswell.
   public var isAMD: Bool { vendor == "AuthenticAMD" || vendor == "HygonGenuine" }

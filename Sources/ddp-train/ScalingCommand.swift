@@ -3,6 +3,7 @@ import Datasets
 import Foundation
 import Optimizers
 import ScalingStudy
+import Tensors
 import Training
 
 /// `ddp-train scaling`: the scaling study. Runs trainings of this same binary through mpirun (never MPI in this
@@ -142,6 +143,11 @@ struct ScalingCommand: ParsableCommand {
     let study = ScalingStudy(
       plan: plan, launcher: launcher, directory: directory, reuse: reuse, cores: cores,
       command: ["ddp-train"] + CommandLine.arguments.dropFirst())
+    // The trainings inherit this process's kernel choice (KernelStartup), so its kernels are theirs.
+    study.cpu = [
+      CPUDescription.current?.name, "OpenBLAS \(BLAS.version), \(BLAS.kernelDescription.dropFirst("OpenBLAS ".count))",
+    ]
+    .compactMap { $0 }.joined(separator: "; ")
     let report = try study.run()
     print("report: \(folder)/report.md (and report.json, \(report.charts.count) charts)")
     let failed = report.runs.filter { $0.status == .failed }

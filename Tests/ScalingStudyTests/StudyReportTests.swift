@@ -58,7 +58,7 @@ import Testing
       jsonLines: Self.metrics(globalBatch: 1024, epochs: 2, accuracy: 0.10, trainLoss: 2.31))
     return StudyReport(
       plan: plan, outcomes: outcomes, metrics: metrics, commands: [:], cores: 2,
-      command: ["ddp-train", "scaling"],
+      cpu: "AMD EPYC, family 23 model 1; OpenBLAS 0.3.21, Zen kernels", command: ["ddp-train", "scaling"],
       created: "now")
   }
 
@@ -148,6 +148,8 @@ import Testing
         "| 1024 | 1×256×4 | diverged (step 17, lr 1.6) | diverged (at chance, 0.1000) |"))
     #expect(markdown.contains("| 256 | 1×256×1 | 0.8750 ✓ | 0.8600 |"))
     #expect(markdown.contains("B_simple ≈ **150**"))
+    #expect(markdown.contains("Machine: 2 cores (AMD EPYC, family 23 model 1; OpenBLAS 0.3.21, Zen kernels)."))
+    #expect(decoded.machine.cpu == report.machine.cpu)
   }
 }
 

@@ -85,6 +85,7 @@ import Testing
     let cpu = try #require(CPUDescription(cpuinfo: text))
     #expect(cpu.vendor == "GenuineIntel")
     #expect(cpu.familyAndModel == "family 6 model 207")
+    #expect(cpu.name == "Intel(R) Xeon(R) Platinum, family 6 model 207")
     #expect(cpu.flags == ["fpu", "sse2", "pni", "avx2", "fma", "avx512f", "avx512_bf16"])
     #expect(!cpu.isAMD)
     #expect(CPUDescription(cpuinfo: "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd\n") == nil)
