@@ -150,9 +150,13 @@ extension StudyReport {
       totalSteps: totalSteps)
   }
 
-  var describeCores: String {
+  var describeCores: String { describeCores(namingTheCPU: false) }
+
+  /// "2 cores (AMD EPYC, family 25 model 17; OpenBLAS 0.3.21, Cooperlake kernels); K = 4 oversubscribed".
+  func describeCores(namingTheCPU: Bool) -> String {
     let over = machine.oversubscribedWorkers
-    let cores = "\(machine.cores) core\(machine.cores == 1 ? "" : "s")"
+    var cores = "\(machine.cores) core\(machine.cores == 1 ? "" : "s")"
+    if namingTheCPU, let cpu = machine.cpu { cores += " (\(cpu))" }
     if over.isEmpty { return cores }
     return cores + "; K = " + over.map(String.init).joined(separator: ", ") + " oversubscribed"
   }

@@ -25,7 +25,7 @@ extension StudyReport {
       "Warmup \(Self.number(t.warmupEpochs)) epochs for linear + warmup, sqrt + warmup, LARS and LAMB; "
       + "LARS trust coefficient \(Self.number(t.trustCoefficient))"
       + (s.policies.contains(.lamb) ? "; LAMB η = \(Self.number(s.lambLearningRate)) at n = \(t.baseBatch)" : "")
-      + ". Machine: \(describeCores)" + (machine.cpu.map { " (\($0))" } ?? "") + "."
+      + ". Machine: \(describeCores(namingTheCPU: true))."
     out.append(
       "Model `\(t.model)` on \(data); " + optimizer + warmup
         + (s.quick ? " **Quick mode**: a smoke test of the tool, not a measurement." : ""))
