@@ -102,9 +102,6 @@ def run(rank, args):
     step, first_epoch = 0, 0
     if args.state and os.path.exists(args.state):
         saved = torch.load(args.state, weights_only=False)
-        if saved["world_size"] != world:
-            raise SystemExit(f"resnet_recipe.py: --state {args.state} was written by {saved['world_size']} "
-                             f"processes, not --world-size {world}: continue with the same world size")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         order.set_state(saved["order"])
@@ -222,6 +219,14 @@ def main():
               "\"SyncBatchNorm layers only work with GPU modules\" on CPU); run ddp-train --batch-norm sync instead",
               file=sys.stderr)
         sys.exit(2)
+    if args.state and os.path.exists(args.state):
+        import torch
+        written_by = torch.load(args.state, weights_only=False)["world_size"]
+        if written_by != args.world_size:
+            print(f"resnet_recipe.py: --state {args.state} was written by {written_by} processes, not "
+                  f"--world-size {args.world_size}: continue with the same --world-size, or start a new state file",
+                  file=sys.stderr)
+            sys.exit(2)
     if args.world_size == 1:
         run(0, args)
     else:

@@ -144,10 +144,8 @@ struct ScalingCommand: ParsableCommand {
       plan: plan, launcher: launcher, directory: directory, reuse: reuse, cores: cores,
       command: ["ddp-train"] + CommandLine.arguments.dropFirst())
     // The trainings inherit this process's kernel choice (KernelStartup), so its kernels are theirs.
-    study.cpu = [
-      CPUDescription.current?.name, "OpenBLAS \(BLAS.version), \(BLAS.kernelDescription.dropFirst("OpenBLAS ".count))",
-    ]
-    .compactMap { $0 }.joined(separator: "; ")
+    study.cpu = [CPUDescription.current?.name, "OpenBLAS \(BLAS.version), \(BLAS.coreName) kernels"]
+      .compactMap { $0 }.joined(separator: "; ")
     let report = try study.run()
     print("report: \(folder)/report.md (and report.json, \(report.charts.count) charts)")
     let failed = report.runs.filter { $0.status == .failed }
